@@ -1,0 +1,146 @@
+"""Ground-truth tables, train/val splits and file checks for man/woman image folders.
+
+    python dataset.py DIR                                  # DIR/ground_truth.txt and .npy
+    python dataset.py split DIR --out OUT --val 0.2 [--by-person]   # OUT/{train,val}/{man,woman}
+    python dataset.py check DIR                            # list unreadable or suspicious files
+Nothing here changes, moves or deletes the images: split links (or copies) them.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gender import CLASS_NAMES, UserError
+from gender.data import DEFAULT_PERSON_PATTERN, load_samples, split_samples, write_truth_table
+
+COMMANDS = ("truth", "split", "check")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    truth = sub.add_parser("truth", help="write the ground-truth table as .txt and .npy (default)")
+    truth.add_argument("data", metavar="DIR")
+    truth.add_argument("--out", help="output name without suffix (default DIR/ground_truth)")
+    split = sub.add_parser("split", help="make OUT/train and OUT/val from DIR/{man,woman}")
+    split.add_argument("data", metavar="DIR")
+    split.add_argument("--out", required=True)
+    split.add_argument("--val", type=float, default=0.2, help="validation fraction (default 0.2)")
+    split.add_argument("--by-person", nargs="?", const=DEFAULT_PERSON_PATTERN, metavar="REGEX",
+                       help="keep each person on one side; id = group 1 of REGEX on the file "
+                       "name (default %(const)r)")
+    split.add_argument("--copy", action="store_true", help="copy instead of hard/symbolic links")
+    split.add_argument("--seed", type=int, default=1337)
+    check = sub.add_parser("check", help="list unreadable or suspicious images")
+    check.add_argument("data", metavar="DIR")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "truth")  # the seeds' `python dataset.py DIR`
+    args = build_parser().parse_args(argv)
+    try:
+        return {"truth": write_truth, "split": make_split, "check": check_files}[args.command](args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _all_samples(data):
+    from gender.data import Samples
+
+    splits = load_samples(data)
+    parts = list(splits.values())
+    return Samples([p for s in parts for p in s.paths], np.concatenate([s.labels for s in parts]))
+
+
+def write_truth(args) -> int:
+    from gender.atomic import atomic_path
+
+    samples = _all_samples(args.data)
+    stem = Path(args.out) if args.out else Path(args.data) / "ground_truth"
+    write_truth_table(stem.with_suffix(".txt"), samples, relative_to=stem.parent)
+    # A structured array loads with np.load(...) and no pickle: fields 'path' and 'label'.
+    table = np.array(list(zip(samples.paths, samples.labels)),
+                     dtype=[("path", f"U{max(len(p) for p in samples.paths)}"), ("label", "i1")])
+    with atomic_path(stem.with_suffix(".npy")) as tmp:
+        np.save(tmp, table)
+    counts = ", ".join(f"{k} {v}" for k, v in samples.counts().items())
+    print(f"{len(samples)} images ({counts}) -> {stem.with_suffix('.txt')}, "
+          f"{stem.with_suffix('.npy')}")
+    return 0
+
+
+def make_split(args) -> int:
+    source = Path(args.data)
+    out = Path(args.out)
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+        raise UserError(f"--out {out}: must be outside {source} (the images are never touched)")
+    for split in ("train", "val"):
+        if (out / split).exists() and any((out / split).iterdir()):
+            raise UserError(f"{out / split}: already exists and is not empty")
+    samples = _all_samples(source)
+    train, val = split_samples(samples, args.val, args.seed, args.by_person)
+    for split, part in (("train", train), ("val", val)):
+        for path, label in zip(part.paths, part.labels):
+            src = Path(path)
+            # Keep the path below the class folder so equal names in subfolders cannot collide.
+            relative = src.relative_to(source / CLASS_NAMES[label]) if src.is_relative_to(
+                source / CLASS_NAMES[label]) else Path(src.name)
+            target = out / split / CLASS_NAMES[label] / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _place(src, target, copy=args.copy)
+        counts = ", ".join(f"{k} {v}" for k, v in part.counts().items())
+        print(f"{out / split}: {len(part)} images ({counts})")
+    if args.by_person:
+        from gender.data import person_ids
+
+        overlap = set(person_ids(train.paths, args.by_person)) & set(
+            person_ids(val.paths, args.by_person))
+        print(f"persons on both sides: {len(overlap)}")
+    return 0
+
+
+def _place(src: Path, target: Path, copy: bool) -> None:
+    if copy:
+        shutil.copy2(src, target)
+        return
+    try:
+        os.link(src, target)  # a hard link shares the bytes: no copy, and no change to src
+    except OSError:
+        target.symlink_to(src.resolve())
+
+
+def check_files(args) -> int:
+    from gender.images import BadImageError, read_image
+
+    samples = _all_samples(args.data)
+    problems = 0
+    sizes = []
+    for path in samples.paths:
+        try:
+            image = read_image(path)
+        except BadImageError as err:
+            print(f"bad: {err}")
+            problems += 1
+            continue
+        sizes.append(image.shape[:2])
+        if min(image.shape[:2]) < 24:
+            print(f"suspicious: {path}: only {image.shape[1]}x{image.shape[0]} pixels")
+            problems += 1
+    counts = ", ".join(f"{k} {v}" for k, v in samples.counts().items())
+    print(f"{len(samples)} files ({counts}); {problems} with problems")
+    if sizes:
+        heights, widths = zip(*sizes)
+        print(f"sizes: height {min(heights)}..{max(heights)}, width {min(widths)}..{max(widths)}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

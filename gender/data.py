@@ -1,0 +1,276 @@
+"""Find man/woman images on disk, split them, decode them once and feed them to Keras.
+
+Folder layouts read (class order is always CLASS_NAMES, whatever the folder order):
+    DIR/{man,woman}/...                      one set, split into train/val by the trainer
+    DIR/{train,val}/{man,woman}/...          an existing split (seed 001's DIR/all is then ignored)
+    DIR/all/{man,woman}/...                  seed 001's layout without train/val: one set
+A ground-truth table (`path<TAB>label` lines, as `dataset.py` and the trainer write) is read too.
+
+Images are decoded with OpenCV once, up front, into one uint8 array, instead of with
+`image_dataset_from_directory`: that decoder stops the whole run at the first corrupt file (possibly
+in epoch 3), while here a bad file is reported by name and skipped, and no epoch decodes a JPEG again.
+"""
+
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gender import CLASS_NAMES, UserError
+from gender.images import BadImageError, is_image_file, load_image
+
+# Pedestrian file names start with the person number ("000_45_1.jpg" is person 000).
+DEFAULT_PERSON_PATTERN = r"^(\d+)_"
+# Decoded images larger than this go to a disk-backed array instead of RAM (see decode_images).
+MEMORY_BUDGET_BYTES = int(os.environ.get("GENDER_MEMORY_BUDGET_MB", "2048")) * 2**20
+TRUTH_HEADER = f"# path<TAB>label  (label 0 = {CLASS_NAMES[0]}, 1 = {CLASS_NAMES[1]})\n"
+
+
+@dataclass
+class Samples:
+    """Image paths and their labels (0 = man, 1 = woman)."""
+
+    paths: list[str]
+    labels: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, index) -> "Samples":
+        return Samples([self.paths[i] for i in index], self.labels[index])
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(CLASS_NAMES)}
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _has_classes(folder: Path) -> bool:
+    return any((folder / name).is_dir() for name in CLASS_NAMES)
+
+
+def find_splits(root) -> dict[str, Path]:
+    """Resolve a data folder into {'train': dir, 'val': dir} or {'all': dir}, each with man/woman.
+
+    Raises:
+        UserError: the path is missing or holds no man/woman folders.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{root}: no such file or folder")
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder (expected man/ and woman/ inside)")
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        splits = {"train": root / "train", "val": root / "val"}
+    elif _has_classes(root):
+        splits = {"all": root}
+    elif (root / "all").is_dir():
+        splits = {"all": root / "all"}
+    else:
+        raise UserError(
+            f"{root}: expected folders {CLASS_NAMES[0]}/ and {CLASS_NAMES[1]}/ "
+            "(or train/ and val/ each holding them)"
+        )
+    for folder in splits.values():
+        for name in CLASS_NAMES:
+            if not (folder / name).is_dir():
+                raise UserError(f"{folder}: missing class folder {name}/")
+    return splits
+
+
+def list_folder(folder) -> Samples:
+    """List the images under folder/man and folder/woman (recursively), in a stable order.
+
+    Files without an image extension are reported and skipped; an empty class is an error.
+    """
+    folder = Path(folder)
+    paths, labels = [], []
+    for label, name in enumerate(CLASS_NAMES):
+        class_dir = folder / name
+        found = 0
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_dir() or path.name.startswith("."):
+                continue
+            if not is_image_file(path):
+                warn(f"{path}: not an image file name (skipped)")
+                continue
+            paths.append(str(path))
+            labels.append(label)
+            found += 1
+        if found == 0:
+            raise UserError(f"{class_dir}: no images in this class folder")
+    return Samples(paths, np.asarray(labels, dtype=np.int64))
+
+
+def read_truth_table(path) -> Samples:
+    """Read a ground-truth table written by `dataset.py` or the trainer (`path<TAB>label`)."""
+    path = Path(path)
+    paths, labels = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            image, label = line.rsplit("\t", 1)
+            label = int(label)
+            if label not in (0, 1):
+                raise ValueError
+        except ValueError:
+            raise UserError(f"{path}:{number}: expected 'path<TAB>0|1', got {line[:60]!r}") from None
+        image = Path(image)
+        paths.append(str(image if image.is_absolute() else path.parent / image))
+        labels.append(label)
+    if not paths:
+        raise UserError(f"{path}: the ground-truth table lists no images")
+    return Samples(paths, np.asarray(labels, dtype=np.int64))
+
+
+def write_truth_table(path, samples: Samples, relative_to=None) -> None:
+    """Write samples as a `path<TAB>label` table, atomically (paths relative to `relative_to`)."""
+    from gender.atomic import write_text
+
+    base = Path(relative_to).resolve() if relative_to else None
+    lines = [TRUTH_HEADER]
+    for image, label in zip(samples.paths, samples.labels):
+        image = Path(image).resolve()
+        if base is not None and image.is_relative_to(base):
+            image = image.relative_to(base)
+        lines.append(f"{image}\t{int(label)}\n")
+    write_text(path, "".join(lines))
+
+
+def load_samples(source) -> dict[str, Samples]:
+    """List a data folder or a ground-truth table: {'train': .., 'val': ..} or {'all': ..}."""
+    source = Path(source)
+    if source.is_file() and source.suffix == ".txt":
+        return {"all": read_truth_table(source)}
+    return {split: list_folder(folder) for split, folder in find_splits(source).items()}
+
+
+def person_ids(paths, pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
+    """The person id of each file, from the first group of `pattern` matched on the file name.
+
+    A name that does not match is its own person, so an unmatched file can never leak across.
+    """
+    regex = re.compile(pattern)
+    ids = []
+    for path in paths:
+        match = regex.search(Path(path).name)
+        ids.append(match.group(1) if match else f"file:{path}")
+    return ids
+
+
+def split_samples(samples: Samples, val_fraction: float, seed: int, person_pattern=None):
+    """Split into (train, val), stratified by class; by person when `person_pattern` is given.
+
+    With a pattern, all images of one person land on the same side, so validation measures
+    people the model never saw (the seeds' lesson: a seen person is easy, a new one is not).
+    """
+    if not 0 < val_fraction < 1:
+        raise UserError(f"--val-split {val_fraction}: expected a fraction between 0 and 1")
+    groups = (
+        person_ids(samples.paths, person_pattern)
+        if person_pattern
+        else [f"file:{p}" for p in samples.paths]
+    )
+    rng = np.random.default_rng(seed)
+    val_index = []
+    for label in range(len(CLASS_NAMES)):
+        members: dict[str, list[int]] = {}
+        for i in np.flatnonzero(samples.labels == label):
+            members.setdefault(groups[i], []).append(int(i))
+        keys = sorted(members)
+        rng.shuffle(keys)
+        target = val_fraction * sum(len(v) for v in members.values())
+        taken = 0
+        for key in keys:
+            if taken >= target:
+                break
+            val_index.extend(members[key])
+            taken += len(members[key])
+    val_set = set(val_index)
+    train_index = [i for i in range(len(samples)) if i not in val_set]
+    train, val = samples.subset(train_index), samples.subset(sorted(val_set))
+    for name, part in (("training", train), ("validation", val)):
+        for class_name, count in part.counts().items():
+            if count == 0:
+                raise UserError(f"the {name} split has no {class_name} images; use more data "
+                                "or another --val-split")
+    return train, val
+
+
+def decode_images(samples: Samples, size, cache_dir=None, workers=None):
+    """Decode and resize every image once, skipping (and reporting) the bad ones.
+
+    Returns:
+        (images, kept): images is (N, H, W, 3) uint8, in RAM when it fits MEMORY_BUDGET_BYTES,
+        else a np.memmap file in `cache_dir`; kept is the Samples that decoded.
+    """
+    height, width = size
+    workers = workers or min(8, os.cpu_count() or 2)
+
+    def load(path):
+        try:
+            return load_image(path, size)
+        except BadImageError as err:
+            return err
+
+    n = len(samples)
+    nbytes = n * height * width * 3
+    if nbytes > MEMORY_BUDGET_BYTES and cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        store = np.lib.format.open_memmap(
+            Path(cache_dir) / f"images_{height}x{width}.npy", mode="w+", dtype=np.uint8,
+            shape=(n, height, width, 3))
+    else:
+        store = np.empty((n, height, width, 3), np.uint8)
+    kept = []
+    # OpenCV releases the GIL while decoding and resizing, so threads use every core.
+    with ThreadPoolExecutor(workers) as pool:
+        for i, result in enumerate(pool.map(load, samples.paths, chunksize=16)):
+            if isinstance(result, BadImageError):
+                warn(f"{result} (skipped)")
+                continue
+            store[len(kept)] = result
+            kept.append(i)
+    if not kept:
+        raise UserError("no readable images")
+    images = store[: len(kept)]
+    return images, samples.subset(kept)
+
+
+def make_dataset(images, labels, batch_size: int, shuffle: bool, seed: int = 0, augment=None):
+    """A tf.data pipeline of (uint8 images, float labels) batches from decoded arrays.
+
+    Batches are sliced from the array in Python (cheap: one memcpy per batch) so the same code
+    serves an in-RAM array and a disk-backed memmap; augmentation runs in tf.data threads.
+    """
+    import tensorflow as tf
+
+    n = len(images)
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, np.float32).reshape(-1, 1)
+
+    def batches():
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            index = np.sort(order[start: start + batch_size])  # sorted: sequential memmap reads
+            yield images[index], labels[index]
+
+    height, width = images.shape[1:3]
+    ds = tf.data.Dataset.from_generator(
+        batches,
+        output_signature=(
+            tf.TensorSpec((None, height, width, 3), tf.uint8),
+            tf.TensorSpec((None, 1), tf.float32),
+        ),
+    )
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

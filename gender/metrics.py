@@ -1,0 +1,110 @@
+"""The one definition of every number the toolkit reports.
+
+AP is scikit-learn's `average_precision_score`: the step-wise (non-interpolated) area under the
+precision-recall curve. It is not Keras' `AUC(curve="PR")`, which interpolates. AP(woman) ranks
+images by p = P(woman); AP(man) by 1 - p; mAP is the mean of the two.
+"""
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from gender import CLASS_NAMES
+
+THRESHOLD = 0.5
+
+
+def average_precision(is_positive, scores) -> float:
+    """AP of one class: `is_positive` (N,) bool, `scores` (N,) higher = more likely positive."""
+    is_positive = np.asarray(is_positive, bool)
+    if not is_positive.any():
+        return float("nan")  # undefined without a single positive
+    return float(average_precision_score(is_positive, np.asarray(scores, float)))
+
+
+def mean_ap(labels, p_woman) -> tuple[dict[str, float], float]:
+    """Per-class AP and their mean; labels (N,) 0/1, p_woman (N,) in [0, 1]."""
+    labels, p_woman = np.asarray(labels), np.asarray(p_woman, float)
+    ap = {
+        CLASS_NAMES[0]: average_precision(labels == 0, 1.0 - p_woman),
+        CLASS_NAMES[1]: average_precision(labels == 1, p_woman),
+    }
+    return ap, float(np.mean(list(ap.values())))
+
+
+def evaluate(labels, p_woman, threshold: float = THRESHOLD) -> dict:
+    """Every reported number for one evaluation, as a JSON-ready dict.
+
+    `confusion_rates["woman==>man"]` is the fraction of true women predicted man (each true class's
+    rates sum to 1); `confusion_matrix[i][j]` counts true class i predicted as class j.
+    """
+    labels = np.asarray(labels, int)
+    p_woman = np.asarray(p_woman, float)
+    predicted = (p_woman >= threshold).astype(int)
+    n = len(labels)
+    matrix = np.zeros((2, 2), int)
+    np.add.at(matrix, (labels, predicted), 1)
+    ap, map_ = mean_ap(labels, p_woman)
+    rates, precision, recall, f1, error_rate = {}, {}, {}, {}, {}
+    for i, true_name in enumerate(CLASS_NAMES):
+        support = matrix[i].sum()
+        for j, predicted_name in enumerate(CLASS_NAMES):
+            rates[f"{true_name}==>{predicted_name}"] = _ratio(matrix[i, j], support)
+        precision[true_name] = _ratio(matrix[i, i], matrix[:, i].sum())
+        recall[true_name] = _ratio(matrix[i, i], support)
+        error_rate[true_name] = _ratio(support - matrix[i, i], support)
+        p, r = precision[true_name], recall[true_name]
+        f1[true_name] = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    correct = int(np.trace(matrix))
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": _ratio(correct, n),
+        "balanced_accuracy": float(np.nanmean(list(recall.values()))),
+        "ap": ap,
+        "map": map_,
+        "confusion_rates": rates,
+        "error_rate": error_rate,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": {name: int(matrix[i].sum()) for i, name in enumerate(CLASS_NAMES)},
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(CLASS_NAMES),
+        "threshold": threshold,
+    }
+
+
+def _ratio(numerator, denominator) -> float:
+    return float(numerator / denominator) if denominator else float("nan")
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.2f}"
+
+
+def format_report(report: dict, title: str) -> str:
+    """The seeds' text report (seed 001's mAP report plus the pedestrian seed's confusion rates)."""
+    names = report["class_names"]
+    lines = [
+        "mAP report",
+        f"Evaluation dataset: {title}",
+        f"{report['correct']} images correctly predicted among {report['n']} evaluation images",
+        f"accuracy(%): {_pct(report['accuracy'])}   balanced accuracy(%): "
+        f"{_pct(report['balanced_accuracy'])}",
+    ]
+    lines += [f"AP {name}(%): {_pct(report['ap'][name])}" for name in names]
+    lines += [f"mAP(%): {_pct(report['map'])}", ""]
+    for key, rate in report["confusion_rates"].items():
+        lines.append(f"{key:<16} {rate:.3f}" if rate == rate else f"{key:<16} n/a")
+    lines += ["", f"{'class':<8}{'support':>9}{'error%':>9}{'precision':>11}{'recall':>9}{'F1':>8}"]
+    for name in names:
+        lines.append(
+            f"{name:<8}{report['support'][name]:>9}{_pct(report['error_rate'][name]):>9}"
+            f"{_pct(report['precision'][name]):>11}{_pct(report['recall'][name]):>9}"
+            f"{_pct(report['f1'][name]):>8}"
+        )
+    matrix = report["confusion_matrix"]
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              f"{'':<8}" + "".join(f"{name:>8}" for name in names)]
+    lines += [f"{name:<8}" + "".join(f"{v:>8}" for v in row) for name, row in zip(names, matrix)]
+    return "\n".join(lines)

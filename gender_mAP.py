@@ -1,0 +1,130 @@
+"""Evaluate a model on a man/woman folder and print accuracy, AP per class, mAP and confusion rates.
+
+    python gender_mAP.py val weights/cnn7-20261122-101500/best.keras
+    python gender_mAP.py weights/<run>/val.txt weights/<run>/best.keras --json report.json
+    python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
+"""
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from gender import CLASS_NAMES, UserError
+from gender.predict import TASKS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", metavar="DATASET",
+                        help="folder with man/ and woman/ (a train/val folder: its val/), or a "
+                        "ground-truth table .txt from dataset.py")
+    parser.add_argument("weights", metavar="WEIGHTS", nargs="?",
+                        help="a .keras model or run folder (default: the bundled --task model)")
+    parser.add_argument("--weights", dest="weights_flag", metavar="WEIGHTS", help=argparse.SUPPRESS)
+    parser.add_argument("--task", choices=TASKS, default="face",
+                        help="bundled model to use when no WEIGHTS are given (default face)")
+    parser.add_argument("--image-size", help="must match the model's; read from run.json")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threshold", type=float, default=0.5, help="P(woman) cut-off")
+    parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
+    parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
+    parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        evaluate_folder(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def evaluate_folder(args) -> dict:
+    from gender.atomic import write_text
+    from gender.data import load_samples
+    from gender.export import check_image_size, load_trained
+    from gender.images import parse_image_size
+    from gender.metrics import evaluate, format_report
+    from gender.predict import default_weights, predict_samples
+
+    splits = load_samples(args.data)
+    samples = splits.get("val", splits.get("all"))
+    title = f"{args.data}/val" if "val" in splits else str(args.data)
+    for name, count in samples.counts().items():
+        if count == 0:
+            raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
+    weights = args.weights or args.weights_flag or default_weights(args.task)
+    model, info = load_trained(weights)
+    size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
+    p_woman, kept = predict_samples(model, samples, size, args.batch_size)
+    skipped = len(samples) - len(kept)
+
+    report = evaluate(kept.labels, p_woman, args.threshold)
+    report.update(dataset=str(args.data), weights=str(weights), model=info["model"],
+                  image_size=list(size), skipped_unreadable=skipped)
+    print(format_report(report, title))
+    if skipped:
+        print(f"{skipped} unreadable image(s) skipped (listed above)")
+    if args.json:
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
+    if args.errors:
+        write_text(args.errors, _errors_csv(kept, p_woman, args.threshold))
+    if args.plots:
+        _save_plots(Path(args.plots), report, kept.labels, p_woman)
+    return report
+
+
+def _errors_csv(samples, p_woman, threshold: float) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "true", "predicted", "p_woman"])
+    for path, label, p in zip(samples.paths, samples.labels, p_woman):
+        predicted = int(p >= threshold)
+        if predicted != label:
+            writer.writerow([path, CLASS_NAMES[label], CLASS_NAMES[predicted], f"{p:.4f}"])
+    return buffer.getvalue()
+
+
+def _save_plots(folder: Path, report: dict, labels, p_woman) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve
+
+    from gender.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    matrix = report["confusion_matrix"]
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
+           xlabel="predicted", ylabel="true", title="confusion matrix")
+    fig.tight_layout()
+    with atomic_path(folder / "confusion_matrix.png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, name in enumerate(CLASS_NAMES):
+        scores = p_woman if label == 1 else 1 - p_woman
+        precision, recall, _ = precision_recall_curve(labels == label, scores)
+        ax.step(recall, precision, where="post", label=f"{name} (AP {report['ap'][name]:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(folder / "pr_curves.png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

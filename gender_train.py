@@ -1,0 +1,214 @@
+"""Train a man/woman classifier and write a run folder under weights/.
+
+    python gender_train.py --demo                          # synthetic data, a few minutes on a CPU
+    python gender_train.py --data DIR --model cnn7 --epochs 60
+    python gender_train.py --data DIR --by-person --model mobilenetv2 --backbone-weights imagenet
+    python gender_train.py --resume weights/cnn7-20261122-101500   # continue an interrupted run
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import gender.data
+from gender import CLASS_NAMES, UserError
+from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
+
+DEFAULT_EPOCHS = 60
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from models import list_models
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", help="folder with man/ and woman/ (or train/ and val/ holding them)")
+    data.add_argument("--val-split", type=float, default=0.2,
+                      help="validation fraction when --data has no val/ folder (default 0.2)")
+    data.add_argument("--by-person", nargs="?", const=gender.data.DEFAULT_PERSON_PATTERN,
+                      metavar="REGEX", help="split so no person is on both sides; the person id "
+                      "is group 1 of REGEX on the file name (default %(const)r: '000_45_1.jpg' "
+                      "is person 000)")
+    data.add_argument("--augment", default=DEFAULT_AUGMENT,
+                      help=f"comma list from {','.join(AUGMENTATIONS)}, or none "
+                      "(default %(default)s)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="cnn7", choices=list_models())
+    model.add_argument("--image-size", help="HxW or N (default: the model's own size)")
+    model.add_argument("--backbone-weights", default="imagenet",
+                       help="vgg16/mobilenetv2 backbone: imagenet (download) or a local "
+                       ".weights.h5 file (default imagenet)")
+    model.add_argument("--trainable-blocks", type=int,
+                       help="top backbone blocks that train, 0 = frozen (vgg16 1, mobilenetv2 0)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, help=f"maximum epochs (default {DEFAULT_EPOCHS})")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, help="learning rate (default: the model's own)")
+    train.add_argument("--patience", type=int, default=10,
+                       help="early stopping after this many epochs without a better val loss")
+    train.add_argument("--no-class-weights", action="store_true",
+                       help="do not reweight the loss when the classes are unbalanced")
+    train.add_argument("--seed", type=int, default=1337)
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
+    run.add_argument("--keep", type=int, default=0,
+                     help="keep only the newest N epoch checkpoints (default 0 = all)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument("--demo", action="store_true",
+                     help="train, evaluate and predict on a small synthetic data set")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.demo:
+            from gender.demo import run_demo
+
+            return run_demo(args.out)
+        run_dir = train(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run folder keeps its last finished epoch; continue with --resume",
+              file=sys.stderr)
+        return 130
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def train(args) -> Path:
+    """Train as `args` say and return the run folder."""
+    import keras
+    import numpy as np
+
+    from gender.augment import build_augmenter, parse_augment
+    from gender.images import parse_image_size
+    from gender.runs import RunRecorder, new_run_dir, read_history, read_run_info, versions
+    from models import create_model, get_entry
+
+    history, resumed = [], None
+    if args.resume:
+        args, history, resumed = _resume_args(args, read_run_info, read_history)
+    args.epochs = args.epochs or DEFAULT_EPOCHS
+    if not args.data:
+        raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
+    entry = get_entry(args.model)
+    image_size = parse_image_size(args.image_size) if args.image_size else entry.image_size
+    augment_names = parse_augment(args.augment)
+    keras.utils.set_random_seed(args.seed)
+
+    train_set, val_set = _load_splits(args)
+    print(f"decoding {len(train_set) + len(val_set)} images at {image_size[0]}x{image_size[1]} ...")
+    run_dir = Path(args.resume) if args.resume else new_run_dir(args.out, args.model)
+    train_x, train_set = gender.data.decode_images(train_set, image_size, run_dir / "cache")
+    val_x, val_set = (gender.data.decode_images(val_set, image_size, run_dir / "cache")
+                      if val_set else (None, None))
+    if val_set:
+        gender.data.write_truth_table(run_dir / "val.txt", val_set)
+
+    counts = train_set.counts()
+    class_weight = None
+    if not args.no_class_weights and max(counts.values()) > 1.1 * min(counts.values()):
+        # Balanced weights n / (2 n_c): the pedestrian seed's model, trained on 2:1 data without
+        # them, called most men women.
+        class_weight = {i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)}
+
+    if resumed is not None:
+        model = resumed
+    else:
+        model = create_model(args.model, image_size=image_size,
+                             backbone_weights=args.backbone_weights,
+                             trainable_blocks=args.trainable_blocks)
+        model.compile(optimizer=keras.optimizers.Adam(args.lr or entry.learning_rate),
+                      loss="binary_crossentropy", metrics=["accuracy"])
+
+    steps = -(-len(train_set) // args.batch_size)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    print(f"run folder: {run_dir}")
+    print(f"model {args.model}: input {image_size[0]}x{image_size[1]}, {model.count_params():,} "
+          f"parameters, {trainable:,} trainable")
+    for name, part in (("train", train_set), ("val", val_set)):
+        if part:
+            print(f"  {name}: {len(part)} images " +
+                  ", ".join(f"{k} {v}" for k, v in part.counts().items()))
+    weights_text = (", ".join(f"{CLASS_NAMES[i]} {w:.3f}" for i, w in class_weight.items())
+                    if class_weight else "none")
+    print(f"  {steps} steps per epoch at batch size {args.batch_size}; augment: "
+          f"{','.join(augment_names) or 'none'}; class weights: {weights_text}")
+
+    info = read_run_info(run_dir) if args.resume else {
+        "model": args.model,
+        "image_size": list(image_size),
+        "class_names": list(CLASS_NAMES),
+        "flags": {k: v for k, v in vars(args).items() if k not in ("resume", "demo")},
+        "versions": versions(),
+        "data": {"train": counts, "val": val_set.counts() if val_set else {}},
+    }
+    monitor = "val_loss" if val_set else "loss"
+    callbacks = [
+        RunRecorder(run_dir, info, monitor=monitor, keep=args.keep, history=history),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=args.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                          patience=max(2, args.patience // 3)),
+    ]
+    train_ds = gender.data.make_dataset(train_x, train_set.labels, args.batch_size, shuffle=True,
+                                        seed=args.seed + len(history),
+                                        augment=build_augmenter(augment_names, args.seed))
+    val_ds = (gender.data.make_dataset(val_x, val_set.labels, args.batch_size, shuffle=False)
+              if val_set else None)
+    if len(history) >= args.epochs:
+        print(f"nothing to do: {len(history)} of {args.epochs} epochs already done")
+        return run_dir
+    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=len(history),
+              class_weight=class_weight, callbacks=callbacks, shuffle=False,  # ds shuffles
+              verbose=1 if sys.stdout.isatty() else 2)
+    _print_summary(run_dir, info)
+    return run_dir
+
+
+def _load_splits(args):
+    """(train, val) Samples from --data: its own train/val folders, or a split made here."""
+    splits = gender.data.load_samples(args.data)
+    if "train" in splits:
+        return splits["train"], splits["val"]
+    everything = splits["all"]
+    if args.val_split == 0:
+        return everything, None
+    return gender.data.split_samples(everything, args.val_split, args.seed, args.by_person)
+
+
+def _resume_args(args, read_run_info, read_history):
+    """Flags of the run being resumed (a new --epochs may extend it), its history and model."""
+    import keras
+
+    import models.layers  # noqa: F401  registers custom layers for loading
+
+    run_dir = Path(args.resume)
+    info = read_run_info(run_dir)
+    last = run_dir / "last.keras"
+    if not info or not last.is_file():
+        raise UserError(f"{run_dir}: not a run folder with run.json and last.keras to resume")
+    flags = dict(info["flags"])
+    flags.update(resume=str(run_dir), demo=False)
+    if args.epochs:
+        flags["epochs"] = args.epochs
+    history = read_history(run_dir)
+    model = keras.saving.load_model(last)  # with its optimizer state, so Adam continues smoothly
+    print(f"resuming {run_dir} after epoch {len(history)}")
+    return argparse.Namespace(**flags), history, model
+
+
+def _print_summary(run_dir: Path, info: dict) -> None:
+    best = info.get("best_epoch")
+    metric = info.get("best_metric", {})
+    print(f"done: {info.get('epochs_done')} epochs; best epoch {best} "
+          + " ".join(f"{k}={v:.4f}" for k, v in metric.items()))
+    print(f"  best model: {run_dir / 'best.keras'}")
+    print(f"  evaluate:   python gender_mAP.py {run_dir / 'val.txt'} {run_dir / 'best.keras'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The seeds' small from-scratch CNNs: stacks of 3x3 conv + 2x2 max-pool, dense 64, one sigmoid.
+
+cnn3: the pedestrian seed's first network (convs 32, 32, 64).
+cnn5: seed 001's 5-layer network (3 convs of 32 + 2 dense layers).
+cnn7: seed 001's 7-layer network (convs 32, 32, 32, 64, 64 + 2 dense); 91,329 parameters at 150x150.
+"""
+
+import keras
+
+from models import register_model
+
+
+def build_cnn(filters, image_size, dropout: float = 0.5, name: str = "cnn"):
+    """Conv(3x3, valid)-ReLU-MaxPool(2) per entry of `filters`, Flatten, Dense 64, Dropout, sigmoid."""
+    inputs = keras.Input((*image_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)  # raw 0..255 -> 0..1
+    for i, width in enumerate(filters, 1):
+        x = keras.layers.Conv2D(width, 3, activation="relu", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_woman")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register_model(image_size=(128, 64), description="3 conv (32,32,64), pedestrian seed")
+def cnn3(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+    return build_cnn((32, 32, 64), image_size, dropout, name="cnn3")
+
+
+@register_model(image_size=(150, 150), description="3 conv (32,32,32) + 2 dense, seed 001")
+def cnn5(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+    return build_cnn((32, 32, 32), image_size, dropout, name="cnn5")
+
+
+@register_model(image_size=(150, 150), description="5 conv (32,32,32,64,64) + 2 dense, seed 001")
+def cnn7(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+    return build_cnn((32, 32, 32, 64, 64), image_size, dropout, name="cnn7")

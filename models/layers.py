@@ -1,0 +1,57 @@
+"""Small serializable layers, so saved .keras files load in any script (no Lambda layers)."""
+
+import keras
+
+# ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input subtracts them.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="gender")
+class CaffePreprocess(keras.layers.Layer):
+    """VGG16's own input step inside the graph: RGB 0..255 -> BGR minus the ImageNet means."""
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(keras.ops.cast(inputs, self.compute_dtype), axis=-1)
+        return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=self.compute_dtype)
+
+
+def classifier_head(features, dropout: float, hidden: int = 0, name: str = "head"):
+    """GAP -> [Dense(hidden, relu)] -> Dropout -> Dense(1, sigmoid) = P(woman)."""
+    x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(features)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name=f"{name}_dense")(x)
+    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return keras.layers.Dense(1, activation="sigmoid", name="p_woman")(x)
+
+
+def resolve_backbone_weights(backbone_weights):
+    """Pass "imagenet" and None through; check that a local weights file exists."""
+    if backbone_weights in (None, "imagenet"):
+        return backbone_weights
+    from pathlib import Path
+
+    from gender import UserError
+
+    path = Path(backbone_weights)
+    if not path.is_file():
+        raise UserError(f"{path}: backbone weights file not found (use 'imagenet' to download)")
+    if not path.name.endswith(".h5"):
+        raise UserError(f"{path}: backbone weights must be a Keras .h5 weights file")
+    return str(path)
+
+
+def set_trainable_blocks(base, blocks, count: int) -> None:
+    """Freeze a backbone except its top `count` blocks.
+
+    Args:
+        blocks: bottom-to-top tuple of blocks, each a tuple of layer-name prefixes.
+        count: how many blocks, from the top, train; 0 freezes the whole backbone.
+    """
+    if not 0 <= count <= len(blocks):
+        from gender import UserError
+
+        raise UserError(f"--trainable-blocks {count}: expected 0..{len(blocks)} for {base.name}")
+    top = tuple(prefix for block in blocks[len(blocks) - count:] for prefix in block)
+    base.trainable = bool(count)
+    for layer in base.layers:
+        layer.trainable = bool(top) and layer.name.startswith(top)

@@ -1,0 +1,26 @@
+"""ImageNet MobileNetV2 with a one-unit head (seed 002's best model on unseen people)."""
+
+import keras
+
+from models import register_model
+from models.layers import classifier_head, resolve_backbone_weights, set_trainable_blocks
+
+# Bottom to top, as layer-name prefixes; the last block is the final 1x1 conv with its BN and ReLU.
+BLOCKS = (
+    (("Conv1", "bn_Conv1", "expanded_conv_"),)
+    + tuple((f"block_{i}_",) for i in range(1, 17))
+    + (("Conv_1", "out_relu"),)
+)
+
+
+@register_model(image_size=(128, 128), description="ImageNet MobileNetV2, frozen, one-unit head")
+def mobilenetv2(image_size=None, backbone_weights=None, dropout=0.2, trainable_blocks=None):
+    base = keras.applications.MobileNetV2(
+        include_top=False, alpha=1.0, weights=resolve_backbone_weights(backbone_weights),
+        input_shape=(*image_size, 3))
+    set_trainable_blocks(base, BLOCKS, 0 if trainable_blocks is None else trainable_blocks)
+    inputs = keras.Input((*image_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_to_pm1")(inputs)
+    # training=False: BatchNorm keeps its ImageNet statistics, also when top blocks fine-tune.
+    x = base(x, training=False)
+    return keras.Model(inputs, classifier_head(x, dropout), name="mobilenetv2")

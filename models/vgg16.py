@@ -1,0 +1,28 @@
+"""ImageNet VGG16 with a small dense classifier (the pedestrian seed's second network)."""
+
+import keras
+
+from models import register_model
+from models.layers import (
+    CaffePreprocess,
+    classifier_head,
+    resolve_backbone_weights,
+    set_trainable_blocks,
+)
+
+BLOCKS = tuple((f"block{i}_",) for i in range(1, 6))  # bottom to top
+
+
+# 1e-4: block 5 trains with the head, and a higher rate would wreck its ImageNet filters.
+@register_model(image_size=(128, 128), description="ImageNet VGG16, block 5 fine-tuned + dense 256",
+                learning_rate=1e-4)
+def vgg16(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+    base = keras.applications.VGG16(
+        include_top=False, weights=resolve_backbone_weights(backbone_weights),
+        input_shape=(*image_size, 3))
+    set_trainable_blocks(base, BLOCKS, 1 if trainable_blocks is None else trainable_blocks)
+    inputs = keras.Input((*image_size, 3), name="image")
+    x = CaffePreprocess(name="caffe_preprocess")(inputs)
+    # training=False keeps any backbone layer in inference mode even while its weights train.
+    x = base(x, training=False)
+    return keras.Model(inputs, classifier_head(x, dropout, hidden=256), name="vgg16")
