@@ -30,9 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("data", metavar="DIR")
     split.add_argument("--out", required=True)
     split.add_argument("--val", type=float, default=0.2, help="validation fraction (default 0.2)")
-    split.add_argument("--by-person", nargs="?", const=DEFAULT_PERSON_PATTERN, metavar="REGEX",
-                       help="keep each person on one side; id = group 1 of REGEX on the file "
-                       "name (default %(const)r)")
+    split.add_argument(
+        "--by-person",
+        nargs="?",
+        const=DEFAULT_PERSON_PATTERN,
+        metavar="REGEX",
+        help="keep each person on one side; id = group 1 of REGEX on the file "
+        "name (default %(const)r)",
+    )
     split.add_argument("--copy", action="store_true", help="copy instead of hard/symbolic links")
     split.add_argument("--seed", type=int, default=1337)
     check = sub.add_parser("check", help="list unreadable or suspicious images")
@@ -67,13 +72,17 @@ def write_truth(args) -> int:
     stem = Path(args.out) if args.out else Path(args.data) / "ground_truth"
     write_truth_table(stem.with_suffix(".txt"), samples, relative_to=stem.parent)
     # A structured array loads with np.load(...) and no pickle: fields 'path' and 'label'.
-    table = np.array(list(zip(samples.paths, samples.labels)),
-                     dtype=[("path", f"U{max(len(p) for p in samples.paths)}"), ("label", "i1")])
+    table = np.array(
+        list(zip(samples.paths, samples.labels)),
+        dtype=[("path", f"U{max(len(p) for p in samples.paths)}"), ("label", "i1")],
+    )
     with atomic_path(stem.with_suffix(".npy")) as tmp:
         np.save(tmp, table)
     counts = ", ".join(f"{k} {v}" for k, v in samples.counts().items())
-    print(f"{len(samples)} images ({counts}) -> {stem.with_suffix('.txt')}, "
-          f"{stem.with_suffix('.npy')}")
+    print(
+        f"{len(samples)} images ({counts}) -> {stem.with_suffix('.txt')}, "
+        f"{stem.with_suffix('.npy')}"
+    )
     return 0
 
 
@@ -91,8 +100,11 @@ def make_split(args) -> int:
         for path, label in zip(part.paths, part.labels):
             src = Path(path)
             # Keep the path below the class folder so equal names in subfolders cannot collide.
-            relative = src.relative_to(source / CLASS_NAMES[label]) if src.is_relative_to(
-                source / CLASS_NAMES[label]) else Path(src.name)
+            relative = (
+                src.relative_to(source / CLASS_NAMES[label])
+                if src.is_relative_to(source / CLASS_NAMES[label])
+                else Path(src.name)
+            )
             target = out / split / CLASS_NAMES[label] / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             _place(src, target, copy=args.copy)
@@ -102,7 +114,8 @@ def make_split(args) -> int:
         from gender.data import person_ids
 
         overlap = set(person_ids(train.paths, args.by_person)) & set(
-            person_ids(val.paths, args.by_person))
+            person_ids(val.paths, args.by_person)
+        )
         print(f"persons on both sides: {len(overlap)}")
     return 0
 

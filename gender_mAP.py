@@ -1,8 +1,8 @@
 """Evaluate a model on a man/woman folder and print accuracy, AP per class, mAP and confusion rates.
 
-    python gender_mAP.py val weights/cnn7-20261122-101500/best.keras
-    python gender_mAP.py weights/<run>/val.txt weights/<run>/best.keras --json report.json
-    python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
+python gender_mAP.py val weights/cnn7-20261122-101500/best.keras
+python gender_mAP.py weights/<run>/val.txt weights/<run>/best.keras --json report.json
+python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
 """
 
 import argparse
@@ -18,14 +18,25 @@ from gender.predict import TASKS
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", metavar="DATASET",
-                        help="folder with man/ and woman/ (a train/val folder: its val/), or a "
-                        "ground-truth table .txt from dataset.py")
-    parser.add_argument("weights", metavar="WEIGHTS", nargs="?",
-                        help="a .keras model or run folder (default: the bundled --task model)")
+    parser.add_argument(
+        "data",
+        metavar="DATASET",
+        help="folder with man/ and woman/ (a train/val folder: its val/), or a "
+        "ground-truth table .txt from dataset.py",
+    )
+    parser.add_argument(
+        "weights",
+        metavar="WEIGHTS",
+        nargs="?",
+        help="a .keras model or run folder (default: the bundled --task model)",
+    )
     parser.add_argument("--weights", dest="weights_flag", metavar="WEIGHTS", help=argparse.SUPPRESS)
-    parser.add_argument("--task", choices=TASKS, default="face",
-                        help="bundled model to use when no WEIGHTS are given (default face)")
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="face",
+        help="bundled model to use when no WEIGHTS are given (default face)",
+    )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threshold", type=float, default=0.5, help="P(woman) cut-off")
@@ -66,8 +77,13 @@ def evaluate_folder(args) -> dict:
     skipped = len(samples) - len(kept)
 
     report = evaluate(kept.labels, p_woman, args.threshold)
-    report.update(dataset=str(args.data), weights=str(weights), model=info["model"],
-                  image_size=list(size), skipped_unreadable=skipped)
+    report.update(
+        dataset=str(args.data),
+        weights=str(weights),
+        model=info["model"],
+        image_size=list(size),
+        skipped_unreadable=skipped,
+    )
     print(format_report(report, title))
     if skipped:
         print(f"{skipped} unreadable image(s) skipped (listed above)")
@@ -106,8 +122,15 @@ def _save_plots(folder: Path, report: dict, labels, p_woman) -> None:
     for i in range(2):
         for j in range(2):
             ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
-           xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=CLASS_NAMES,
+        yticklabels=CLASS_NAMES,
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix",
+    )
     fig.tight_layout()
     with atomic_path(folder / "confusion_matrix.png") as tmp:
         fig.savefig(tmp, dpi=100)

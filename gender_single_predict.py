@@ -1,7 +1,7 @@
 """Predict man or woman for one image (or several, or a folder: then one CSV row per image).
 
-    python gender_single_predict.py test1.jpg weights/cnn7-20261122-101500/best.keras
-    python gender_single_predict.py photos/ --weights best.keras --csv predictions.csv
+python gender_single_predict.py test1.jpg weights/cnn7-20261122-101500/best.keras
+python gender_single_predict.py photos/ --weights best.keras --csv predictions.csv
 """
 
 import argparse
@@ -16,13 +16,22 @@ from gender.predict import TASKS
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE",
-                        help="image files or folders; a last argument ending in .keras or .h5 "
-                        "is taken as WEIGHTS (the seeds' 'IMAGE WEIGHTS' order)")
-    parser.add_argument("--weights", help="a .keras model or run folder "
-                        "(default: the bundled --task model)")
-    parser.add_argument("--task", choices=TASKS, default="face",
-                        help="bundled model to use when no weights are given (default face)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files or folders; a last argument ending in .keras or .h5 "
+        "is taken as WEIGHTS (the seeds' 'IMAGE WEIGHTS' order)",
+    )
+    parser.add_argument(
+        "--weights", help="a .keras model or run folder (default: the bundled --task model)"
+    )
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="face",
+        help="bundled model to use when no weights are given (default face)",
+    )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")

@@ -1,13 +1,14 @@
 """Train a man/woman classifier and write a run folder under weights/.
 
-    python gender_train.py --demo                          # synthetic data, a few minutes on a CPU
-    python gender_train.py --data DIR --model cnn7 --epochs 60
-    python gender_train.py --data DIR --by-person --model mobilenetv2 --backbone-weights imagenet
-    python gender_train.py --resume weights/cnn7-20261122-101500   # continue an interrupted run
+python gender_train.py --demo                          # synthetic data, a few minutes on a CPU
+python gender_train.py --data DIR --model cnn7 --epochs 60
+python gender_train.py --data DIR --by-person --model mobilenetv2 --backbone-weights imagenet
+python gender_train.py --resume weights/cnn7-20261122-101500   # continue an interrupted run
 """
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import gender.data
@@ -22,40 +23,101 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = parser.add_argument_group("data")
-    data.add_argument("--data", help="folder with man/ and woman/ (or train/ and val/ holding them)")
-    data.add_argument("--val-split", type=float, default=0.2,
-                      help="validation fraction when --data has no val/ folder (default 0.2)")
-    data.add_argument("--by-person", nargs="?", const=gender.data.DEFAULT_PERSON_PATTERN,
-                      metavar="REGEX", help="split so no person is on both sides; the person id "
-                      "is group 1 of REGEX on the file name (default %(const)r: '000_45_1.jpg' "
-                      "is person 000)")
-    data.add_argument("--augment", default=DEFAULT_AUGMENT,
-                      help=f"comma list from {','.join(AUGMENTATIONS)}, or none "
-                      "(default %(default)s)")
+    data.add_argument(
+        "--data", help="folder with man/ and woman/ (or train/ and val/ holding them)"
+    )
+    data.add_argument(
+        "--val-split",
+        type=float,
+        default=0.2,
+        help="validation fraction when --data has no val/ folder (default 0.2)",
+    )
+    data.add_argument(
+        "--by-person",
+        nargs="?",
+        const=gender.data.DEFAULT_PERSON_PATTERN,
+        metavar="REGEX",
+        help="split so no person is on both sides; the person id "
+        "is group 1 of REGEX on the file name (default %(const)r: '000_45_1.jpg' "
+        "is person 000)",
+    )
+    data.add_argument(
+        "--augment",
+        default=DEFAULT_AUGMENT,
+        help=f"comma list from {','.join(AUGMENTATIONS)}, or none (default %(default)s)",
+    )
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="cnn7", choices=list_models())
     model.add_argument("--image-size", help="HxW or N (default: the model's own size)")
-    model.add_argument("--backbone-weights", default="imagenet",
-                       help="vgg16/mobilenetv2 backbone: imagenet (download) or a local "
-                       ".weights.h5 file (default imagenet)")
-    model.add_argument("--trainable-blocks", type=int,
-                       help="top backbone blocks that train, 0 = frozen (vgg16 1, mobilenetv2 0)")
+    model.add_argument(
+        "--backbone-weights",
+        default="imagenet",
+        help="vgg16/mobilenetv2 backbone: imagenet (download) or a local "
+        ".weights.h5 file (default imagenet)",
+    )
+    model.add_argument(
+        "--trainable-blocks",
+        type=int,
+        help="top backbone blocks fine-tuned after the head, 0 = frozen backbone "
+        "(default vgg16 1, mobilenetv2 0)",
+    )
+    model.add_argument(
+        "--head-epochs",
+        type=int,
+        default=5,
+        help="transfer models: epochs training the head alone before the top "
+        "blocks unfreeze (default 5; 0 = one phase)",
+    )
+    model.add_argument(
+        "--fine-tune-lr",
+        type=float,
+        default=1e-4,
+        help="learning rate once backbone blocks train (default 1e-4)",
+    )
+    model.add_argument(
+        "--cache",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto: run a frozen backbone prefix once per image and train the rest "
+        "on its cached output (augmentation then comes from --cache-views)",
+    )
+    model.add_argument(
+        "--cache-views",
+        type=int,
+        default=2,
+        help="cached versions of each training image: the original, its mirror "
+        "(if --augment has flip), then random --augment draws (default 2)",
+    )
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, help=f"maximum epochs (default {DEFAULT_EPOCHS})")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, help="learning rate (default: the model's own)")
-    train.add_argument("--patience", type=int, default=10,
-                       help="early stopping after this many epochs without a better val loss")
-    train.add_argument("--no-class-weights", action="store_true",
-                       help="do not reweight the loss when the classes are unbalanced")
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="early stopping after this many epochs without a better val loss",
+    )
+    train.add_argument(
+        "--no-class-weights",
+        action="store_true",
+        help="do not reweight the loss when the classes are unbalanced",
+    )
     train.add_argument("--seed", type=int, default=1337)
     run = parser.add_argument_group("run")
     run.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
-    run.add_argument("--keep", type=int, default=0,
-                     help="keep only the newest N epoch checkpoints (default 0 = all)")
+    run.add_argument(
+        "--keep",
+        type=int,
+        default=0,
+        help="keep only the newest N epoch checkpoints (default 0 = all)",
+    )
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    run.add_argument("--demo", action="store_true",
-                     help="train, evaluate and predict on a small synthetic data set")
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="train, evaluate and predict on a small synthetic data set",
+    )
     return parser
 
 
@@ -71,11 +133,43 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: the run folder keeps its last finished epoch; continue with --resume",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: the run folder keeps its last finished epoch; continue with --resume",
+            file=sys.stderr,
+        )
         return 130
     print(f"run folder: {run_dir}")
     return 0
+
+
+@dataclass
+class Phase:
+    """One stage of training: which backbone blocks train, at what rate, up to which epoch."""
+
+    name: str
+    trainable_blocks: int | None  # None: a model without a backbone
+    learning_rate: float
+    last_epoch: int
+
+
+def plan_phases(args, entry, default_blocks: int) -> list[Phase]:
+    """Transfer models train the head on a frozen backbone first, then fine-tune the top blocks.
+
+    That is the Keras transfer-learning recipe: a random head's large early gradients would
+    otherwise wreck the pretrained filters it sits on.
+    """
+    lr = args.lr or entry.learning_rate
+    if not entry.blocks:
+        return [Phase("train", None, lr, args.epochs)]
+    blocks = default_blocks if args.trainable_blocks is None else args.trainable_blocks
+    if blocks == 0:
+        return [Phase("head", 0, lr, args.epochs)]
+    if args.head_epochs == 0:
+        return [Phase("fine-tune", blocks, args.fine_tune_lr, args.epochs)]
+    return [
+        Phase("head", 0, lr, min(args.head_epochs, args.epochs)),
+        Phase("fine-tune", blocks, args.fine_tune_lr, args.epochs),
+    ]
 
 
 def train(args) -> Path:
@@ -83,29 +177,33 @@ def train(args) -> Path:
     import keras
     import numpy as np
 
-    from gender.augment import build_augmenter, parse_augment
+    from gender.augment import parse_augment
     from gender.images import parse_image_size
     from gender.runs import RunRecorder, new_run_dir, read_history, read_run_info, versions
-    from models import create_model, get_entry
+    from models import create_model, default_trainable_blocks, get_entry
 
-    history, resumed = [], None
+    history, model = [], None
     if args.resume:
-        args, history, resumed = _resume_args(args, read_run_info, read_history)
+        args, history, model = _resume_args(args, read_run_info, read_history)
     args.epochs = args.epochs or DEFAULT_EPOCHS
     if not args.data:
         raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
     entry = get_entry(args.model)
     image_size = parse_image_size(args.image_size) if args.image_size else entry.image_size
-    augment_names = parse_augment(args.augment)
+    parse_augment(args.augment)  # fail on a typo before decoding thousands of images
+    phases = plan_phases(args, entry, default_trainable_blocks(args.model))
     keras.utils.set_random_seed(args.seed)
 
     train_set, val_set = _load_splits(args)
-    print(f"decoding {len(train_set) + len(val_set)} images at {image_size[0]}x{image_size[1]} ...")
+    print(
+        f"decoding {len(train_set) + len(val_set or [])} images at "
+        f"{image_size[0]}x{image_size[1]} ..."
+    )
     run_dir = Path(args.resume) if args.resume else new_run_dir(args.out, args.model)
     train_x, train_set = gender.data.decode_images(train_set, image_size, run_dir / "cache")
-    val_x, val_set = (gender.data.decode_images(val_set, image_size, run_dir / "cache")
-                      if val_set else (None, None))
+    val_x = None
     if val_set:
+        val_x, val_set = gender.data.decode_images(val_set, image_size, run_dir / "cache")
         gender.data.write_truth_table(run_dir / "val.txt", val_set)
 
     counts = train_set.counts()
@@ -113,60 +211,172 @@ def train(args) -> Path:
     if not args.no_class_weights and max(counts.values()) > 1.1 * min(counts.values()):
         # Balanced weights n / (2 n_c): the pedestrian seed's model, trained on 2:1 data without
         # them, called most men women.
-        class_weight = {i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)}
+        class_weight = {
+            i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)
+        }
 
-    if resumed is not None:
-        model = resumed
-    else:
-        model = create_model(args.model, image_size=image_size,
-                             backbone_weights=args.backbone_weights,
-                             trainable_blocks=args.trainable_blocks)
-        model.compile(optimizer=keras.optimizers.Adam(args.lr or entry.learning_rate),
-                      loss="binary_crossentropy", metrics=["accuracy"])
-
-    steps = -(-len(train_set) // args.batch_size)
+    if model is None:
+        model = create_model(
+            args.model,
+            image_size=image_size,
+            backbone_weights=args.backbone_weights,
+            trainable_blocks=phases[0].trainable_blocks,
+        )
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"run folder: {run_dir}")
-    print(f"model {args.model}: input {image_size[0]}x{image_size[1]}, {model.count_params():,} "
-          f"parameters, {trainable:,} trainable")
+    print(
+        f"model {args.model}: input {image_size[0]}x{image_size[1]}, {model.count_params():,} "
+        f"parameters, {trainable:,} trainable in phase {phases[0].name}"
+    )
     for name, part in (("train", train_set), ("val", val_set)):
         if part:
-            print(f"  {name}: {len(part)} images " +
-                  ", ".join(f"{k} {v}" for k, v in part.counts().items()))
-    weights_text = (", ".join(f"{CLASS_NAMES[i]} {w:.3f}" for i, w in class_weight.items())
-                    if class_weight else "none")
-    print(f"  {steps} steps per epoch at batch size {args.batch_size}; augment: "
-          f"{','.join(augment_names) or 'none'}; class weights: {weights_text}")
+            print(
+                f"  {name}: {len(part)} images "
+                + ", ".join(f"{k} {v}" for k, v in part.counts().items())
+            )
+    weights_text = (
+        ", ".join(f"{CLASS_NAMES[i]} {w:.3f}" for i, w in class_weight.items())
+        if class_weight
+        else "none"
+    )
+    print(
+        f"  {-(-len(train_set) // args.batch_size)} steps per epoch at batch size "
+        f"{args.batch_size}; class weights: {weights_text}"
+    )
+    print(
+        "  phases: "
+        + "; ".join(
+            f"{p.name} to epoch {p.last_epoch} at lr {p.learning_rate:g}"
+            + (f" ({p.trainable_blocks} backbone blocks train)" if p.trainable_blocks else "")
+            for p in phases
+        )
+    )
 
-    info = read_run_info(run_dir) if args.resume else {
-        "model": args.model,
-        "image_size": list(image_size),
-        "class_names": list(CLASS_NAMES),
-        "flags": {k: v for k, v in vars(args).items() if k not in ("resume", "demo")},
-        "versions": versions(),
-        "data": {"train": counts, "val": val_set.counts() if val_set else {}},
-    }
-    monitor = "val_loss" if val_set else "loss"
-    callbacks = [
-        RunRecorder(run_dir, info, monitor=monitor, keep=args.keep, history=history),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=args.patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
-                                          patience=max(2, args.patience // 3)),
-    ]
-    train_ds = gender.data.make_dataset(train_x, train_set.labels, args.batch_size, shuffle=True,
-                                        seed=args.seed + len(history),
-                                        augment=build_augmenter(augment_names, args.seed))
-    val_ds = (gender.data.make_dataset(val_x, val_set.labels, args.batch_size, shuffle=False)
-              if val_set else None)
-    if len(history) >= args.epochs:
-        print(f"nothing to do: {len(history)} of {args.epochs} epochs already done")
-        return run_dir
-    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=len(history),
-              class_weight=class_weight, callbacks=callbacks, shuffle=False,  # ds shuffles
-              verbose=1 if sys.stdout.isatty() else 2)
+    info = (
+        read_run_info(run_dir)
+        if args.resume
+        else {
+            "model": args.model,
+            "image_size": list(image_size),
+            "class_names": list(CLASS_NAMES),
+            "flags": {k: v for k, v in vars(args).items() if k not in ("resume", "demo")},
+            "versions": versions(),
+            "data": {"train": counts, "val": val_set.counts() if val_set else {}},
+        }
+    )
+    info["phases"] = [vars(p) for p in phases]
+    recorder = RunRecorder(
+        run_dir, info, monitor="val_loss" if val_set else "loss", keep=args.keep, history=history
+    )
+    keep_optimizer = args.resume is not None  # the first phase resumed keeps Adam's state
+    for phase in phases:
+        if len(recorder.history) >= phase.last_epoch:
+            continue
+        _fit_phase(
+            model,
+            phase,
+            args,
+            (train_x, train_set),
+            (val_x, val_set),
+            class_weight,
+            recorder,
+            run_dir,
+            keep_optimizer,
+        )
+        keep_optimizer = False
     _print_summary(run_dir, info)
     return run_dir
+
+
+def _fit_phase(model, phase, args, train, val, class_weight, recorder, run_dir, keep_optimizer):
+    """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
+    import keras
+
+    from gender.augment import build_augmenter, parse_augment
+    from gender.features import compute_features
+    from models import set_trainable_blocks
+    from models.split import split_frozen_prefix
+
+    (train_x, train_set), (val_x, val_set) = train, val
+    if phase.trainable_blocks is not None:
+        set_trainable_blocks(model, args.model, phase.trainable_blocks)
+    augment_names = parse_augment(args.augment)
+    split = split_frozen_prefix(model) if args.cache == "auto" else None
+    seed = args.seed + len(recorder.history)
+    if split:
+        prefix, fit_model = split
+        views = cache_views(augment_names, args.cache_views)
+        print(
+            f"phase {phase.name}: caching the frozen prefix output {prefix.output_shape[1:]} "
+            f"for {len(train_set)} training images x {len(views)} views ({', '.join(views)})"
+            + (" and the validation images" if val_set else "")
+            + " ..."
+        )
+        features = compute_features(
+            prefix,
+            train_x,
+            views,
+            cache_dir=run_dir / "cache",
+            augment=build_augmenter(augment_names, seed),
+        )
+        train_ds = gender.data.make_dataset(
+            features, train_set.labels, args.batch_size, shuffle=True, seed=seed, views=True
+        )
+        val_inputs = compute_features(prefix, val_x, ("original",))[0] if val_set else None
+        recorder.full_model = model
+    else:
+        fit_model, val_inputs = model, val_x
+        print(f"phase {phase.name}: augment {','.join(augment_names) or 'none'}")
+        train_ds = gender.data.make_dataset(
+            train_x,
+            train_set.labels,
+            args.batch_size,
+            shuffle=True,
+            seed=seed,
+            augment=build_augmenter(augment_names, seed),
+        )
+        recorder.full_model = None
+    val_ds = (
+        gender.data.make_dataset(val_inputs, val_set.labels, args.batch_size, shuffle=False)
+        if val_set
+        else None
+    )
+    if not (keep_optimizer and fit_model is model and model.optimizer is not None):
+        fit_model.compile(
+            optimizer=keras.optimizers.Adam(phase.learning_rate),
+            loss="binary_crossentropy",
+            metrics=["accuracy"],
+        )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor=recorder.monitor, patience=args.patience, restore_best_weights=True
+    )
+    callbacks = [
+        recorder,
+        stopper,
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=recorder.monitor, factor=0.5, patience=max(2, args.patience // 3)
+        ),
+    ]
+    fit_model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=phase.last_epoch,
+        initial_epoch=len(recorder.history),
+        class_weight=class_weight,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+
+
+def cache_views(augment_names, count: int) -> tuple[str, ...]:
+    """Which versions of each image to cache: original, mirror, then random augmentations."""
+    views = ["original"]
+    if "flip" in augment_names:
+        views.append("flip")
+    if set(augment_names) - {"flip"}:
+        views += ["augment"] * (count - len(views))
+    return tuple(views[: max(1, count)])
 
 
 def _load_splits(args):
@@ -204,8 +414,10 @@ def _resume_args(args, read_run_info, read_history):
 def _print_summary(run_dir: Path, info: dict) -> None:
     best = info.get("best_epoch")
     metric = info.get("best_metric", {})
-    print(f"done: {info.get('epochs_done')} epochs; best epoch {best} "
-          + " ".join(f"{k}={v:.4f}" for k, v in metric.items()))
+    print(
+        f"done: {info.get('epochs_done')} epochs; best epoch {best} "
+        + " ".join(f"{k}={v:.4f}" for k, v in metric.items())
+    )
     print(f"  best model: {run_dir / 'best.keras'}")
     print(f"  evaluate:   python gender_mAP.py {run_dir / 'val.txt'} {run_dir / 'best.keras'}")
 

@@ -34,8 +34,10 @@ def parse_augment(text: str) -> list[str]:
         return []
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        raise UserError(f"--augment: unknown {', '.join(unknown)}; choose from "
-                        f"{', '.join(AUGMENTATIONS)} or none")
+        raise UserError(
+            f"--augment: unknown {', '.join(unknown)}; choose from "
+            f"{', '.join(AUGMENTATIONS)} or none"
+        )
     return names
 
 

@@ -7,8 +7,9 @@ Folder layouts read (class order is always CLASS_NAMES, whatever the folder orde
 A ground-truth table (`path<TAB>label` lines, as `dataset.py` and the trainer write) is read too.
 
 Images are decoded with OpenCV once, up front, into one uint8 array, instead of with
-`image_dataset_from_directory`: that decoder stops the whole run at the first corrupt file (possibly
-in epoch 3), while here a bad file is reported by name and skipped, and no epoch decodes a JPEG again.
+`image_dataset_from_directory`: that decoder stops the whole run at the first corrupt file (maybe
+in epoch 3), while here a bad file is reported by name and skipped, and no epoch decodes a JPEG
+again.
 """
 
 import os
@@ -121,7 +122,9 @@ def read_truth_table(path) -> Samples:
             if label not in (0, 1):
                 raise ValueError
         except ValueError:
-            raise UserError(f"{path}:{number}: expected 'path<TAB>0|1', got {line[:60]!r}") from None
+            raise UserError(
+                f"{path}:{number}: expected 'path<TAB>0|1', got {line[:60]!r}"
+            ) from None
         image = Path(image)
         paths.append(str(image if image.is_absolute() else path.parent / image))
         labels.append(label)
@@ -199,8 +202,10 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
     for name, part in (("training", train), ("validation", val)):
         for class_name, count in part.counts().items():
             if count == 0:
-                raise UserError(f"the {name} split has no {class_name} images; use more data "
-                                "or another --val-split")
+                raise UserError(
+                    f"the {name} split has no {class_name} images; use more data "
+                    "or another --val-split"
+                )
     return train, val
 
 
@@ -225,8 +230,11 @@ def decode_images(samples: Samples, size, cache_dir=None, workers=None):
     if nbytes > MEMORY_BUDGET_BYTES and cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         store = np.lib.format.open_memmap(
-            Path(cache_dir) / f"images_{height}x{width}.npy", mode="w+", dtype=np.uint8,
-            shape=(n, height, width, 3))
+            Path(cache_dir) / f"images_{height}x{width}.npy",
+            mode="w+",
+            dtype=np.uint8,
+            shape=(n, height, width, 3),
+        )
     else:
         store = np.empty((n, height, width, 3), np.uint8)
     kept = []
@@ -244,29 +252,38 @@ def decode_images(samples: Samples, size, cache_dir=None, workers=None):
     return images, samples.subset(kept)
 
 
-def make_dataset(images, labels, batch_size: int, shuffle: bool, seed: int = 0, augment=None):
-    """A tf.data pipeline of (uint8 images, float labels) batches from decoded arrays.
+def make_dataset(
+    inputs, labels, batch_size: int, shuffle: bool, seed: int = 0, augment=None, views: bool = False
+):
+    """A tf.data pipeline of (inputs, float labels) batches from decoded arrays.
 
     Batches are sliced from the array in Python (cheap: one memcpy per batch) so the same code
     serves an in-RAM array and a disk-backed memmap; augmentation runs in tf.data threads.
+
+    Args:
+        inputs: (N, ...) images or cached features; with views=True, (V, N, ...) and each sample
+            of each batch comes from one of its V versions at random.
     """
     import tensorflow as tf
 
-    n = len(images)
+    n = inputs.shape[1] if views else len(inputs)
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels, np.float32).reshape(-1, 1)
 
     def batches():
         order = rng.permutation(n) if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
-            index = np.sort(order[start: start + batch_size])  # sorted: sequential memmap reads
-            yield images[index], labels[index]
+            index = np.sort(order[start : start + batch_size])  # sorted: sequential memmap reads
+            if views:
+                yield inputs[rng.integers(0, inputs.shape[0], len(index)), index], labels[index]
+            else:
+                yield inputs[index], labels[index]
 
-    height, width = images.shape[1:3]
+    shape = inputs.shape[2:] if views else inputs.shape[1:]
     ds = tf.data.Dataset.from_generator(
         batches,
         output_signature=(
-            tf.TensorSpec((None, height, width, 3), tf.uint8),
+            tf.TensorSpec((None, *shape), tf.as_dtype(inputs.dtype)),
             tf.TensorSpec((None, 1), tf.float32),
         ),
     )

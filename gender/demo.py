@@ -30,8 +30,13 @@ def make_synthetic_set(root, per_class: int = PER_CLASS, size: int = DEMO_SIZE, 
             center = rng.integers(size // 4, 3 * size // 4, 2)
             radius = int(rng.integers(size // 8, size // 4))
             if label == 0:
-                cv2.rectangle(image, tuple(int(c) for c in center - radius),
-                              tuple(int(c) for c in center + radius), color, -1)
+                cv2.rectangle(
+                    image,
+                    tuple(int(c) for c in center - radius),
+                    tuple(int(c) for c in center + radius),
+                    color,
+                    -1,
+                )
             else:
                 cv2.circle(image, tuple(int(c) for c in center), radius, color, -1)
             cv2.imwrite(str(folder / f"{i:04d}.png"), image)
@@ -46,8 +51,20 @@ def run_demo(out) -> int:
 
     print(f"demo: writing a SYNTHETIC image set (squares = 'man', discs = 'woman') to {DEMO_DATA}")
     make_synthetic_set(DEMO_DATA)
-    argv = ["--data", str(DEMO_DATA), "--model", "cnn3", "--image-size", str(DEMO_SIZE),
-            "--epochs", "15", "--augment", "flip", "--out", str(out)]
+    argv = [
+        "--data",
+        str(DEMO_DATA),
+        "--model",
+        "cnn3",
+        "--image-size",
+        str(DEMO_SIZE),
+        "--epochs",
+        "15",
+        "--augment",
+        "flip",
+        "--out",
+        str(out),
+    ]
     print("demo: python gender_train.py " + " ".join(argv))
     args = gender_train.build_parser().parse_args(argv)
     run_dir = gender_train.train(args)

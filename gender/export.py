@@ -48,12 +48,15 @@ def load_trained(weights):
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: not a loadable Keras model ({reason})") from None
     if tuple(model.output_shape) != (None, 1):
-        raise UserError(f"{path}: not a gender model (output shape {model.output_shape}, "
-                        "expected one P(woman) unit)")
+        raise UserError(
+            f"{path}: not a gender model (output shape {model.output_shape}, "
+            "expected one P(woman) unit)"
+        )
     input_size = tuple(model.input_shape[1:3])
     if info.get("image_size") and tuple(info["image_size"]) != input_size:
-        raise UserError(f"{path}: model input is {input_size} but run.json says "
-                        f"{tuple(info['image_size'])}")
+        raise UserError(
+            f"{path}: model input is {input_size} but run.json says {tuple(info['image_size'])}"
+        )
     info.setdefault("image_size", list(input_size))
     info.setdefault("model", model.name)
     info.setdefault("class_names", list(CLASS_NAMES))
@@ -70,8 +73,9 @@ def _build_and_load_weights(path: Path, info: dict):
         model.load_weights(path)
     except Exception as err:
         reason = str(err).strip().splitlines()[0][:120]
-        raise UserError(f"{path}: weights do not fit model {info['model']} at "
-                        f"{info['image_size']} ({reason})") from None
+        raise UserError(
+            f"{path}: weights do not fit model {info['model']} at {info['image_size']} ({reason})"
+        ) from None
     return model
 
 
@@ -79,6 +83,8 @@ def check_image_size(info: dict, requested) -> tuple[int, int]:
     """The model's input size; a different --image-size is an error, not a silent resize."""
     size = tuple(info["image_size"])
     if requested is not None and tuple(requested) != size:
-        raise UserError(f"--image-size {requested[0]}x{requested[1]}: this model was trained at "
-                        f"{size[0]}x{size[1]}; leave --image-size out to use it")
+        raise UserError(
+            f"--image-size {requested[0]}x{requested[1]}: this model was trained at "
+            f"{size[0]}x{size[1]}; leave --image-size out to use it"
+        )
     return size

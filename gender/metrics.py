@@ -104,7 +104,10 @@ def format_report(report: dict, title: str) -> str:
             f"{_pct(report['f1'][name]):>8}"
         )
     matrix = report["confusion_matrix"]
-    lines += ["", "confusion matrix (rows: true, columns: predicted)",
-              f"{'':<8}" + "".join(f"{name:>8}" for name in names)]
+    lines += [
+        "",
+        "confusion matrix (rows: true, columns: predicted)",
+        f"{'':<8}" + "".join(f"{name:>8}" for name in names),
+    ]
     lines += [f"{name:<8}" + "".join(f"{v:>8}" for v in row) for name, row in zip(names, matrix)]
     return "\n".join(lines)

@@ -14,8 +14,10 @@ def default_weights(task: str):
     """The bundled model for `task` (weights/pretrained/<task>.keras)."""
     path = PRETRAINED_DIR / f"{task}.keras"
     if not path.is_file():
-        raise UserError(f"no weights given and no bundled model at {path}; pass a WEIGHTS file "
-                        "(e.g. weights/<run>/best.keras from gender_train.py)")
+        raise UserError(
+            f"no weights given and no bundled model at {path}; pass a WEIGHTS file "
+            "(e.g. weights/<run>/best.keras from gender_train.py)"
+        )
     return path
 
 

@@ -56,7 +56,9 @@ def read_run_info(run_dir) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not a valid run.json ({err})") from None
     if tuple(info.get("class_names", CLASS_NAMES)) != CLASS_NAMES:
-        raise UserError(f"{path}: class names {info['class_names']} differ from {list(CLASS_NAMES)}")
+        raise UserError(
+            f"{path}: class names {info['class_names']} differ from {list(CLASS_NAMES)}"
+        )
     return info
 
 
@@ -103,6 +105,9 @@ class RunRecorder(keras.callbacks.Callback):
         scores = [row[monitor] for row in self.history if monitor in row]
         self.best = min(scores) if scores else float("inf")
         self._started = 0.0
+        # The model to save when Keras trains another one: the suffix of a cached model shares
+        # its layers with the full model, and the full model is what the other scripts load.
+        self.full_model = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -117,7 +122,7 @@ class RunRecorder(keras.callbacks.Callback):
 
         checkpoint = self.run_dir / f"epoch_{number:03d}.keras"
         with atomic_path(checkpoint) as tmp:
-            self.model.save(tmp)
+            (self.full_model or self.model).save(tmp)
         _link_over(checkpoint, self.run_dir / "last.keras")
         score = row.get(self.monitor)
         if score is not None and score < self.best:

@@ -6,12 +6,13 @@ Every builder has the same contract:
 - output: (B, 1) sigmoid, P(woman) (label 1 of gender.CLASS_NAMES);
 - backbone_weights: None (random), "imagenet" (Keras download) or a local .weights.h5 path;
   ignored by the from-scratch CNNs;
-- trainable_blocks: how many top backbone blocks train (0 = frozen backbone); None = model default.
+- trainable_blocks: how many top backbone blocks train (0 = frozen backbone); the builder's
+  default is the model's default.
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -21,17 +22,22 @@ class ModelEntry:
     build: Callable
     image_size: tuple[int, int]  # default (height, width)
     description: str
-    learning_rate: float  # default Adam rate for the default trainable part
+    learning_rate: float  # default Adam rate (for the head of a transfer model)
+    blocks: tuple = ()  # backbone blocks, bottom to top, as layer-name prefixes (transfer models)
 
 
 MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(image_size: tuple[int, int], description: str, learning_rate: float = 1e-3):
-    """Register a builder under its function name with its default input size and rate."""
+def register_model(
+    image_size: tuple[int, int], description: str, learning_rate: float = 1e-3, blocks: tuple = ()
+):
+    """Register a builder under its function name with its defaults and backbone blocks."""
 
     def decorator(build):
-        MODELS[build.__name__] = ModelEntry(build, tuple(image_size), description, learning_rate)
+        MODELS[build.__name__] = ModelEntry(
+            build, tuple(image_size), description, learning_rate, blocks
+        )
         return build
 
     return decorator
@@ -48,9 +54,34 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def create_model(name: str, image_size=None, **kwargs):
-    """Build model `name` at `image_size` (height, width), default the model's own size."""
+    """Build model `name` at `image_size` (height, width), default the model's own size.
+
+    A keyword given as None takes the builder's default.
+    """
     entry = get_entry(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return entry.build(image_size=tuple(image_size or entry.image_size), **kwargs)
+
+
+def default_trainable_blocks(name: str) -> int:
+    """How many top backbone blocks model `name` fine-tunes by default (0 for no backbone)."""
+    import inspect
+
+    default = inspect.signature(get_entry(name).build).parameters["trainable_blocks"].default
+    return default or 0
+
+
+def set_trainable_blocks(model, name: str, count: int) -> None:
+    """Let the top `count` backbone blocks of a built (or loaded) model `name` train."""
+    import keras
+
+    from models.layers import set_trainable_blocks as set_blocks
+
+    entry = get_entry(name)
+    backbone = next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
+    if backbone is None or not entry.blocks:
+        raise ValueError(f"model {name!r} has no pretrained backbone to freeze or unfreeze")
+    set_blocks(backbone, entry.blocks, count)
 
 
 # Imported last: their decorators fill MODELS.

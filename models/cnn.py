@@ -11,7 +11,7 @@ from models import register_model
 
 
 def build_cnn(filters, image_size, dropout: float = 0.5, name: str = "cnn"):
-    """Conv(3x3, valid)-ReLU-MaxPool(2) per entry of `filters`, Flatten, Dense 64, Dropout, sigmoid."""
+    """Conv 3x3 (valid) + ReLU + max-pool 2 per entry of `filters`; Flatten, Dense 64, sigmoid."""
     inputs = keras.Input((*image_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)  # raw 0..255 -> 0..1
     for i, width in enumerate(filters, 1):

@@ -51,7 +51,7 @@ def set_trainable_blocks(base, blocks, count: int) -> None:
         from gender import UserError
 
         raise UserError(f"--trainable-blocks {count}: expected 0..{len(blocks)} for {base.name}")
-    top = tuple(prefix for block in blocks[len(blocks) - count:] for prefix in block)
+    top = tuple(prefix for block in blocks[len(blocks) - count :] for prefix in block)
     base.trainable = bool(count)
     for layer in base.layers:
         layer.trainable = bool(top) and layer.name.startswith(top)

@@ -13,12 +13,19 @@ BLOCKS = (
 )
 
 
-@register_model(image_size=(128, 128), description="ImageNet MobileNetV2, frozen, one-unit head")
-def mobilenetv2(image_size=None, backbone_weights=None, dropout=0.2, trainable_blocks=None):
+@register_model(
+    image_size=(128, 128),
+    description="ImageNet MobileNetV2, frozen, one-unit head",
+    blocks=BLOCKS,
+)
+def mobilenetv2(image_size=None, backbone_weights=None, dropout=0.2, trainable_blocks=0):
     base = keras.applications.MobileNetV2(
-        include_top=False, alpha=1.0, weights=resolve_backbone_weights(backbone_weights),
-        input_shape=(*image_size, 3))
-    set_trainable_blocks(base, BLOCKS, 0 if trainable_blocks is None else trainable_blocks)
+        include_top=False,
+        alpha=1.0,
+        weights=resolve_backbone_weights(backbone_weights),
+        input_shape=(*image_size, 3),
+    )
+    set_trainable_blocks(base, BLOCKS, trainable_blocks)
     inputs = keras.Input((*image_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_to_pm1")(inputs)
     # training=False: BatchNorm keeps its ImageNet statistics, also when top blocks fine-tune.

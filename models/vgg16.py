@@ -13,14 +13,18 @@ from models.layers import (
 BLOCKS = tuple((f"block{i}_",) for i in range(1, 6))  # bottom to top
 
 
-# 1e-4: block 5 trains with the head, and a higher rate would wreck its ImageNet filters.
-@register_model(image_size=(128, 128), description="ImageNet VGG16, block 5 fine-tuned + dense 256",
-                learning_rate=1e-4)
-def vgg16(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+@register_model(
+    image_size=(128, 128),
+    description="ImageNet VGG16, block 5 fine-tuned + dense 256",
+    blocks=BLOCKS,
+)
+def vgg16(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=1):
     base = keras.applications.VGG16(
-        include_top=False, weights=resolve_backbone_weights(backbone_weights),
-        input_shape=(*image_size, 3))
-    set_trainable_blocks(base, BLOCKS, 1 if trainable_blocks is None else trainable_blocks)
+        include_top=False,
+        weights=resolve_backbone_weights(backbone_weights),
+        input_shape=(*image_size, 3),
+    )
+    set_trainable_blocks(base, BLOCKS, trainable_blocks)
     inputs = keras.Input((*image_size, 3), name="image")
     x = CaffePreprocess(name="caffe_preprocess")(inputs)
     # training=False keeps any backbone layer in inference mode even while its weights train.
