@@ -264,6 +264,7 @@ def train(args) -> Path:
             "data": {"train": counts, "val": val_set.counts() if val_set else {}},
         }
     )
+    info["flags"]["epochs"] = args.epochs  # a resume may extend the run
     info["phases"] = [vars(p) for p in phases]
     recorder = RunRecorder(
         run_dir, info, monitor="val_loss" if val_set else "loss", keep=args.keep, history=history

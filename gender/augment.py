@@ -10,19 +10,32 @@ import keras
 
 from gender import UserError
 
-# name -> factory of one Keras preprocessing layer working on raw 0..255 RGB batches.
+# name -> factory(seed) of one Keras preprocessing layer working on raw 0..255 RGB batches.
 # No vertical flip: an upside-down face or pedestrian is not a case the model will meet.
 AUGMENTATIONS = {
-    "flip": lambda: keras.layers.RandomFlip("horizontal"),
-    "rotate": lambda: keras.layers.RandomRotation(0.03, fill_mode="reflect"),  # about +-10 degrees
-    "shift": lambda: keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect"),
-    "zoom": lambda: keras.layers.RandomZoom((-0.15, 0.15), fill_mode="reflect"),
-    "shear": lambda: keras.layers.RandomShear(x_factor=0.1, y_factor=0.1, fill_mode="reflect"),
-    "brightness": lambda: keras.layers.RandomBrightness(0.15, value_range=(0, 255)),
-    "contrast": lambda: keras.layers.RandomContrast(0.3, value_range=(0, 255)),
-    "hue": lambda: keras.layers.RandomHue(0.05, value_range=(0, 255)),
-    "saturation": lambda: keras.layers.RandomSaturation(0.3, value_range=(0, 255)),
-    "noise": lambda: keras.layers.GaussianNoise(8.0),  # std in 0..255 units (seed 002's 0.08 of 1)
+    "flip": lambda seed: keras.layers.RandomFlip("horizontal", seed=seed),
+    # about +-10 degrees
+    "rotate": lambda seed: keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed),
+    "shift": lambda seed: keras.layers.RandomTranslation(
+        0.08, 0.08, fill_mode="reflect", seed=seed
+    ),
+    "zoom": lambda seed: keras.layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed),
+    "shear": lambda seed: keras.layers.RandomShear(
+        x_factor=0.1, y_factor=0.1, fill_mode="reflect", seed=seed
+    ),
+    "brightness": lambda seed: keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed),
+    "contrast": lambda seed: keras.layers.RandomContrast(0.3, value_range=(0, 255), seed=seed),
+    "hue": lambda seed: keras.layers.RandomHue(0.05, value_range=(0, 255), seed=seed),
+    "saturation": lambda seed: keras.layers.RandomSaturation(0.3, value_range=(0, 255), seed=seed),
+    # GaussianNoise takes a std in 0..1 units: 0.03 of the range is about 8 grey levels.
+    "noise": lambda seed: keras.Sequential(
+        [
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.GaussianNoise(0.03, seed=seed),
+            keras.layers.Rescaling(255),
+        ],
+        name="noise",
+    ),
 }
 DEFAULT_AUGMENT = "flip,rotate,shift,zoom,brightness,contrast"
 
@@ -45,10 +58,7 @@ def build_augmenter(names, seed: int = 0):
     """Return fn(uint8 batch) -> float32 batch in 0..255 applying `names`, or None if empty."""
     if not names:
         return None
-    layers = [AUGMENTATIONS[name]() for name in names]
-    for i, layer in enumerate(layers):
-        if hasattr(layer, "seed"):
-            layer.seed = seed + i
+    layers = [AUGMENTATIONS[name](seed + i) for i, name in enumerate(names)]
     pipeline = keras.Sequential(layers, name="augment")
 
     def augment(images):

@@ -1,5 +1,6 @@
 """Load a trained model for prediction or evaluation, with the run.json that describes it."""
 
+import zipfile
 from pathlib import Path
 
 from gender import CLASS_NAMES, UserError
@@ -39,6 +40,8 @@ def load_trained(weights):
         if path.name.endswith(".weights.h5"):
             model = _build_and_load_weights(path, info)
         elif path.suffix == ".keras":
+            if not zipfile.is_zipfile(path):  # Keras would say "file not found" here
+                raise UserError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
             model = keras.saving.load_model(path, compile=False)
         else:
             raise UserError(f"{path}: expected a .keras model (or .weights.h5 with run.json)")

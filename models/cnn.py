@@ -12,6 +12,16 @@ from models import register_model
 
 def build_cnn(filters, image_size, dropout: float = 0.5, name: str = "cnn"):
     """Conv 3x3 (valid) + ReLU + max-pool 2 per entry of `filters`; Flatten, Dense 64, sigmoid."""
+    smallest = 1  # each stage needs 2 * (its output) + 2 pixels: cnn3 22, cnn5 22, cnn7 94
+    for _ in filters:
+        smallest = 2 * smallest + 2
+    if min(image_size) < smallest:
+        from gender import UserError
+
+        raise UserError(
+            f"--image-size {image_size[0]}x{image_size[1]}: too small for {name} "
+            f"({len(filters)} conv + pool stages need at least {smallest}x{smallest})"
+        )
     inputs = keras.Input((*image_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)  # raw 0..255 -> 0..1
     for i, width in enumerate(filters, 1):
