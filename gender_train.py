@@ -7,6 +7,7 @@ python gender_train.py --resume weights/cnn7-20261122-101500   # continue an int
 """
 
 import argparse
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,13 @@ def train(args) -> Path:
     phases = plan_phases(args, entry, default_trainable_blocks(args.model))
     keras.utils.set_random_seed(args.seed)
 
+    if model is None:  # built before the run folder exists: a bad flag leaves nothing behind
+        model = create_model(
+            args.model,
+            image_size=image_size,
+            backbone_weights=args.backbone_weights,
+            trainable_blocks=phases[0].trainable_blocks,
+        )
     train_set, val_set = _load_splits(args)
     print(
         f"decoding {len(train_set) + len(val_set or [])} images at "
@@ -215,13 +223,6 @@ def train(args) -> Path:
             i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)
         }
 
-    if model is None:
-        model = create_model(
-            args.model,
-            image_size=image_size,
-            backbone_weights=args.backbone_weights,
-            trainable_blocks=phases[0].trainable_blocks,
-        )
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"run folder: {run_dir}")
     print(
@@ -285,6 +286,7 @@ def train(args) -> Path:
             keep_optimizer,
         )
         keep_optimizer = False
+    shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: possibly gigabytes
     _print_summary(run_dir, info)
     return run_dir
 

@@ -15,6 +15,7 @@ again.
 import os
 import re
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +210,20 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
     return train, val
 
 
+def new_array(shape, dtype, cache_dir=None) -> np.ndarray:
+    """An uninitialised array: in RAM if it fits MEMORY_BUDGET_BYTES, else a file in `cache_dir`.
+
+    Each file-backed array gets its own temporary file, so two arrays never share one.
+    """
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes <= MEMORY_BUDGET_BYTES or cache_dir is None:
+        return np.empty(shape, dtype)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=cache_dir, suffix=".npy")
+    os.close(fd)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
 def decode_images(samples: Samples, size, cache_dir=None, workers=None):
     """Decode and resize every image once, skipping (and reporting) the bad ones.
 
@@ -225,18 +240,7 @@ def decode_images(samples: Samples, size, cache_dir=None, workers=None):
         except BadImageError as err:
             return err
 
-    n = len(samples)
-    nbytes = n * height * width * 3
-    if nbytes > MEMORY_BUDGET_BYTES and cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        store = np.lib.format.open_memmap(
-            Path(cache_dir) / f"images_{height}x{width}.npy",
-            mode="w+",
-            dtype=np.uint8,
-            shape=(n, height, width, 3),
-        )
-    else:
-        store = np.empty((n, height, width, 3), np.uint8)
+    store = new_array((len(samples), height, width, 3), np.uint8, cache_dir)
     kept = []
     # OpenCV releases the GIL while decoding and resizing, so threads use every core.
     with ThreadPoolExecutor(workers) as pool:

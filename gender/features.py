@@ -5,12 +5,9 @@ cache can keep is one decided before caching: each image is cached in `views` ve
 original, its mirror image, ...), and each epoch feeds one of them at random.
 """
 
-import os
-from pathlib import Path
-
 import numpy as np
 
-from gender.data import MEMORY_BUDGET_BYTES
+from gender.data import new_array
 
 VIEWS = ("original", "flip")  # the default: the image and its mirror
 
@@ -31,14 +28,7 @@ def compute_features(
         np.memmap file in `cache_dir`.
     """
     shape = tuple(prefix.output_shape[1:])
-    size = (len(views), len(images), *shape)
-    nbytes = int(np.prod(size)) * 4
-    if nbytes > MEMORY_BUDGET_BYTES and cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        path = Path(cache_dir) / f"features_{os.getpid()}.npy"
-        features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=size)
-    else:
-        features = np.empty(size, np.float32)
+    features = new_array((len(views), len(images), *shape), np.float32, cache_dir)
     for v, view in enumerate(views):
         for start in range(0, len(images), batch_size):
             batch = np.asarray(images[start : start + batch_size])

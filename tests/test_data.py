@@ -342,3 +342,17 @@ def test_every_augmentation_runs_on_raw_pixels(name):
     out = np.asarray(augment(batch))
     assert out.shape == (4, 32, 32, 3)
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 255
+
+
+def test_disk_backed_arrays_do_not_share_a_file(image_tree, tmp_path, monkeypatch):
+    """Over the memory budget, train and val decode into separate files of one cache folder."""
+    import gender.data as data
+
+    monkeypatch.setattr(data, "MEMORY_BUDGET_BYTES", 0)
+    samples = data.list_folder(image_tree)
+    first, _ = data.decode_images(samples.subset(range(4)), (32, 32), tmp_path / "cache")
+    expected = np.array(first)
+    second, _ = data.decode_images(samples.subset(range(4, 8)), (32, 32), tmp_path / "cache")
+    assert isinstance(first, np.memmap) and isinstance(second, np.memmap)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    np.testing.assert_array_equal(first, expected)  # the second decode left the first intact
