@@ -53,19 +53,18 @@ def predict(args) -> int:
     from gender.atomic import write_text
     from gender.data import Samples
     from gender.export import check_image_size, load_trained
-    from gender.images import parse_image_size, read_image
+    from gender.images import parse_image_size
     from gender.predict import default_weights, predict_samples
 
     inputs, weights = list(args.inputs), args.weights
     if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5")) and not weights:
         weights = inputs.pop()
     paths = _expand(inputs)
-    if len(paths) == 1:
-        read_image(paths[0])  # one bad image is an error naming it, not an empty CSV
     model, info = load_trained(weights or default_weights(args.task))
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
     samples = Samples(paths, np.zeros(len(paths), np.int64))  # labels unknown here
-    p_woman, kept = predict_samples(model, samples, size, args.batch_size)
+    # One bad image alone is an error naming it; among many it is reported and skipped.
+    p_woman, kept = predict_samples(model, samples, size, args.batch_size, skip_bad=len(paths) > 1)
 
     if len(inputs) == 1 and Path(inputs[0]).is_file() and not args.csv:
         p = p_woman[0]

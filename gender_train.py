@@ -180,12 +180,12 @@ def train(args) -> Path:
 
     from gender.augment import parse_augment
     from gender.images import parse_image_size
-    from gender.runs import RunRecorder, new_run_dir, read_history, read_run_info, versions
+    from gender.runs import RunRecorder, new_run_dir, read_run_info, versions
     from models import create_model, default_trainable_blocks, get_entry
 
     history, model = [], None
     if args.resume:
-        args, history, model = _resume_args(args, read_run_info, read_history)
+        args, history, model = _resume_args(args)
     args.epochs = args.epochs or DEFAULT_EPOCHS
     if not args.data:
         raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
@@ -393,11 +393,12 @@ def _load_splits(args):
     return gender.data.split_samples(everything, args.val_split, args.seed, args.by_person)
 
 
-def _resume_args(args, read_run_info, read_history):
+def _resume_args(args):
     """Flags of the run being resumed (a new --epochs may extend it), its history and model."""
     import keras
 
     import models.layers  # noqa: F401  registers custom layers for loading
+    from gender.runs import read_history, read_run_info
 
     run_dir = Path(args.resume)
     info = read_run_info(run_dir)

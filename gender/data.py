@@ -224,8 +224,10 @@ def new_array(shape, dtype, cache_dir=None) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
-def decode_images(samples: Samples, size, cache_dir=None, workers=None):
+def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad=True):
     """Decode and resize every image once, skipping (and reporting) the bad ones.
+
+    With skip_bad=False the first bad image raises its BadImageError instead.
 
     Returns:
         (images, kept): images is (N, H, W, 3) uint8, in RAM when it fits MEMORY_BUDGET_BYTES,
@@ -246,6 +248,8 @@ def decode_images(samples: Samples, size, cache_dir=None, workers=None):
     with ThreadPoolExecutor(workers) as pool:
         for i, result in enumerate(pool.map(load, samples.paths, chunksize=16)):
             if isinstance(result, BadImageError):
+                if not skip_bad:
+                    raise result
                 warn(f"{result} (skipped)")
                 continue
             store[len(kept)] = result

@@ -21,8 +21,10 @@ def default_weights(task: str):
     return path
 
 
-def predict_samples(model, samples: Samples, size, batch_size: int = 64):
+def predict_samples(model, samples: Samples, size, batch_size: int = 64, skip_bad=True):
     """P(woman) for every readable image.
+
+    With skip_bad=False a bad image is an error instead of a warning.
 
     Returns:
         (p_woman, kept): p_woman (N,) float in [0, 1] for the N images of `kept` that decoded.
@@ -31,9 +33,11 @@ def predict_samples(model, samples: Samples, size, batch_size: int = 64):
     for start in range(0, len(samples), CHUNK):
         chunk = samples.subset(range(start, min(start + CHUNK, len(samples))))
         try:
-            images, chunk = decode_images(chunk, size)
-        except UserError:  # every image of this chunk was bad (each already reported)
-            continue
+            images, chunk = decode_images(chunk, size, skip_bad=skip_bad)
+        except UserError:
+            if not skip_bad:
+                raise
+            continue  # every image of this chunk was bad (each already reported)
         probabilities.append(model.predict(images, batch_size=batch_size, verbose=0).ravel())
         kept_paths += chunk.paths
         kept_labels.append(chunk.labels)
