@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from gender import CLASS_NAMES, UserError
-from gender.predict import TASKS
+from gender.predict import BACKENDS, TASKS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: the .tflite export beside the weights with LiteRT when there is one "
+        "(faster), else Keras; keras forces the .keras model (default auto)",
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="P(woman) cut-off")
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
@@ -59,10 +66,10 @@ def main(argv=None) -> int:
 def evaluate_folder(args) -> dict:
     from gender.atomic import write_text
     from gender.data import load_samples
-    from gender.export import check_image_size, load_trained
+    from gender.export import check_image_size
     from gender.images import parse_image_size
     from gender.metrics import evaluate, format_report
-    from gender.predict import default_weights, predict_samples
+    from gender.predict import default_weights, load_model, predict_samples
 
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
@@ -71,7 +78,7 @@ def evaluate_folder(args) -> dict:
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
     weights = args.weights or args.weights_flag or default_weights(args.task)
-    model, info = load_trained(weights)
+    model, info = load_model(weights, args.backend)
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
     p_woman, kept = predict_samples(model, samples, size, args.batch_size)
     skipped = len(samples) - len(kept)
@@ -82,6 +89,7 @@ def evaluate_folder(args) -> dict:
         weights=str(weights),
         model=info["model"],
         image_size=list(size),
+        backend=info["backend"],
         skipped_unreadable=skipped,
     )
     print(format_report(report, title))

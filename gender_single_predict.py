@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from gender import CLASS_NAMES, UserError
-from gender.predict import TASKS
+from gender.predict import BACKENDS, TASKS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: the .tflite export beside the weights with LiteRT (no TensorFlow start-up) "
+        "when there is one, else Keras (default auto)",
+    )
+    parser.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="the images are face crops already (face detection comes with the faces feature)",
+    )
     return parser
 
 
@@ -52,15 +64,15 @@ def predict(args) -> int:
 
     from gender.atomic import write_text
     from gender.data import Samples
-    from gender.export import check_image_size, load_trained
+    from gender.export import check_image_size
     from gender.images import parse_image_size
-    from gender.predict import default_weights, predict_samples
+    from gender.predict import default_weights, load_model, predict_samples
 
     inputs, weights = list(args.inputs), args.weights
     if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5")) and not weights:
         weights = inputs.pop()
     paths = _expand(inputs)
-    model, info = load_trained(weights or default_weights(args.task))
+    model, info = load_model(weights or default_weights(args.task), args.backend)
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
     samples = Samples(paths, np.zeros(len(paths), np.int64))  # labels unknown here
     # One bad image alone is an error naming it; among many it is reported and skipped.

@@ -4,6 +4,7 @@ python gender_train.py --demo                          # synthetic data, a few m
 python gender_train.py --data DIR --model cnn7 --epochs 60
 python gender_train.py --data DIR --by-person --model mobilenetv2 --backbone-weights imagenet
 python gender_train.py --resume weights/cnn7-20261122-101500   # continue an interrupted run
+python gender_train.py --export weights/cnn7-20261122-101500/best.keras   # + .tflite, SavedModel
 """
 
 import argparse
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     run.add_argument(
+        "--export",
+        metavar="WEIGHTS",
+        help="write a trained model as TFLite and SavedModel (with a JSON of its labels and "
+        "input size) beside it, or in --out if given, and exit",
+    )
+    run.add_argument(
         "--demo",
         action="store_true",
         help="train, evaluate and predict on a small synthetic data set",
@@ -129,6 +136,8 @@ def main(argv=None) -> int:
             from gender.demo import run_demo
 
             return run_demo(args.out)
+        if args.export:
+            return export(args)
         run_dir = train(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -140,6 +149,17 @@ def main(argv=None) -> int:
         )
         return 130
     print(f"run folder: {run_dir}")
+    return 0
+
+
+def export(args) -> int:
+    """--export: the .tflite (fast predict path), the SavedModel (serving) and their JSON."""
+    from gender.export import export_all
+
+    out = None if args.out == build_parser().get_default("out") else args.out
+    paths = export_all(args.export, out)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
     return 0
 
 

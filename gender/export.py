@@ -1,10 +1,19 @@
-"""Load a trained model for prediction or evaluation, with the run.json that describes it."""
+"""Load a trained model with the run.json that describes it; export it as TFLite and SavedModel.
 
+Exports (`python gender_train.py --export WEIGHTS`) sit beside the weights with the same stem:
+best.keras -> best.tflite, best_saved_model/, best.export.json (class names, input size, model).
+This module imports no TensorFlow at import time: the fast predict path imports it for
+PRETRAINED_DIR and `export_paths` only.
+"""
+
+import json
+import os
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
 from gender import CLASS_NAMES, UserError
-from gender.runs import read_run_info
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
 
@@ -33,6 +42,7 @@ def load_trained(weights):
     import keras
 
     import models.layers  # noqa: F401  registers the custom layers before loading
+    from gender.runs import read_run_info  # imports Keras: kept out of the light import chain
 
     path = resolve_weights(weights)
     info = read_run_info(path.parent)
@@ -91,3 +101,107 @@ def check_image_size(info: dict, requested) -> tuple[int, int]:
             f"{size[0]}x{size[1]}; leave --image-size out to use it"
         )
     return size
+
+
+def export_paths(weights) -> dict[str, Path]:
+    """Where the exports of a .keras file go: {'tflite', 'saved_model', 'json'} beside it."""
+    path = Path(weights)
+    stem = path.name.removesuffix(".weights.h5").removesuffix(".keras")
+    return {
+        "tflite": path.with_name(f"{stem}.tflite"),
+        "saved_model": path.with_name(f"{stem}_saved_model"),
+        "json": path.with_name(f"{stem}.export.json"),
+    }
+
+
+def export_info(model, info: dict) -> dict:
+    """What a runtime needs to use an export without Keras: labels, input size and range."""
+    return {
+        "model": info.get("model", model.name),
+        "class_names": list(info.get("class_names", CLASS_NAMES)),
+        "image_size": list(model.input_shape[1:3]),
+        "input": "RGB, (B, H, W, 3) float32 holding 0..255 pixel values (the model scales them)",
+        "input_dtype": "float32",
+        "input_range": [0, 255],
+        "output": f"(B, 1) sigmoid P({CLASS_NAMES[1]})",
+        "resize": "OpenCV INTER_AREA when shrinking, INTER_LINEAR when enlarging, no aspect kept",
+    }
+
+
+def export_saved_model(model, folder) -> Path:
+    """Write `model` as a TensorFlow SavedModel (endpoint `serve`), atomically.
+
+    The whole folder is written under a temporary name and renamed, so a reader never sees half
+    of it; an existing export is replaced.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        _write_saved_model(model, tmp / "model")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp / "model", folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp / "model", folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _write_saved_model(model, folder: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    # A float32 signature with a free batch size; uint8 callers cast (LiteRT needs one dtype).
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
+    archive.write_out(str(folder), verbose=False)
+
+
+def export_tflite(model, path) -> Path:
+    """Write `model` as a TFLite flat buffer for the LiteRT interpreter, atomically.
+
+    Only TFLite built-in ops are allowed (no Flex/Select TF ops, which would need TensorFlow at
+    run time again), so a model that cannot run under plain LiteRT fails here, not in predict.
+    """
+    import tensorflow as tf
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_saved_model(model, Path(tmp) / "model")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / "model"))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flat = converter.convert()
+    from gender.atomic import atomic_path
+
+    with atomic_path(path) as tmp_file:
+        tmp_file.write_bytes(flat)
+    return path
+
+
+def export_all(weights, out=None) -> dict[str, Path]:
+    """Export a trained model (a .keras file or run folder) as TFLite, SavedModel and JSON.
+
+    Args:
+        out: a folder for the three exports (default: beside the weights).
+
+    Returns:
+        {'tflite': path, 'saved_model': folder, 'json': path}
+    """
+    from gender.atomic import write_text
+
+    model, info = load_trained(weights)
+    source = resolve_weights(weights)
+    paths = export_paths(Path(out) / source.name if out else source)
+    export_tflite(model, paths["tflite"])
+    export_saved_model(model, paths["saved_model"])
+    meta = export_info(model, info)
+    meta["source"] = source.name
+    write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
+    return paths

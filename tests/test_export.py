@@ -1,0 +1,176 @@
+"""Export (TFLite, SavedModel) round trip and the TensorFlow-free fast predict path.
+
+The exported model and the LiteRT path must give the Keras model's answers (to 1e-4) on real
+images: a few from ../shared/data/faces_web when present, else the synthetic tree.
+"""
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS, error_line
+
+import gender_single_predict
+import gender_train
+from gender.data import Samples, list_folder
+
+pytest.importorskip("ai_edge_litert")
+
+TOLERANCE = 1e-4
+REAL_PER_CLASS = 8
+
+
+@pytest.fixture(scope="module")
+def eval_images(image_tree, tmp_path_factory):
+    """A man/woman folder: links to a few real face photos if ../shared has them, else synthetic."""
+    source = SHARED_DATA / "faces_web"
+    if not source.is_dir():
+        return image_tree
+    root = tmp_path_factory.mktemp("real") / "faces"
+    for name in ("man", "woman"):
+        (root / name).mkdir(parents=True)
+        for path in sorted((source / name).iterdir())[:REAL_PER_CLASS]:
+            os.symlink(path, root / name / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    """A copy of the trained run's best.keras + run.json, exported beside itself by the CLI."""
+    folder = tmp_path_factory.mktemp("export")
+    for name in ("best.keras", "run.json"):
+        shutil.copy(trained_run / name, folder / name)
+    assert gender_train.main(["--export", str(folder / "best.keras")]) == 0
+    return folder
+
+
+def test_export_writes_the_three_files(exported):
+    assert (exported / "best.tflite").read_bytes()[4:8] == b"TFL3"
+    assert (exported / "best_saved_model" / "saved_model.pb").is_file()
+    meta = json.loads((exported / "best.export.json").read_text())
+    assert meta["class_names"] == ["man", "woman"]
+    assert meta["model"] == "cnn3" and meta["image_size"] == [32, 32]
+    assert meta["input_dtype"] == "float32" and meta["input_range"] == [0, 255]
+    assert not [p.name for p in exported.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_export_round_trip_same_outputs(exported, eval_images):
+    """Keras, TFLite (LiteRT) and SavedModel give the same P(woman) on the same decoded pixels."""
+    import tensorflow as tf
+
+    from gender.data import decode_images
+    from gender.export import load_trained
+    from gender.lite import load_lite
+
+    keras_model, info = load_trained(exported / "best.keras")
+    images, _ = decode_images(list_folder(eval_images), info["image_size"])
+    expected = keras_model.predict(images, verbose=0)
+    lite_model, _ = load_lite(exported / "best.keras")
+    served = tf.saved_model.load(str(exported / "best_saved_model"))
+    from_lite = lite_model.predict(images, batch_size=5)  # uneven batches: resizing works
+    from_saved = served.serve(tf.constant(images, tf.float32)).numpy()
+    assert from_lite.shape == from_saved.shape == expected.shape == (len(images), 1)
+    np.testing.assert_allclose(from_lite, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(from_saved, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_fast_path_agrees_with_keras_path(exported, eval_images):
+    """load_model picks LiteRT when the export is there; its answers are Keras' to 1e-4."""
+    from gender.predict import load_model, predict_samples
+
+    samples = list_folder(eval_images)
+    results = {}
+    for backend in ("lite", "keras"):
+        model, info = load_model(exported / "best.keras", backend)
+        assert info["backend"] == backend
+        results[backend] = predict_samples(model, samples, info["image_size"])[0]
+    assert load_model(exported / "best.keras")[1]["backend"] == "lite"  # auto
+    np.testing.assert_allclose(results["lite"], results["keras"], atol=TOLERANCE, rtol=0)
+
+
+def test_cli_fast_and_keras_paths_print_the_same(exported, eval_images, capsys):
+    rows = {}
+    for backend in ("lite", "keras"):
+        argv = [str(eval_images), "--weights", str(exported / "best.keras"), "--backend", backend]
+        assert gender_single_predict.main(argv) == 0
+        rows[backend] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["path"] for r in rows["lite"]] == [r["path"] for r in rows["keras"]]
+    for lite, keras in zip(rows["lite"], rows["keras"]):
+        # printed to 4 decimals: one unit of rounding on top of the 1e-4 agreement
+        assert abs(float(lite["p_woman"]) - float(keras["p_woman"])) <= 2e-4
+        if abs(float(keras["p_woman"]) - 0.5) > 2e-4:
+            assert lite["label"] == keras["label"]
+
+
+def test_lite_cli_imports_no_tensorflow(exported, eval_images):
+    """A single prediction through the fast path never imports TensorFlow or Keras."""
+    image = next((eval_images / "woman").iterdir())
+    code = (
+        "import sys, gender_single_predict as g\n"
+        f"status = g.main([{str(image)!r}, {str(exported / 'best.keras')!r}, '--no-detect'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print('HEAVY', heavy[:5])\n"
+        "sys.exit(status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout
+    assert "woman" in result.stdout or "man" in result.stdout
+    assert "XNNPACK" not in result.stderr  # the runtime's banner is not shown to users
+
+
+def test_keras_backend_without_export_still_works(trained_run, eval_images, capsys):
+    image = next((eval_images / "man").iterdir())
+    assert gender_single_predict.main([str(image), str(trained_run / "best.keras")]) == 0
+    assert "P(woman)" in capsys.readouterr().out
+
+
+def test_lite_backend_without_export_is_one_error_line(trained_run, eval_images, capsys):
+    image = next((eval_images / "man").iterdir())
+    argv = [str(image), str(trained_run / "best.keras"), "--backend", "lite"]
+    assert gender_single_predict.main(argv) == 2
+    assert "--export" in error_line(capsys.readouterr().err)
+
+
+def test_export_of_a_missing_file_is_one_error_line(tmp_path, capsys):
+    assert gender_train.main(["--export", str(tmp_path / "nope.keras")]) == 2
+    assert "not found" in error_line(capsys.readouterr().err)
+
+
+def test_export_to_out_folder(trained_run, tmp_path, capsys):
+    out = tmp_path / "exports"
+    assert gender_train.main(["--export", str(trained_run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.export.json", "best.tflite", "best_saved_model"]  # fmt: skip
+    assert not (trained_run / "best.tflite").exists()  # the run folder is left alone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnn5", "cnn7", "vgg16", "mobilenetv2"])
+def test_every_model_exports_to_plain_litert(name, eval_images, tmp_path):
+    """Every registry model converts with built-in ops only and matches Keras on real images."""
+    from gender.data import decode_images
+    from gender.export import export_tflite
+    from gender.lite import LiteModel
+    from models import create_model
+
+    backbone = SHARED_WEIGHTS / f"{name}_imagenet_notop.weights.h5"
+    if name == "mobilenetv2":
+        backbone = SHARED_WEIGHTS / "mobilenet_v2_imagenet_notop.weights.h5"
+    model = create_model(name, backbone_weights=str(backbone) if backbone.is_file() else None)
+    export_tflite(model, tmp_path / "m.tflite")
+    size = model.input_shape[1:3]
+    images, _ = decode_images(Samples(list_folder(eval_images).paths[:8], np.zeros(8)), size)
+    lite = LiteModel(tmp_path / "m.tflite", {"image_size": list(size)})
+    np.testing.assert_allclose(
+        lite.predict(images), model.predict(images, verbose=0), atol=TOLERANCE, rtol=0
+    )
