@@ -233,6 +233,10 @@ def train(args) -> Path:
     if val_set:
         val_x, val_set = gender.data.decode_images(val_set, image_size, run_dir / "cache")
         gender.data.write_truth_table(run_dir / "val.txt", val_set)
+    print(
+        f"decoded images: train {gender.data.storage(train_x)}"
+        + (f"; val {gender.data.storage(val_x)}" if val_set else "")
+    )
 
     counts = train_set.counts()
     class_weight = None

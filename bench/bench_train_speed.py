@@ -96,7 +96,7 @@ def toolkit_epochs(samples, size, epochs: int, batch_size: int, seed: int):
         on_epoch_begin=lambda *_: timer.begin(), on_epoch_end=lambda *_: timer.end()
     )
     dataset = make_dataset(images, kept.labels, batch_size, shuffle=True, seed=seed)
-    model.fit(dataset, epochs=epochs, callbacks=[callback], verbose=0)
+    model.fit(dataset, epochs=epochs, callbacks=[callback], shuffle=False, verbose=0)
     return decode_seconds, timer.rows
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import tempfile
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,10 @@ from gender.images import BadImageError, is_image_file, load_image
 
 # Pedestrian file names start with the person number ("000_45_1.jpg" is person 000).
 DEFAULT_PERSON_PATTERN = r"^(\d+)_"
-# Decoded images larger than this go to a disk-backed array instead of RAM (see decode_images).
+# Decoded images and cached features stay in RAM while their total fits this budget; an array
+# that would pass it goes to a disk-backed file instead (see new_array).
 MEMORY_BUDGET_BYTES = int(os.environ.get("GENDER_MEMORY_BUDGET_MB", "2048")) * 2**20
+_ram_bytes = [0]  # bytes of the new_array arrays now alive in RAM
 TRUTH_HEADER = f"# path<TAB>label  (label 0 = {CLASS_NAMES[0]}, 1 = {CLASS_NAMES[1]})\n"
 
 
@@ -211,17 +214,35 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
 
 
 def new_array(shape, dtype, cache_dir=None) -> np.ndarray:
-    """An uninitialised array: in RAM if it fits MEMORY_BUDGET_BYTES, else a file in `cache_dir`.
+    """An uninitialised array: in RAM if it fits what is left of MEMORY_BUDGET_BYTES, else a file.
 
-    Each file-backed array gets its own temporary file, so two arrays never share one.
+    The budget is for all the arrays alive at once (train images, val images, cached features),
+    so their sum, not each alone, stays under it. Each file-backed array gets its own temporary
+    file in `cache_dir`, so two arrays never share one; without `cache_dir`, RAM it is.
     """
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if nbytes <= MEMORY_BUDGET_BYTES or cache_dir is None:
-        return np.empty(shape, dtype)
+    if _ram_bytes[0] + nbytes <= MEMORY_BUDGET_BYTES or cache_dir is None:
+        array = np.empty(shape, dtype)
+        _ram_bytes[0] += nbytes
+        weakref.finalize(array, _release_ram, nbytes)  # views keep `array` alive until dropped
+        return array
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     fd, path = tempfile.mkstemp(dir=cache_dir, suffix=".npy")
     os.close(fd)
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def _release_ram(nbytes: int) -> None:
+    _ram_bytes[0] -= nbytes
+
+
+def storage(array) -> str:
+    """Where an array from new_array lives, for the trainer's start-up summary."""
+    size = f"{array.nbytes / 2**20:,.0f} MB"
+    budget = f"budget {MEMORY_BUDGET_BYTES / 2**20:,.0f} MB, GENDER_MEMORY_BUDGET_MB"
+    if isinstance(array, np.memmap):
+        return f"{size} in a file under the run folder (over the RAM {budget})"
+    return f"{size} in RAM ({budget})"
 
 
 def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad=True):

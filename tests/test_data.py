@@ -356,3 +356,17 @@ def test_disk_backed_arrays_do_not_share_a_file(image_tree, tmp_path, monkeypatc
     assert isinstance(first, np.memmap) and isinstance(second, np.memmap)
     assert len(list((tmp_path / "cache").iterdir())) == 2
     np.testing.assert_array_equal(first, expected)  # the second decode left the first intact
+
+
+def test_memory_budget_is_for_all_arrays_together(tmp_path, monkeypatch):
+    """Two arrays that each fit the budget but not together: the second goes to a file."""
+    import gender.data as data
+
+    monkeypatch.setattr(data, "MEMORY_BUDGET_BYTES", data._ram_bytes[0] + 1000)
+    first = data.new_array((600,), np.uint8, tmp_path)
+    second = data.new_array((600,), np.uint8, tmp_path)
+    assert not isinstance(first, np.memmap) and isinstance(second, np.memmap)
+    assert "in RAM" in data.storage(first) and "in a file" in data.storage(second)
+    del first  # its bytes go back to the budget
+    third = data.new_array((600,), np.uint8, tmp_path)
+    assert not isinstance(third, np.memmap)
