@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     print(f"target face crop <= 1.0 s: {'met' if lite <= 1.0 else 'NOT met'} ({lite:.3f} s)")
     if args.portrait:
         portrait = statistics.median(rows[3][1])
-        print(f"target portrait <= 2.0 s: {'met' if portrait <= 2.0 else 'NOT met'} ({portrait:.3f} s)")
+        verdict = "met" if portrait <= 2.0 else "NOT met"
+        print(f"target portrait <= 2.0 s: {verdict} ({portrait:.3f} s)")
     else:
         print("portrait with detection: not measured (pass --portrait IMAGE)")
     return 0

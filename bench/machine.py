@@ -1,4 +1,4 @@
-"""What every bench prints first, and the model and images they share (no TensorFlow import here)."""
+"""What every bench prints first, and the model and images they share (imports no TensorFlow)."""
 
 import os
 import platform
