@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="IMAGE",
         help="image files or folders; a last argument ending in .keras or .h5 "
-        "is taken as WEIGHTS (the seeds' 'IMAGE WEIGHTS' order)",
+        "(or .tflite) is taken as WEIGHTS (the seeds' 'IMAGE WEIGHTS' order)",
     )
     parser.add_argument(
         "--weights", help="a .keras model or run folder (default: the bundled --task model)"
@@ -69,7 +69,7 @@ def predict(args) -> int:
     from gender.predict import default_weights, load_model, predict_samples
 
     inputs, weights = list(args.inputs), args.weights
-    if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5")) and not weights:
+    if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
         weights = inputs.pop()
     paths = _expand(inputs)
     model, info = load_model(weights or default_weights(args.task), args.backend)

@@ -173,3 +173,9 @@ def test_every_model_exports_to_plain_litert(name, eval_images, tmp_path):
     np.testing.assert_allclose(
         lite.predict(images), model.predict(images, verbose=0), atol=TOLERANCE, rtol=0
     )
+
+
+def test_a_tflite_file_as_weights(exported, eval_images, capsys):
+    image = next((eval_images / "woman").iterdir())
+    assert gender_single_predict.main([str(image), str(exported / "best.tflite")]) == 0
+    assert "P(woman)" in capsys.readouterr().out
