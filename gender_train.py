@@ -235,7 +235,9 @@ def train(args) -> Path:
         gender.data.write_truth_table(run_dir / "val.txt", val_set)
     print(
         f"decoded images: train {gender.data.storage(train_x)}"
-        + (f"; val {gender.data.storage(val_x)}" if val_set else "")
+        + (f", val {gender.data.storage(val_x)}" if val_set else "")
+        + f" (RAM budget {gender.data.MEMORY_BUDGET_BYTES / 2**20:,.0f} MB for all arrays "
+        "together, GENDER_MEMORY_BUDGET_MB; over it, files in the run folder)"
     )
 
     counts = train_set.counts()

@@ -1,6 +1,6 @@
 """Training speed: the toolkit's input path against a seed-style loop, same images, one run.
 
-    python bench/bench_train_speed.py                     # cnn7 150x150, 500 + 500 faces_utk
+    python bench/bench_train_speed.py                     # cnn7 150x150, 250 + 250 faces_utk
     python bench/bench_train_speed.py --per-class 250 --epochs 3
 
 toolkit: every image decoded once with OpenCV (threads) into one uint8 array, then batches from
@@ -130,7 +130,7 @@ def seed_epochs(samples, size, epochs: int, batch_size: int, seed: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(FACES_UTK), help="a man/woman folder")
-    parser.add_argument("--per-class", type=int, default=500)
+    parser.add_argument("--per-class", type=int, default=250)
     parser.add_argument("--epochs", type=int, default=3, help="per path (the first is left out)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=150)

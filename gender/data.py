@@ -237,12 +237,9 @@ def _release_ram(nbytes: int) -> None:
 
 
 def storage(array) -> str:
-    """Where an array from new_array lives, for the trainer's start-up summary."""
-    size = f"{array.nbytes / 2**20:,.0f} MB"
-    budget = f"budget {MEMORY_BUDGET_BYTES / 2**20:,.0f} MB, GENDER_MEMORY_BUDGET_MB"
-    if isinstance(array, np.memmap):
-        return f"{size} in a file under the run folder (over the RAM {budget})"
-    return f"{size} in RAM ({budget})"
+    """Where an array from new_array lives and its size, e.g. '520 MB in RAM'."""
+    where = "in a file" if isinstance(array, np.memmap) else "in RAM"
+    return f"{array.nbytes / 2**20:,.0f} MB {where}"
 
 
 def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad=True):
