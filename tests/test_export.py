@@ -179,3 +179,18 @@ def test_a_tflite_file_as_weights(exported, eval_images, capsys):
     image = next((eval_images / "woman").iterdir())
     assert gender_single_predict.main([str(image), str(exported / "best.tflite")]) == 0
     assert "P(woman)" in capsys.readouterr().out
+
+
+def test_map_report_is_the_same_with_either_backend(exported, eval_images, tmp_path, capsys):
+    import gender_mAP
+
+    reports = {}
+    for backend in ("lite", "keras"):
+        out = tmp_path / f"{backend}.json"
+        argv = [str(eval_images), str(exported / "best.keras"), "--backend", backend]
+        assert gender_mAP.main([*argv, "--json", str(out)]) == 0
+        reports[backend] = json.loads(out.read_text())
+    capsys.readouterr()
+    assert reports["lite"]["backend"] == "lite" and reports["keras"]["backend"] == "keras"
+    assert reports["lite"]["n"] == reports["keras"]["n"]
+    assert reports["lite"]["map"] == pytest.approx(reports["keras"]["map"], abs=1e-3)
