@@ -211,6 +211,14 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
     return train, val
 
 
+def concat_samples(parts) -> Samples:
+    """One Samples holding every part, in order."""
+    return Samples(
+        [path for part in parts for path in part.paths],
+        np.concatenate([part.labels for part in parts]).astype(np.int64),
+    )
+
+
 def new_array(shape, dtype, cache_dir=None) -> np.ndarray:
     """An uninitialised array: in RAM if it fits MEMORY_BUDGET_BYTES, else a file in `cache_dir`.
 

@@ -4,7 +4,7 @@ import zipfile
 from pathlib import Path
 
 from gender import CLASS_NAMES, UserError
-from gender.runs import read_run_info
+from gender.runs import model_info_name, read_run_info
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
 
@@ -35,7 +35,7 @@ def load_trained(weights):
     import models.layers  # noqa: F401  registers the custom layers before loading
 
     path = resolve_weights(weights)
-    info = read_run_info(path.parent)
+    info = read_run_info(path.parent, model_info_name(path))
     try:
         if path.name.endswith(".weights.h5"):
             model = _build_and_load_weights(path, info)

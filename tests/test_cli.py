@@ -65,7 +65,8 @@ def test_train_run_json(trained_run, image_tree):
     assert info["class_names"] == ["man", "woman"]
     assert info["epochs_done"] == 1
     assert info["best_epoch"] == 1
-    assert info["flags"]["data"] == str(image_tree)
+    assert info["flags"]["data"] == [str(image_tree)]
+    assert info["task"] == "face"
     total = sum(info["data"]["train"].values()) + sum(info["data"]["val"].values())
     assert total == 2 * PER_CLASS
 
