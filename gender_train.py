@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--backbone-weights",
         default="imagenet",
-        help="vgg16/mobilenetv2 backbone: imagenet (download) or a local "
-        ".weights.h5 file (default imagenet)",
+        help="vgg16/mobilenetv2 backbone: imagenet (download), a local "
+        ".weights.h5 file, or none (random init) (default imagenet)",
     )
     model.add_argument(
         "--trainable-blocks",
