@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gender.data
-from gender import CLASS_NAMES, UserError
+from gender import CLASS_NAMES, TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 
 DEFAULT_EPOCHS = 60
@@ -26,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--data", help="folder with man/ and woman/ (or train/ and val/ holding them)"
+        "--data",
+        nargs="+",
+        metavar="DIR",
+        help="folder(s) with man/ and woman/ (or train/ and val/ holding them); "
+        "several folders are pooled, each split on its own",
     )
     data.add_argument(
         "--val-split",
@@ -50,12 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="cnn7", choices=list_models())
+    model.add_argument(
+        "--task",
+        choices=TASKS,
+        default="face",
+        help="what the images show, stored in run.json: face models detect faces "
+        "in photos at prediction, pedestrian models never do (default face)",
+    )
     model.add_argument("--image-size", help="HxW or N (default: the model's own size)")
     model.add_argument(
         "--backbone-weights",
         default="imagenet",
-        help="vgg16/mobilenetv2 backbone: imagenet (download) or a local "
-        ".weights.h5 file (default imagenet)",
+        help="vgg16/mobilenetv2 backbone: imagenet (download), a local "
+        ".weights.h5 file, or none (random init) (default imagenet)",
     )
     model.add_argument(
         "--trainable-blocks",
@@ -284,6 +295,7 @@ def train(args) -> Path:
         if args.resume
         else {
             "model": args.model,
+            "task": args.task,
             "image_size": list(image_size),
             "class_names": list(CLASS_NAMES),
             "flags": {k: v for k, v in vars(args).items() if k not in ("resume", "demo")},
@@ -409,14 +421,26 @@ def cache_views(augment_names, count: int) -> tuple[str, ...]:
 
 
 def _load_splits(args):
-    """(train, val) Samples from --data: its own train/val folders, or a split made here."""
-    splits = gender.data.load_samples(args.data)
-    if "train" in splits:
-        return splits["train"], splits["val"]
-    everything = splits["all"]
-    if args.val_split == 0:
-        return everything, None
-    return gender.data.split_samples(everything, args.val_split, args.seed, args.by_person)
+    """(train, val) Samples pooled over the --data folders.
+
+    A folder with its own train/val keeps them; any other folder is split here (by person with
+    --by-person), so no folder's people end up on both sides.
+    """
+    trains, vals = [], []
+    for folder in args.data:
+        splits = gender.data.load_samples(folder)
+        if "train" in splits:
+            trains.append(splits["train"])
+            vals.append(splits["val"])
+        elif args.val_split == 0:
+            trains.append(splits["all"])
+        else:
+            train, val = gender.data.split_samples(
+                splits["all"], args.val_split, args.seed, args.by_person
+            )
+            trains.append(train)
+            vals.append(val)
+    return gender.data.concat_samples(trains), gender.data.concat_samples(vals) if vals else None
 
 
 def _resume_args(args):
@@ -433,6 +457,9 @@ def _resume_args(args):
         raise UserError(f"{run_dir}: not a run folder with run.json and last.keras to resume")
     flags = dict(info["flags"])
     flags.update(resume=str(run_dir), demo=False)
+    if isinstance(flags.get("data"), str):  # runs from before --data took several folders
+        flags["data"] = [flags["data"]]
+    flags.setdefault("task", info.get("task", "face"))
     if args.epochs:
         flags["epochs"] = args.epochs
     history = read_history(run_dir)

@@ -8,6 +8,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CLASS_NAMES = ("man", "woman")  # label 0, label 1; models output P(CLASS_NAMES[1])
+TASKS = ("face", "pedestrian")  # what a model's images show; one bundled model each
 
 
 class UserError(Exception):

@@ -175,8 +175,10 @@ def person_ids(paths, pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
 def split_samples(samples: Samples, val_fraction: float, seed: int, person_pattern=None):
     """Split into (train, val), stratified by class; by person when `person_pattern` is given.
 
-    With a pattern, all images of one person land on the same side, so validation measures
-    people the model never saw (the seeds' lesson: a seen person is easy, a new one is not).
+    With a pattern, all images of one person id land on the same side, whatever class folder
+    they are in, so validation measures people the model never saw (the seeds' lesson: a seen
+    person is easy, a new one is not). An id found under both man/ and woman/ (two source data
+    sets numbering their people alike, or a labelling slip) is still kept on one side.
     """
     if not 0 < val_fraction < 1:
         raise UserError(f"--val-split {val_fraction}: expected a fraction between 0 and 1")
@@ -185,21 +187,20 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
         if person_pattern
         else [f"file:{p}" for p in samples.paths]
     )
-    rng = np.random.default_rng(seed)
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(groups):
+        members.setdefault(key, []).append(i)
+    keys = sorted(members)
+    np.random.default_rng(seed).shuffle(keys)
+    target = val_fraction * np.bincount(samples.labels, minlength=len(CLASS_NAMES))
+    taken = np.zeros(len(CLASS_NAMES))
     val_index = []
-    for label in range(len(CLASS_NAMES)):
-        members: dict[str, list[int]] = {}
-        for i in np.flatnonzero(samples.labels == label):
-            members.setdefault(groups[i], []).append(int(i))
-        keys = sorted(members)
-        rng.shuffle(keys)
-        target = val_fraction * sum(len(v) for v in members.values())
-        taken = 0
-        for key in keys:
-            if taken >= target:
-                break
+    for key in keys:
+        group = np.bincount(samples.labels[members[key]], minlength=len(CLASS_NAMES))
+        # Take a person while every class they bring still needs validation images.
+        if all(taken[c] < target[c] for c in np.flatnonzero(group)):
             val_index.extend(members[key])
-            taken += len(members[key])
+            taken += group
     val_set = set(val_index)
     train_index = [i for i in range(len(samples)) if i not in val_set]
     train, val = samples.subset(train_index), samples.subset(sorted(val_set))
@@ -211,6 +212,14 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
                     "or another --val-split"
                 )
     return train, val
+
+
+def concat_samples(parts) -> Samples:
+    """One Samples holding every part, in order."""
+    return Samples(
+        [path for part in parts for path in part.paths],
+        np.concatenate([part.labels for part in parts]).astype(np.int64),
+    )
 
 
 def new_array(shape, dtype, cache_dir=None) -> np.ndarray:

@@ -42,10 +42,12 @@ def load_trained(weights):
     import keras
 
     import models.layers  # noqa: F401  registers the custom layers before loading
-    from gender.runs import read_run_info  # imports Keras: kept out of the light import chain
+
+    # gender.runs imports Keras: kept out of the import chain of the fast (LiteRT) path
+    from gender.runs import model_info_name, read_run_info
 
     path = resolve_weights(weights)
-    info = read_run_info(path.parent)
+    info = read_run_info(path.parent, model_info_name(path))
     try:
         if path.name.endswith(".weights.h5"):
             model = _build_and_load_weights(path, info)

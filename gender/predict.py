@@ -8,12 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from gender import UserError
+from gender import TASKS, UserError  # noqa: F401  TASKS re-exported for the CLIs
 from gender.data import Samples, decode_images
 from gender.export import PRETRAINED_DIR, resolve_weights
 
 CHUNK = 512  # images decoded at a time: bounded memory on folders of any size
-TASKS = ("face", "pedestrian")
 BACKENDS = ("auto", "lite", "keras")
 
 

@@ -46,9 +46,9 @@ def write_run_info(run_dir, info: dict) -> None:
     write_text(Path(run_dir) / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
-def read_run_info(run_dir) -> dict:
-    """Read run.json of a run folder; {} when there is none."""
-    path = Path(run_dir) / RUN_FILE
+def read_run_info(run_dir, name: str = RUN_FILE) -> dict:
+    """Read run.json (or another info file `name`) of a run folder; {} when there is none."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return {}
     try:
@@ -60,6 +60,16 @@ def read_run_info(run_dir) -> dict:
             f"{path}: class names {info['class_names']} differ from {list(CLASS_NAMES)}"
         )
     return info
+
+
+def model_info_name(weights: Path) -> str:
+    """The info file of a weights file: its own `<stem>.json` when present, else run.json.
+
+    A run folder has one run.json for all its checkpoints; weights/pretrained/ holds several
+    models, each with its own `face.json`, `pedestrian.json`.
+    """
+    own = Path(weights).with_suffix(".json")
+    return own.name if own.is_file() else RUN_FILE
 
 
 def read_history(run_dir) -> list[dict]:

@@ -25,8 +25,10 @@ def classifier_head(features, dropout: float, hidden: int = 0, name: str = "head
 
 
 def resolve_backbone_weights(backbone_weights):
-    """Pass "imagenet" and None through; check that a local weights file exists."""
-    if backbone_weights in (None, "imagenet"):
+    """Pass "imagenet" and None ("none": random init) through; check a local weights file."""
+    if backbone_weights in (None, "none"):
+        return None
+    if backbone_weights == "imagenet":
         return backbone_weights
     from pathlib import Path
 

@@ -65,7 +65,8 @@ def test_train_run_json(trained_run, image_tree):
     assert info["class_names"] == ["man", "woman"]
     assert info["epochs_done"] == 1
     assert info["best_epoch"] == 1
-    assert info["flags"]["data"] == str(image_tree)
+    assert info["flags"]["data"] == [str(image_tree)]
+    assert info["task"] == "face"
     total = sum(info["data"]["train"].values()) + sum(info["data"]["val"].values())
     assert total == 2 * PER_CLASS
 
@@ -117,6 +118,37 @@ def test_resume_continues_to_epoch_2(trained_run, tmp_path, capsys):
     assert gender_train.main(["--resume", str(run), "--epochs", "2"]) == 0
     assert [row["epoch"] for row in read_history(run)] == ["1", "2"]
     assert not (run / "epoch_003.keras").exists()
+
+
+def test_train_pools_several_data_folders(image_tree, tmp_path):
+    from conftest import make_image_tree
+
+    second = make_image_tree(tmp_path / "second", per_class=8, seed=5)
+    out = tmp_path / "runs"
+    argv = ["--data", str(image_tree), str(second), *TRAIN_FAST, "--epochs", "1",
+            "--by-person", "--out", str(out)]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    (run,) = run_dirs(out)
+    info = json.loads((run / "run.json").read_text())
+    total = sum(info["data"]["train"].values()) + sum(info["data"]["val"].values())
+    assert total == 2 * PER_CLASS + 2 * 8
+    val = read_truth_table(run / "val.txt")
+    # each folder was split on its own: both give validation images
+    assert any(str(second) in p for p in val.paths)
+    assert any(str(image_tree) in p for p in val.paths)
+
+
+def test_weights_with_their_own_json_beside_them(trained_run, image_tree, tmp_path, capsys):
+    # weights/pretrained/ holds several models, each described by <stem>.json, not run.json
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    shutil.copy(trained_run / "best.keras", folder / "face.keras")
+    info = json.loads((trained_run / "run.json").read_text())
+    (folder / "face.json").write_text(json.dumps(info))
+    (folder / "run.json").write_text(json.dumps({**info, "image_size": [99, 99]}))  # not this one
+    image = sorted((image_tree / "man").iterdir())[0]
+    assert gender_single_predict.main([str(image), str(folder / "face.keras")]) == 0
+    assert LINE.match(capsys.readouterr().out.strip())
 
 
 def test_keep_rotates_epoch_checkpoints(image_tree, tmp_path):

@@ -370,3 +370,17 @@ def test_memory_budget_is_for_all_arrays_together(tmp_path, monkeypatch):
     del first  # its bytes go back to the budget
     third = data.new_array((600,), np.uint8, tmp_path)
     assert not isinstance(third, np.memmap)
+
+
+def test_split_by_person_keeps_an_id_found_in_both_classes_on_one_side(tmp_path):
+    # Pedestrian sets merged from two sources number their people alike: "010" under man/ and
+    # under woman/ must still land on one side.
+    for person in range(10):
+        for k in range(2):
+            write_png(tmp_path / "man" / f"{person:03d}_{k}_a.png")
+            write_png(tmp_path / "woman" / f"{person + 5:03d}_{k}_b.png")
+    samples = load_samples(tmp_path)["all"]
+    for seed in range(6):
+        train, val = split_samples(samples, 0.3, seed, DEFAULT_PERSON_PATTERN)
+        assert not set(person_ids(train.paths)) & set(person_ids(val.paths))
+        assert len(train) + len(val) == len(samples)

@@ -1,0 +1,69 @@
+"""Transfer training end to end: which layers each phase trains, and the frozen-prefix cache.
+
+A tiny VGG16 (random init, 32x32, 32 images) trains one head epoch and one fine-tune epoch, once
+with the cache and once without. The checkpoints of every epoch show what changed.
+"""
+
+import keras
+import numpy as np
+import pytest
+from conftest import IMAGE_SIZE, run_dirs
+
+import gender_train
+import models.layers  # noqa: F401  registers the custom layers for loading
+from models import create_model
+
+SEED = 1337  # the trainer's default --seed
+
+
+def _backbone(model):
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def _changed_layers(before, after) -> set[str]:
+    """Names of the layers (backbone and head) whose weights differ between two models."""
+    changed = set()
+    pairs = list(zip(_backbone(before).layers, _backbone(after).layers))
+    pairs += [(a, b) for a, b in zip(before.layers, after.layers) if not isinstance(a, keras.Model)]
+    for a, b in pairs:
+        if any(not np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights())):
+            changed.add(a.name)
+    return changed
+
+
+@pytest.fixture(scope="module")
+def vgg16_runs(image_tree, tmp_path_factory):
+    """{cache mode: [epoch 1 model, epoch 2 model]} for --cache auto and off."""
+    runs = {}
+    for cache in ("auto", "off"):
+        out = tmp_path_factory.mktemp(f"vgg16-{cache}")
+        argv = ["--data", str(image_tree), "--model", "vgg16", "--image-size", str(IMAGE_SIZE),
+                "--backbone-weights", "none", "--epochs", "2", "--head-epochs", "1",
+                "--trainable-blocks", "1", "--augment", "none", "--batch-size", "8",
+                "--cache", cache, "--out", str(out)]  # fmt: skip
+        assert gender_train.main(argv) == 0
+        (run,) = run_dirs(out)
+        runs[cache] = [keras.saving.load_model(run / f"epoch_{i:03d}.keras") for i in (1, 2)]
+    return runs
+
+
+def test_head_phase_trains_only_the_head(vgg16_runs):
+    keras.utils.set_random_seed(SEED)  # the trainer seeds, then builds: the same initial weights
+    initial = create_model("vgg16", image_size=(IMAGE_SIZE, IMAGE_SIZE), trainable_blocks=0)
+    changed = _changed_layers(initial, vgg16_runs["auto"][0])
+    assert changed == {"head_dense", "p_woman"}
+
+
+def test_fine_tune_phase_trains_block5_and_the_head_only(vgg16_runs):
+    changed = _changed_layers(*vgg16_runs["auto"])
+    assert changed == {"block5_conv1", "block5_conv2", "block5_conv3", "head_dense", "p_woman"}
+
+
+def test_cached_and_uncached_training_give_the_same_model(vgg16_runs):
+    images = np.random.default_rng(0).integers(0, 256, (8, IMAGE_SIZE, IMAGE_SIZE, 3))
+    for cached, uncached in zip(vgg16_runs["auto"], vgg16_runs["off"]):
+        a = cached.predict(images.astype("float32"), verbose=0)
+        b = uncached.predict(images.astype("float32"), verbose=0)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # and training did something: epoch 2 differs from epoch 1
+    assert _changed_layers(*vgg16_runs["off"])
