@@ -56,4 +56,10 @@ def set_trainable_blocks(base, blocks, count: int) -> None:
     top = tuple(prefix for block in blocks[len(blocks) - count :] for prefix in block)
     base.trainable = bool(count)
     for layer in base.layers:
-        layer.trainable = bool(top) and layer.name.startswith(top)
+        # BatchNorm stays frozen even in the blocks that train. `base(x, training=False)` is not
+        # enough in Keras 3: a functional model passes the outer call's training=True down to
+        # every nested layer, and a trainable BatchNorm then normalises with batch statistics and
+        # drifts its ImageNet moving averages (seen: a face model calling most men women after
+        # one fine-tune epoch). A non-trainable BatchNorm always runs in inference mode.
+        is_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = bool(top) and layer.name.startswith(top) and not is_norm
