@@ -64,8 +64,13 @@ def main(argv=None) -> int:
         argv.insert(0, "truth")  # the seeds' `python dataset.py DIR`
     args = build_parser().parse_args(argv)
     try:
-        commands = {"truth": write_truth, "split": make_split, "check": check_files}
-        return {**commands, "crop": crop_faces}[args.command](args)
+        commands = {
+            "truth": write_truth,
+            "split": make_split,
+            "check": check_files,
+            "crop": crop_faces,
+        }
+        return commands[args.command](args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -81,8 +81,10 @@ def evaluate_folder(args) -> dict:
     model, info = load_trained(weights)
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
     if args.detect_faces:
-        from gender.faces import decode_face_crops
+        from gender.faces import decode_face_crops, model_task
 
+        if model_task(info) != "face":
+            raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
         images, kept, has_face, crops = decode_face_crops(samples, size, whole_if_none=True)
         p_woman = model.predict(images, batch_size=args.batch_size, verbose=0).ravel().astype(float)
     else:
