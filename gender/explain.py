@@ -53,7 +53,8 @@ def grad_cam(model, image: np.ndarray) -> tuple[np.ndarray, float]:
     last = model.layers[-1]
     # The sigmoid saturates at confident predictions (its gradient underflows to 0), so the
     # score differentiated is the logit: the last Dense layer without its activation.
-    logit_head = isinstance(last, keras.layers.Dense) and last.activation is keras.activations.sigmoid
+    sigmoid = keras.activations.sigmoid
+    logit_head = isinstance(last, keras.layers.Dense) and last.activation is sigmoid
     x = tf.convert_to_tensor(image[None].astype("float32"))
     with tf.GradientTape() as tape:
         for layer in model.layers[1:]:  # layers[0] is the InputLayer
