@@ -174,7 +174,8 @@ def test_crop_size_and_framing(detections, hopper):
     # eye line (EYE_LINE = 0.29 down) in the same place: rows 14.5..64.5 of 100.
     import cv2
 
-    tight = cv2.resize(align_crop(hopper, face, (100, 100), 2.0), (50, 50), interpolation=cv2.INTER_AREA)
+    tight = align_crop(hopper, face, (100, 100), 2.0)
+    tight = cv2.resize(tight, (50, 50), interpolation=cv2.INTER_AREA)
     wide = align_crop(hopper, face, (100, 100), 4.0)
     assert np.corrcoef(grey(tight), grey(wide[15:65, 25:75]))[0, 1] > 0.9
 
