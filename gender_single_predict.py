@@ -90,6 +90,8 @@ def predict(args) -> int:
     # One bad image alone is an error naming it; among many it is reported and skipped.
     p_woman, kept = predict_samples(model, samples, size, args.batch_size, skip_bad=len(paths) > 1)
 
+    if single and not args.csv:
+        print(f"{kept.paths[0]}: {_verdict(p_woman[0])}")
     if args.annotate or args.explain:
         from gender.faces import whole_image_face
         from gender.images import read_image
@@ -97,7 +99,6 @@ def predict(args) -> int:
         rgb = read_image(paths[0])
         _pictures(args, model, rgb, size, [(whole_image_face(rgb), p_woman[0])], detected=False)
     if single and not args.csv:
-        print(f"{kept.paths[0]}: {_verdict(p_woman[0])}")
         return 0
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -148,8 +149,6 @@ def _predict_faces(model, paths, size, args, single: bool) -> int:
         found = predict_faces(model, rgb, size, args.batch_size)
         faceless += not found
         rows += [(path, i, face, p) for i, (face, p) in enumerate(found, 1)] or [(path, 0, None, 0)]
-    if single and found:
-        _pictures(args, model, rgb, size, found, detected=True)
     if single and not args.csv:
         if not found:
             print(f"{paths[0]}: no face found (--no-detect classifies the whole image)")
@@ -157,7 +156,10 @@ def _predict_faces(model, paths, size, args, single: bool) -> int:
         for path, i, face, p in rows:
             box = ",".join(str(round(v)) for v in face.box)
             print(f"{path}: face {i} at x1,y1,x2,y2 = {box}: {_verdict(p)}")
+        _pictures(args, model, rgb, size, found, detected=True)
         return 0
+    if single and found:
+        _pictures(args, model, rgb, size, found, detected=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "face", "x1", "y1", "x2", "y2", "label", "probability", "p_woman"])
