@@ -3,6 +3,7 @@
     python dataset.py DIR                                  # DIR/ground_truth.txt and .npy
     python dataset.py split DIR --out OUT --val 0.2 [--by-person]   # OUT/{train,val}/{man,woman}
     python dataset.py check DIR                            # list unreadable or suspicious files
+    python dataset.py crop DIR --out OUT                   # OUT/{man,woman}: aligned face crops
 Nothing here changes, moves or deletes the images: split links (or copies) them.
 """
 
@@ -15,9 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
-from gender.data import DEFAULT_PERSON_PATTERN, load_samples, split_samples, write_truth_table
+from gender.data import (
+    DEFAULT_PERSON_PATTERN,
+    TRUTH_HEADER,
+    load_samples,
+    split_samples,
+    write_truth_table,
+)
 
-COMMANDS = ("truth", "split", "check")
+COMMANDS = ("truth", "split", "check", "crop")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed", type=int, default=1337)
     check = sub.add_parser("check", help="list unreadable or suspicious images")
     check.add_argument("data", metavar="DIR")
+    crop = sub.add_parser("crop", help="write the largest face of each image, aligned, to OUT")
+    crop.add_argument("data", metavar="DIR")
+    crop.add_argument("--out", required=True)
+    crop.add_argument(
+        "--image-size", default="200", help="crop size, N or HxW (default 200, as UTKFace)"
+    )
     return parser
 
 
@@ -51,7 +64,13 @@ def main(argv=None) -> int:
         argv.insert(0, "truth")  # the seeds' `python dataset.py DIR`
     args = build_parser().parse_args(argv)
     try:
-        return {"truth": write_truth, "split": make_split, "check": check_files}[args.command](args)
+        commands = {
+            "truth": write_truth,
+            "split": make_split,
+            "check": check_files,
+            "crop": crop_faces,
+        }
+        return commands[args.command](args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -89,8 +108,7 @@ def write_truth(args) -> int:
 def make_split(args) -> int:
     source = Path(args.data)
     out = Path(args.out)
-    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
-        raise UserError(f"--out {out}: must be outside {source} (the images are never touched)")
+    _outside(source, out)
     for split in ("train", "val"):
         if (out / split).exists() and any((out / split).iterdir()):
             raise UserError(f"{out / split}: already exists and is not empty")
@@ -99,13 +117,7 @@ def make_split(args) -> int:
     for split, part in (("train", train), ("val", val)):
         for path, label in zip(part.paths, part.labels):
             src = Path(path)
-            # Keep the path below the class folder so equal names in subfolders cannot collide.
-            relative = (
-                src.relative_to(source / CLASS_NAMES[label])
-                if src.is_relative_to(source / CLASS_NAMES[label])
-                else Path(src.name)
-            )
-            target = out / split / CLASS_NAMES[label] / relative
+            target = out / split / CLASS_NAMES[label] / _relative(src, source, label)
             target.parent.mkdir(parents=True, exist_ok=True)
             _place(src, target, copy=args.copy)
         counts = ", ".join(f"{k} {v}" for k, v in part.counts().items())
@@ -117,6 +129,48 @@ def make_split(args) -> int:
             person_ids(val.paths, args.by_person)
         )
         print(f"persons on both sides: {len(overlap)}")
+    return 0
+
+
+def _outside(source: Path, out: Path) -> None:
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+        raise UserError(f"--out {out}: must be outside {source} (the images are never touched)")
+
+
+def _relative(src: Path, source: Path, label: int) -> Path:
+    """The path below the class folder, so equal names in subfolders cannot collide."""
+    class_dir = source / CLASS_NAMES[label]
+    return src.relative_to(class_dir) if src.is_relative_to(class_dir) else Path(src.name)
+
+
+def crop_faces(args) -> int:
+    """Detect once, so that training on portraits need not detect every run."""
+    from gender.atomic import write_text
+    from gender.faces import CropSummary, largest_faces, write_image
+    from gender.images import parse_image_size
+
+    source, out = Path(args.data), Path(args.out)
+    _outside(source, out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: already exists and is not empty")
+    size = parse_image_size(args.image_size)
+    samples = _all_samples(source)
+    summary = CropSummary()
+    no_face = []
+    for i, _, crop in largest_faces(samples.paths, size, summary):
+        src, label = Path(samples.paths[i]), int(samples.labels[i])
+        if crop is None:
+            no_face.append(f"{src}\t{label}\n")
+            continue
+        target = out / CLASS_NAMES[label] / _relative(src, source, label)
+        if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+            target = target.with_suffix(".png")  # a format OpenCV writes
+        write_image(target, crop)
+    print(summary.line())
+    print(f"{summary.found} crops of {size[0]}x{size[1]} -> {out}/{{man,woman}}")
+    if no_face:
+        write_text(out / "no_face.txt", TRUTH_HEADER + "".join(no_face))
+        print(f"the {len(no_face)} images without a face are listed in {out / 'no_face.txt'}")
     return 0
 
 

@@ -3,6 +3,7 @@
 python gender_mAP.py val weights/cnn7-20261122-101500/best.keras
 python gender_mAP.py weights/<run>/val.txt weights/<run>/best.keras --json report.json
 python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
+python gender_mAP.py portraits/ --detect-faces     # on each image's largest aligned face
 """
 
 import argparse
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
     parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
+    parser.add_argument(
+        "--detect-faces",
+        action="store_true",
+        help="classify each image's largest detected face, aligned and cropped; images "
+        "without a face are classified whole and reported separately",
+    )
     return parser
 
 
@@ -80,7 +87,15 @@ def evaluate_folder(args) -> dict:
     weights = args.weights or args.weights_flag or default_weights(args.task)
     model, info = load_model(weights, args.backend)
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
-    p_woman, kept = predict_samples(model, samples, size, args.batch_size)
+    if args.detect_faces:
+        from gender.faces import decode_face_crops, model_task
+
+        if model_task(info) != "face":
+            raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
+        images, kept, has_face, crops = decode_face_crops(samples, size, whole_if_none=True)
+        p_woman = model.predict(images, batch_size=args.batch_size, verbose=0).ravel().astype(float)
+    else:
+        p_woman, kept = predict_samples(model, samples, size, args.batch_size)
     skipped = len(samples) - len(kept)
 
     report = evaluate(kept.labels, p_woman, args.threshold)
@@ -92,7 +107,18 @@ def evaluate_folder(args) -> dict:
         backend=info["backend"],
         skipped_unreadable=skipped,
     )
+    if args.detect_faces:
+        report["faces"] = _face_report(kept, p_woman, has_face, crops, args.threshold)
     print(format_report(report, title))
+    if args.detect_faces:
+        faces = report["faces"]
+        print(crops.line())
+        print(
+            f"accuracy(%) over all {len(kept)} images (no face: whole image) "
+            f"{100 * report['accuracy']:.2f}; over the {faces['found']} with a face "
+            f"{100 * faces['accuracy_with_face']:.2f}; counting no face as wrong "
+            f"{100 * faces['accuracy_no_face_wrong']:.2f}"
+        )
     if skipped:
         print(f"{skipped} unreadable image(s) skipped (listed above)")
     if args.json:
@@ -102,6 +128,22 @@ def evaluate_folder(args) -> dict:
     if args.plots:
         _save_plots(Path(args.plots), report, kept.labels, p_woman)
     return report
+
+
+def _face_report(samples, p_woman, has_face, crops, threshold: float) -> dict:
+    """Detection counts and accuracy with and without the images where no face was found."""
+    import numpy as np
+
+    correct = (p_woman >= threshold).astype(int) == samples.labels
+    return {
+        "found": crops.found,
+        "none": crops.none,
+        "several": crops.several,
+        "no_face_policy": "classified as the whole image",
+        "accuracy_with_face": float(correct[has_face].mean()) if has_face.any() else 0.0,
+        "accuracy_no_face_wrong": float((correct & has_face).mean()),
+        "no_face_paths": [path for path, face in zip(samples.paths, has_face) if not face],
+    }
 
 
 def _errors_csv(samples, p_woman, threshold: float) -> str:

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         "is person 000)",
     )
     data.add_argument(
+        "--detect-faces",
+        action="store_true",
+        help="train on each image's largest detected face, aligned and cropped "
+        "(images without a face are left out and counted); or crop once with dataset.py crop",
+    )
+    data.add_argument(
         "--augment",
         default=DEFAULT_AUGMENT,
         help=f"comma list from {','.join(AUGMENTATIONS)}, or none (default %(default)s)",
@@ -239,10 +245,10 @@ def train(args) -> Path:
         f"{image_size[0]}x{image_size[1]} ..."
     )
     run_dir = Path(args.resume) if args.resume else new_run_dir(args.out, args.model)
-    train_x, train_set = gender.data.decode_images(train_set, image_size, run_dir / "cache")
+    train_x, train_set = _decode(args, "train", train_set, image_size, run_dir / "cache")
     val_x = None
     if val_set:
-        val_x, val_set = gender.data.decode_images(val_set, image_size, run_dir / "cache")
+        val_x, val_set = _decode(args, "val", val_set, image_size, run_dir / "cache")
         gender.data.write_truth_table(run_dir / "val.txt", val_set)
     print(
         f"decoded images: train {gender.data.storage(train_x)}"
@@ -418,6 +424,22 @@ def cache_views(augment_names, count: int) -> tuple[str, ...]:
     if set(augment_names) - {"flip"}:
         views += ["augment"] * (count - len(views))
     return tuple(views[: max(1, count)])
+
+
+def _decode(args, name: str, samples, size, cache_dir):
+    """Decode a split: whole images, or with --detect-faces each image's largest face."""
+    if not getattr(args, "detect_faces", False):  # runs older than the flag do not have it
+        return gender.data.decode_images(samples, size, cache_dir)
+    from gender.faces import decode_face_crops
+
+    images, kept, _, crops = decode_face_crops(
+        samples, size, cache_dir, label=f"detecting faces ({name})"
+    )
+    print(f"{name}: {crops.line()}; {crops.none} image(s) without a face left out")
+    for class_name, count in kept.counts().items():
+        if count == 0:
+            raise UserError(f"no {class_name} image of the {name} split has a face; use more data")
+    return images, kept
 
 
 def _load_splits(args):

@@ -1,0 +1,144 @@
+"""Grad-CAM: which parts of the image pushed the model towards the class it predicted.
+
+Selvaraju et al. (2017), as in the Keras example "Grad-CAM class activation visualization": weight
+each channel of the last convolutional feature map by the mean gradient of the class score with
+respect to it, sum, keep the positive part. Works for every model of the registry: they are all
+chains (input -> scaling -> convolutions or a nested backbone Model -> head).
+"""
+
+import numpy as np
+
+HEATMAP_WEIGHT = 0.45  # share of the colour map in the overlay; the rest is the photo
+
+
+def _feature_layer(model):
+    """(outer layer, inner layer or None): where the last convolutional feature map comes out.
+
+    A transfer model's backbone is a nested keras.Model (see models/split.py): then the inner
+    layer is its last layer with a spatial output that is not a pooling (VGG16's block5_conv3
+    rather than block5_pool: twice the resolution); a from-scratch CNN's is its last Conv2D.
+    """
+    import keras
+
+    layers = model.layers
+    for layer in reversed(layers):
+        if isinstance(layer, keras.Model):
+            inner = next(
+                sub
+                for sub in reversed(layer.layers)
+                if len(sub.output.shape) == 4 and "pool" not in type(sub).__name__.lower()
+            )
+            return layer, inner
+        if isinstance(layer, keras.layers.Conv2D):
+            return layer, None
+    raise ValueError(f"model {model.name} has no convolutional layer to explain")
+
+
+def grad_cam(model, image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Class activation map for the predicted class of one model-sized image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB at the model's input size.
+
+    Returns:
+        (heatmap, p_woman): heatmap (h, w) float32 in 0..1 at the feature map's resolution
+        (all zeros when nothing in the image supports the class), p_woman the model's output.
+    """
+    import keras
+    import tensorflow as tf
+
+    outer, inner = _feature_layer(model)
+    if inner is not None:
+        backbone = keras.Model(outer.input, [inner.output, outer.output])
+    last = model.layers[-1]
+    # The sigmoid saturates at confident predictions (its gradient underflows to 0), so the
+    # score differentiated is the logit: the last Dense layer without its activation.
+    sigmoid = keras.activations.sigmoid
+    logit_head = isinstance(last, keras.layers.Dense) and last.activation is sigmoid
+    x = tf.convert_to_tensor(image[None].astype("float32"))
+    with tf.GradientTape() as tape:
+        for layer in model.layers[1:]:  # layers[0] is the InputLayer
+            if layer is outer:
+                if inner is not None:
+                    features, x = backbone(x, training=False)
+                else:
+                    x = features = layer(x, training=False)
+            elif layer is last and logit_head:
+                x = keras.ops.matmul(x, last.kernel) + last.bias
+            else:
+                x = layer(x, training=False)
+        logit = x[0, 0] if logit_head else _logit(x[0, 0])
+        p_woman = float(keras.ops.sigmoid(logit)) if logit_head else float(x[0, 0])
+        score = logit if p_woman >= 0.5 else -logit  # the predicted class's evidence
+    gradients = tape.gradient(score, features)[0]  # (h, w, c)
+    weights = tf.reduce_mean(gradients, axis=(0, 1))  # one weight per channel
+    cam = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1)).numpy()
+    peak = float(cam.max())
+    cam = cam / peak if peak > 0 else np.zeros_like(cam)
+    return cam.astype(np.float32), p_woman
+
+
+def _logit(p):
+    import keras
+
+    p = keras.ops.clip(p, 1e-7, 1 - 1e-7)
+    return keras.ops.log(p) - keras.ops.log(1 - p)
+
+
+def overlay(rgb: np.ndarray, heatmap: np.ndarray, mask=None) -> np.ndarray:
+    """The photo with a JET colour map of `heatmap` (resized to it) blended on top (RGB uint8).
+
+    Args:
+        heatmap: (h, w) in 0..1, stretched to the photo; or already at the photo's size.
+        mask: optional (H, W) 0..1 weight of the overlay per pixel (outside the faces: 0).
+    """
+    import cv2
+
+    height, width = rgb.shape[:2]
+    if heatmap.shape != (height, width):
+        heatmap = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
+    colours = cv2.applyColorMap(np.uint8(255 * np.clip(heatmap, 0, 1)), cv2.COLORMAP_JET)
+    colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB).astype(np.float32)
+    alpha = HEATMAP_WEIGHT * (np.ones((height, width)) if mask is None else mask)[..., None]
+    return np.uint8(np.clip((1 - alpha) * rgb + alpha * colours, 0, 255) + 0.5)
+
+
+def face_heatmap(heatmap: np.ndarray, matrix: np.ndarray, crop_size, image_shape):
+    """A face crop's heatmap mapped back onto the photo, with the mask of where the crop lies.
+
+    Args:
+        matrix: the crop's 2x3 image -> crop map (gender.faces.crop_matrix).
+
+    Returns:
+        (heat, mask): two (H, W) float32 arrays in 0..1 at the photo's size.
+    """
+    import cv2
+
+    height, width = image_shape[:2]
+    crop = cv2.resize(heatmap, (crop_size[1], crop_size[0]), interpolation=cv2.INTER_LINEAR)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    heat = cv2.warpAffine(crop, matrix, (width, height), flags=flags)
+    mask = cv2.warpAffine(np.ones(crop_size, np.float32), matrix, (width, height), flags=flags)
+    return heat, mask
+
+
+def explain_image(model, rgb: np.ndarray, size, faces=None) -> np.ndarray:
+    """The photo with the Grad-CAM of the predicted class laid over it (RGB uint8).
+
+    Args:
+        faces: detected faces: each face's crop is explained and its map drawn back where the
+            crop came from; None explains the whole image as the model saw it (stretched).
+    """
+    from gender.faces import align_crop, crop_matrix
+    from gender.images import resize
+
+    if faces is None:
+        heatmap, _ = grad_cam(model, resize(rgb, size))
+        return overlay(rgb, heatmap)
+    heat = np.zeros(rgb.shape[:2], np.float32)
+    mask = np.zeros(rgb.shape[:2], np.float32)
+    for face in faces:
+        face_map, _ = grad_cam(model, align_crop(rgb, face, size))
+        face_heat, face_mask = face_heatmap(face_map, crop_matrix(face, size), size, rgb.shape)
+        heat, mask = np.maximum(heat, face_heat * face_mask), np.maximum(mask, face_mask)
+    return overlay(rgb, heat, mask)

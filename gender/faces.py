@@ -1,0 +1,313 @@
+"""Find faces and their eyes in a photo, turn each upright by its eyes and crop it like the data.
+
+The detector is MTCNN from the `mtcnn` package (its three small networks ship inside the wheel, so
+nothing is downloaded at run time; it runs on TensorFlow, which the toolkit needs anyway). It is
+imported on first use, so `gender` stays importable without TensorFlow.
+
+`face_crops` is the one function that turns a photo into model inputs: prediction, evaluation and
+training with --detect-faces and `dataset.py crop` all call it (directly or through
+`decode_face_crops`), so training and prediction see the same framing.
+"""
+
+import functools
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from gender import UserError
+
+# The crop reproduces the framing of the aligned UTKFace crops (one of the two sets the bundled
+# face model learns from). Measured by running the detector on 80 adult UTK images (200x200): the
+# eye centre sits at x 0.49 / y 0.29 of the frame (p10-p90 of y: 0.277-0.303), the eyes are 0.384
+# of the width apart (p10-p90 0.360-0.409), eye centre to mouth centre 0.389. So the crop is
+# 1 / 0.384 = 2.6 eye distances wide with the eyes 0.29 of the way down.
+DEFAULT_MARGIN = 2.6  # crop width in eye distances
+EYE_LINE = 0.29  # eye centre's height in the crop, as a fraction of the crop height
+MOUTH_PER_EYE = 0.389 / 0.384  # eye-mouth distance per eye distance in a frontal face
+# Tight web crops lose their faces when the face fills the frame: MTCNN needs some context. A 20%
+# black border found a face in 150 of 150 sampled faces_web images instead of 145, for ~10% time.
+DETECT_PAD = 0.2
+# Phone photos are large; the detector's time grows with the pixels, so it looks at a copy whose
+# long side is at most this (faces under ~20 px there are missed). Crops come from the original.
+DETECT_MAX_SIDE = 1024
+
+
+@dataclass
+class Face:
+    """One detected face, in the pixel coordinates of the image it was found in."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    score: float  # detector confidence, 0..1
+    landmarks: np.ndarray  # (5, 2) x, y: left eye, right eye, nose, mouth left, mouth right
+
+    @property
+    def eyes(self) -> np.ndarray:
+        """(2, 2): the face's left and right eye as MTCNN names them (image left, image right
+        on an upright face)."""
+        return self.landmarks[:2]
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+@functools.cache
+def _detector():
+    """One MTCNN per process: building it loads three networks (seconds)."""
+    try:
+        from mtcnn import MTCNN
+    except ImportError:
+        raise UserError(
+            "face detection needs the mtcnn package (pip install -r requirements.txt)"
+        ) from None
+    return MTCNN()
+
+
+def detect_faces(rgb: np.ndarray) -> list[Face]:
+    """Every face MTCNN finds in an (H, W, 3) uint8 RGB image, largest first."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+    image = rgb
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    pad = int(DETECT_PAD * max(image.shape[:2]))
+    image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    rows = _detector().detect_faces(
+        np.ascontiguousarray(image), box_format="xyxy", output_type="numpy", fit_to_image=False
+    )
+    faces = []
+    # A row: image index, x1, y1, x2, y2, score, then the 5 landmarks' x, then their y.
+    for row in np.asarray(rows, dtype=np.float64).reshape(-1, 16):
+        box = (row[1:5] - pad) / scale
+        points = (np.stack([row[6:11], row[11:16]], axis=1) - pad) / scale
+        x1, y1, x2, y2 = box
+        box = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+        faces.append(Face(tuple(float(v) for v in box), float(row[5]), points))
+    faces.sort(key=lambda face: face.area, reverse=True)
+    return faces
+
+
+def crop_matrix(face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The 2x3 affine map from image pixels to an upright crop of `size` = (height, width).
+
+    The crop is `margin` eye distances wide, its eye line horizontal and EYE_LINE of the way down.
+    """
+    height, width = size
+    left, right = face.landmarks[0], face.landmarks[1]
+    mouth = face.landmarks[3:5].mean(axis=0)
+    centre = (left + right) / 2
+    across = right - left
+    eye_distance = float(np.hypot(*across))
+    down = np.array([-across[1], across[0]]) / max(eye_distance, 1e-6)
+    if np.dot(mouth - centre, down) < 0:  # the mouth must be below the eyes: upside-down face
+        across, down = -across, -down
+    # A turned head brings the eyes together but not the mouth; a bowed one the reverse. The larger
+    # of the two estimates of the eye distance is the one foreshortening did not shrink.
+    mouth_distance = float(np.dot(mouth - centre, down))
+    eye_distance = max(eye_distance, mouth_distance / MOUTH_PER_EYE, 1.0)
+    crop_width = margin * eye_distance
+    pixels = width / crop_width  # output pixels per image pixel
+    unit_across = across / max(float(np.hypot(*across)), 1e-6)
+    # Output (u, v) = pixels * R (p - centre) + (width / 2, EYE_LINE * height).
+    rotation = np.stack([unit_across, down]) * pixels
+    offset = np.array([width / 2, EYE_LINE * height]) - rotation @ centre
+    return np.hstack([rotation, offset[:, None]])
+
+
+def align_crop(rgb: np.ndarray, face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The face turned upright by its eyes and cropped: (height, width, 3) uint8 RGB.
+
+    Pixels outside the photo repeat its edge: tight web crops need some, a black band would be
+    something the models never saw in training, and mirroring puts ghost faces at the sides.
+    A large face is shrunk with area averaging, as `images.resize` does.
+    """
+    import cv2
+
+    from gender.images import resize
+
+    height, width = size
+    matrix = crop_matrix(face, size, margin)
+    shrink = float(np.hypot(*matrix[0, :2]))  # output pixels per image pixel
+    if shrink >= 1:
+        return cv2.warpAffine(
+            rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    # Warp at the photo's own resolution first, then shrink: a direct warp would skip pixels.
+    full = (max(1, round(height / shrink)), max(1, round(width / shrink)))
+    big = cv2.warpAffine(
+        rgb,
+        crop_matrix(face, full, margin),
+        (full[1], full[0]),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return resize(big, size)
+
+
+def face_crops(rgb: np.ndarray, size, margin: float = DEFAULT_MARGIN) -> list:
+    """Detect and crop every face: [(Face, crop)], largest face first; [] when there is none.
+
+    The one path from a photo to model inputs (see the module docstring).
+    """
+    return [(face, align_crop(rgb, face, size, margin)) for face in detect_faces(rgb)]
+
+
+@dataclass
+class CropSummary:
+    """What detection found in a set of images (for the reports)."""
+
+    found: int = 0  # images with at least one face
+    none: int = 0  # images without a face
+    several: int = 0  # images with more than one face (the largest was used)
+    unreadable: int = 0
+
+    def line(self) -> str:
+        total = self.found + self.none
+        return (
+            f"faces: found in {self.found} of {total} images, none in {self.none}, "
+            f"several in {self.several} (largest used)"
+            + (f"; {self.unreadable} unreadable" if self.unreadable else "")
+        )
+
+
+def largest_faces(paths, size, summary: CropSummary, label: str = "detecting faces"):
+    """Yield (index, rgb, crop) for each readable image: its largest face, or crop None.
+
+    A labelled folder shows one person per image, so when a picture holds several faces the
+    largest is taken as that person. Unreadable images are reported, counted and not yielded.
+    """
+    from gender.data import warn
+    from gender.images import BadImageError, read_image
+
+    progress = Progress(len(paths), label)
+    for i, path in enumerate(paths):
+        progress.update(i)
+        try:
+            rgb = read_image(path)
+        except BadImageError as err:
+            warn(f"{err} (skipped)")
+            summary.unreadable += 1
+            continue
+        crops = face_crops(rgb, size)
+        summary.several += len(crops) > 1
+        summary.found += bool(crops)
+        summary.none += not crops
+        yield i, rgb, crops[0][1] if crops else None
+    progress.done()
+
+
+def decode_face_crops(samples, size, cache_dir=None, whole_if_none=False, label="detecting faces"):
+    """`decode_images` with detection: the largest face of each image, aligned and cropped.
+
+    Args:
+        whole_if_none: an image without a face is kept as the whole image resized (evaluation
+            keeps every image in its denominator); otherwise it is left out (training).
+
+    Returns:
+        (images, kept, has_face, summary): images (N, H, W, 3) uint8 for the N images of `kept`;
+        has_face (N,) bool; summary a CropSummary.
+    """
+    from gender.data import new_array
+    from gender.images import resize
+
+    height, width = size
+    store = new_array((len(samples), height, width, 3), np.uint8, cache_dir)
+    kept, has_face, summary = [], [], CropSummary()
+    for i, rgb, crop in largest_faces(samples.paths, size, summary, label):
+        if crop is None and not whole_if_none:
+            continue
+        store[len(kept)] = crop if crop is not None else resize(rgb, size)
+        kept.append(i)
+        has_face.append(crop is not None)
+    if not kept:
+        raise UserError("no image with a face" if summary.none else "no readable images")
+    return store[: len(kept)], samples.subset(kept), np.array(has_face, bool), summary
+
+
+def model_task(info: dict) -> str:
+    """'face' or 'pedestrian' from a run.json; runs that do not say are face models."""
+    return info.get("task") or info.get("flags", {}).get("task") or "face"
+
+
+class Progress:
+    """A one-line progress count on stderr (a line per 10% when stderr is not a terminal)."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label = total, label
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def update(self, done: int) -> None:
+        if self.tty:
+            print(f"\r{self.label}: {done}/{self.total}", end="", file=sys.stderr, flush=True)
+            return
+        tenth = done * 10 // max(self.total, 1)
+        if tenth > self.shown:
+            self.shown = tenth
+            print(f"{self.label}: {done}/{self.total}", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        end = "\r" if self.tty else ""
+        print(f"{end}{self.label}: {self.total}/{self.total}", file=sys.stderr, flush=True)
+
+
+def draw_faces(rgb: np.ndarray, faces, labels) -> np.ndarray:
+    """A copy of the image with each face's box and its label text drawn on it (RGB)."""
+    import cv2
+
+    out = rgb.copy()
+    thickness = max(1, round(max(rgb.shape[:2]) / 300))
+    for face, text in zip(faces, labels):
+        x1, y1, x2, y2 = (round(v) for v in face.box)
+        colour = (230, 60, 60) if text.startswith("woman") else (60, 110, 230)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        scale = max(0.4, (x2 - x1) / 250)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        top = max(0, y1 - th - base - 2)  # above the box, or inside it at the top edge
+        cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), colour, -1)
+        cv2.putText(
+            out,
+            text,
+            (x1 + 1, top + th + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
+    return out
+
+
+def write_image(path, rgb: np.ndarray) -> None:
+    """Write an RGB image atomically; the format comes from the suffix (.jpg, .png)."""
+    import cv2
+
+    from gender.atomic import atomic_path
+
+    from gender.images import is_image_file
+
+    if not is_image_file(path):
+        raise UserError(f"{path}: not an image file name (use .jpg or .png)")
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise UserError(f"{path}: could not be written")
+
+
+def predict_faces(model, rgb: np.ndarray, size, batch_size: int = 64) -> list:
+    """[(Face, p_woman)] for every face in the photo, largest first; [] when there is none."""
+    crops = face_crops(rgb, size)
+    if not crops:
+        return []
+    p_woman = model.predict(np.stack([crop for _, crop in crops]), batch_size=batch_size, verbose=0)
+    return [(face, float(p)) for (face, _), p in zip(crops, p_woman.ravel())]
+
+
+def whole_image_face(rgb: np.ndarray) -> Face:
+    """A pseudo-face covering the whole image, to annotate an undetected prediction alike."""
+    height, width = rgb.shape[:2]
+    return Face((0.0, 0.0, float(width - 1), float(height - 1)), 1.0, np.zeros((5, 2)))

@@ -1,0 +1,53 @@
+"""The bundled models in weights/pretrained/: what the scripts use when no weights are given.
+
+They are part of the repository (committed), so these tests fail, not skip, when one is missing.
+"""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+import gender_mAP
+import gender_single_predict
+from gender import TASKS
+from gender.export import load_trained
+from gender.images import load_image
+
+PRETRAINED = REPO / "weights" / "pretrained"
+LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(probability [01]\.\d{3}, "
+                  r"P\(woman\) = (?P<p>[01]\.\d{3})\)$")  # fmt: skip
+MAX_BYTES = 20 * 2**20  # the issue's limit for a committed model
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_bundled_model_files(task):
+    model_file = PRETRAINED / f"{task}.keras"
+    assert model_file.is_file(), f"{model_file} is missing"
+    assert model_file.stat().st_size <= MAX_BYTES
+    info = json.loads((PRETRAINED / f"{task}.json").read_text())
+    assert info["task"] == task
+    assert info["class_names"] == ["man", "woman"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_predict_without_weights_uses_the_bundled_model(task, image_tree, capsys):
+    image = sorted((image_tree / "woman").iterdir())[0]
+    argv = [str(image), "--task", task, "--no-detect", "--backend", "keras"]
+    assert gender_single_predict.main(argv) == 0
+    match = LINE.match(capsys.readouterr().out.strip())
+    assert match, "unexpected output"
+    model, info = load_trained(PRETRAINED / f"{task}.keras")
+    expected = float(model.predict(load_image(image, info["image_size"])[None], verbose=0)[0, 0])
+    assert float(match["p"]) == pytest.approx(expected, abs=1.1e-3)
+
+
+def test_evaluate_without_weights_uses_the_bundled_face_model(image_tree, tmp_path):
+    report_file = tmp_path / "report.json"
+    assert gender_mAP.main([str(image_tree), "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert report["weights"].endswith(str(PRETRAINED.relative_to(REPO) / "face.keras"))
+    assert report["n"] == sum(1 for p in image_tree.rglob("*.png"))
+    assert np.isfinite(report["map"])
