@@ -147,7 +147,7 @@ def test_weights_with_their_own_json_beside_them(trained_run, image_tree, tmp_pa
     (folder / "face.json").write_text(json.dumps(info))
     (folder / "run.json").write_text(json.dumps({**info, "image_size": [99, 99]}))  # not this one
     image = sorted((image_tree / "man").iterdir())[0]
-    assert gender_single_predict.main([str(image), str(folder / "face.keras")]) == 0
+    assert gender_single_predict.main([str(image), str(folder / "face.keras"), "--no-detect"]) == 0
     assert LINE.match(capsys.readouterr().out.strip())
 
 
