@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         "input size) beside it, or in --out if given, and exit",
     )
     run.add_argument(
+        "--bundle",
+        metavar="RUN_DIR",
+        help="make a run's best model the bundled default for its task: weights/pretrained/"
+        "<task>.keras, .json and .tflite (or in --out if given), and exit",
+    )
+    run.add_argument(
         "--demo",
         action="store_true",
         help="train, evaluate and predict on a small synthetic data set",
@@ -155,6 +161,8 @@ def main(argv=None) -> int:
             return run_demo(args.out)
         if args.export:
             return export(args)
+        if args.bundle:
+            return bundle(args)
         run_dir = train(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -176,6 +184,16 @@ def export(args) -> int:
     out = None if args.out == build_parser().get_default("out") else args.out
     paths = export_all(args.export, out)
     for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def bundle(args) -> int:
+    """--bundle: a run's best model becomes weights/pretrained/<task>.keras (what predict uses)."""
+    from gender.export import PRETRAINED_DIR, bundle as bundle_run
+
+    out = PRETRAINED_DIR if args.out == build_parser().get_default("out") else args.out
+    for kind, path in bundle_run(args.bundle, out).items():
         print(f"{kind}: {path}")
     return 0
 

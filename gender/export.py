@@ -207,3 +207,35 @@ def export_all(weights, out=None) -> dict[str, Path]:
     meta["source"] = source.name
     write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
     return paths
+
+
+def bundle(run_dir, out_dir=PRETRAINED_DIR) -> dict[str, Path]:
+    """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`.
+
+    The model is re-saved without its optimizer state (a third of a checkpoint's size), and the
+    run's run.json is copied as `<task>.json` with the run folder it came from.
+
+    Returns:
+        {'keras', 'json', 'tflite', 'export_json'}: the files written.
+    """
+    from gender.atomic import atomic_path, write_text
+    from gender.runs import RUN_FILE, read_run_info
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a run folder")
+    info = read_run_info(run_dir)
+    if not info.get("task"):
+        raise UserError(f"{run_dir / RUN_FILE}: no 'task' (train with --task face|pedestrian)")
+    model, _ = load_trained(run_dir)
+    out_dir = Path(out_dir)
+    task = info["task"]
+    paths = {"keras": out_dir / f"{task}.keras", "json": out_dir / f"{task}.json"}
+    with atomic_path(paths["keras"]) as tmp:
+        model.save(tmp)  # loaded with compile=False: no optimizer state to carry
+    write_text(paths["json"], json.dumps({**info, "bundled_from": str(run_dir)}, indent=2) + "\n")
+    exports = export_paths(paths["keras"])
+    export_tflite(model, exports["tflite"])
+    meta = {**export_info(model, info), "source": paths["keras"].name}
+    write_text(exports["json"], json.dumps(meta, indent=2) + "\n")
+    return {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}

@@ -194,3 +194,26 @@ def test_map_report_is_the_same_with_either_backend(exported, eval_images, tmp_p
     assert reports["lite"]["backend"] == "lite" and reports["keras"]["backend"] == "keras"
     assert reports["lite"]["n"] == reports["keras"]["n"]
     assert reports["lite"]["map"] == pytest.approx(reports["keras"]["map"], abs=1e-3)
+
+
+def test_bundle_makes_a_default_model_from_a_run(trained_run, eval_images, tmp_path, capsys):
+    out = tmp_path / "pretrained"
+    assert gender_train.main(["--bundle", str(trained_run), "--out", str(out)]) == 0
+    task = json.loads((trained_run / "run.json").read_text())["task"]
+    info = json.loads((out / f"{task}.json").read_text())
+    assert info["task"] == task and info["bundled_from"] == str(trained_run)
+    assert (out / f"{task}.keras").stat().st_mode & 0o044, "bundled files must be readable by all"
+    image = str(sorted((eval_images / "woman").iterdir())[0])
+    capsys.readouterr()
+    outputs = []
+    for weights, backend in [(trained_run / "best.keras", "keras"),
+                             (out / f"{task}.keras", "keras"), (out / f"{task}.keras", "lite")]:  # fmt: skip
+        argv = [image, str(weights), "--backend", backend, "--no-detect"]
+        assert gender_single_predict.main(argv) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_bundle_of_a_folder_that_is_no_run_is_one_error_line(tmp_path, capsys):
+    assert gender_train.main(["--bundle", str(tmp_path / "nothing")]) == 2
+    assert "not a run folder" in error_line(capsys.readouterr().err)
