@@ -72,5 +72,6 @@ def run_demo(out) -> int:
     print(f"\ndemo: python gender_mAP.py {run_dir / 'val.txt'} {best}")
     status = gender_mAP.main([str(run_dir / "val.txt"), str(best)])
     image = DEMO_DATA / "woman" / "0000.png"
-    print(f"\ndemo: python gender_single_predict.py {image} {best}")
-    return status or gender_single_predict.main([str(image), str(best)])
+    # shapes, not faces: the face detector would find none, so classify the whole image
+    print(f"\ndemo: python gender_single_predict.py {image} {best} --no-detect")
+    return status or gender_single_predict.main([str(image), str(best), "--no-detect"])
