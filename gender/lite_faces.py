@@ -223,9 +223,8 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
     x_in = (xs >= 0) & (xs <= width - 1)
     y0 = np.clip(np.floor(ys), 0, height - 1).astype(np.int64)
     x0 = np.clip(np.floor(xs), 0, width - 1).astype(np.int64)
-    y1, x1 = np.clip(np.ceil(ys), 0, height - 1).astype(np.int64), np.clip(
-        np.ceil(xs), 0, width - 1
-    ).astype(np.int64)
+    y1 = np.clip(np.ceil(ys), 0, height - 1).astype(np.int64)
+    x1 = np.clip(np.ceil(xs), 0, width - 1).astype(np.int64)
     fy = (ys - np.floor(ys))[:, :, None, None].astype(np.float32)
     fx = (xs - np.floor(xs))[:, None, :, None].astype(np.float32)
     rows0, rows1 = y0[:, :, None], y1[:, :, None]
