@@ -247,6 +247,33 @@ def test_fast_portrait_imports_no_tensorflow():
 
 
 @pytest.mark.slow
+def test_export_detector_remakes_the_bundled_networks(tmp_path):
+    """`export_detector` (the recipe in its docstring) gives networks that compute what the
+    committed weights/detector/ files compute."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from gender.export import export_detector
+    from gender.lite_faces import detector_files
+
+    made, bundled = export_detector(tmp_path), detector_files()
+    rng = np.random.default_rng(0)
+    shapes = {"pnet": (1, 40, 52, 3), "rnet": (5, 24, 24, 3), "onet": (3, 48, 48, 3)}
+    for name, shape in shapes.items():
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        outputs = []
+        for path in (made[name], bundled[name]):
+            net = Interpreter(model_path=str(path))
+            net.resize_tensor_input(net.get_input_details()[0]["index"], shape)
+            net.allocate_tensors()
+            net.set_tensor(net.get_input_details()[0]["index"], batch)
+            net.invoke()
+            details = sorted(net.get_output_details(), key=lambda d: d["shape"][-1])
+            outputs.append([net.get_tensor(d["index"]) for d in details])
+        for a, b in zip(*outputs):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_lite_detector_on_dataset_photos():
     """Both detectors on a few faces_web and faces_utk images (../shared data)."""
     paths = []
