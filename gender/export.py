@@ -187,6 +187,49 @@ def export_tflite(model, path) -> Path:
     return path
 
 
+def export_detector(out_dir=None) -> dict[str, Path]:
+    """Convert the `mtcnn` package's three networks to TFLite for `gender.lite_faces`.
+
+    The bundled files in weights/detector/ were made with mtcnn 1.0.0 by
+
+        python -c "from gender.export import export_detector; export_detector()"
+
+    PNet is fully convolutional, so it keeps a free height and width (the interpreter is resized
+    for each pyramid level); RNet and ONet take 24x24 and 48x48 patches. Input as the package
+    feeds them: (N, H, W, 3) RGB float32, (pixel - 127.5) / 128, not transposed.
+
+    Returns:
+        {'pnet': path, 'rnet': path, 'onet': path}
+    """
+    import keras
+    import tensorflow as tf
+    from mtcnn import MTCNN
+
+    from gender.atomic import atomic_path
+    from gender.lite_faces import DETECTOR_DIR, NETWORKS
+
+    out_dir = Path(out_dir or DETECTOR_DIR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shapes = {"pnet": (1, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
+    written = {}
+    for name, stage in zip(NETWORKS, MTCNN().stages):
+        network = stage._model  # the package keeps each Keras network on its stage
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = keras.export.ExportArchive()
+            archive.track(network)
+            spec = tf.TensorSpec(shapes[name], tf.float32, name="image")
+            archive.add_endpoint("serve", network.call, input_signature=[spec])
+            archive.write_out(tmp + "/model", verbose=False)
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp + "/model")
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            flat = converter.convert()
+        path = out_dir / f"mtcnn_{name}.tflite"
+        with atomic_path(path) as tmp_file:
+            tmp_file.write_bytes(flat)
+        written[name] = path
+    return written
+
+
 def export_all(weights, out=None) -> dict[str, Path]:
     """Export a trained model (a .keras file or run folder) as TFLite, SavedModel and JSON.
 

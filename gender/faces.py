@@ -1,8 +1,10 @@
 """Find faces and their eyes in a photo, turn each upright by its eyes and crop it like the data.
 
 The detector is MTCNN from the `mtcnn` package (its three small networks ship inside the wheel, so
-nothing is downloaded at run time; it runs on TensorFlow, which the toolkit needs anyway). It is
-imported on first use, so `gender` stays importable without TensorFlow.
+nothing is downloaded at run time). The package runs on TensorFlow, whose import alone takes
+seconds, so the fast path (a LiteRT model, `fast=True`) runs the same networks converted to
+TFLite (weights/detector/) with `gender.lite_faces`, which finds the same faces without
+TensorFlow; the Keras path and training keep the package. Both are loaded on first use.
 
 `face_crops` is the one function that turns a photo into model inputs: prediction, evaluation and
 training with --detect-faces and `dataset.py crop` all call it (directly or through
@@ -54,19 +56,33 @@ class Face:
 
 
 @functools.cache
-def _detector():
-    """One MTCNN per process: building it loads three networks (seconds)."""
+def _detector(fast: bool):
+    """One MTCNN per process, as a function from an (H, W, 3) uint8 RGB image to (N, 16) rows.
+
+    fast: the TFLite networks under LiteRT when ai_edge_litert and the files are there (no
+    TensorFlow); otherwise, and always for fast=False, the `mtcnn` package (seconds to load).
+    """
+    if fast:
+        from gender import lite_faces
+
+        if lite_faces.available():
+            return lite_faces.LiteDetector().detect
     try:
         from mtcnn import MTCNN
     except ImportError:
         raise UserError(
             "face detection needs the mtcnn package (pip install -r requirements.txt)"
         ) from None
-    return MTCNN()
+    return functools.partial(
+        MTCNN().detect_faces, box_format="xyxy", output_type="numpy", fit_to_image=False
+    )
 
 
-def detect_faces(rgb: np.ndarray) -> list[Face]:
-    """Every face MTCNN finds in an (H, W, 3) uint8 RGB image, largest first."""
+def detect_faces(rgb: np.ndarray, fast: bool = False) -> list[Face]:
+    """Every face MTCNN finds in an (H, W, 3) uint8 RGB image, largest first.
+
+    fast: detect without TensorFlow when possible (see `_detector`); same faces either way.
+    """
     import cv2
 
     height, width = rgb.shape[:2]
@@ -77,9 +93,7 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
         image = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     pad = int(DETECT_PAD * max(image.shape[:2]))
     image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    rows = _detector().detect_faces(
-        np.ascontiguousarray(image), box_format="xyxy", output_type="numpy", fit_to_image=False
-    )
+    rows = _detector(fast)(np.ascontiguousarray(image))
     faces = []
     # A row: image index, x1, y1, x2, y2, score, then the 5 landmarks' x, then their y.
     for row in np.asarray(rows, dtype=np.float64).reshape(-1, 16):
@@ -149,12 +163,13 @@ def align_crop(rgb: np.ndarray, face: Face, size, margin: float = DEFAULT_MARGIN
     return resize(big, size)
 
 
-def face_crops(rgb: np.ndarray, size, margin: float = DEFAULT_MARGIN) -> list:
+def face_crops(rgb: np.ndarray, size, margin: float = DEFAULT_MARGIN, fast: bool = False) -> list:
     """Detect and crop every face: [(Face, crop)], largest face first; [] when there is none.
 
-    The one path from a photo to model inputs (see the module docstring).
+    The one path from a photo to model inputs (see the module docstring); `fast` as in
+    `detect_faces`.
     """
-    return [(face, align_crop(rgb, face, size, margin)) for face in detect_faces(rgb)]
+    return [(face, align_crop(rgb, face, size, margin)) for face in detect_faces(rgb, fast)]
 
 
 @dataclass
@@ -299,8 +314,13 @@ def write_image(path, rgb: np.ndarray) -> None:
 
 
 def predict_faces(model, rgb: np.ndarray, size, batch_size: int = 64) -> list:
-    """[(Face, p_woman)] for every face in the photo, largest first; [] when there is none."""
-    crops = face_crops(rgb, size)
+    """[(Face, p_woman)] for every face in the photo, largest first; [] when there is none.
+
+    A LiteRT model detects without TensorFlow too; a Keras one with the `mtcnn` package.
+    """
+    from gender.lite import LiteModel
+
+    crops = face_crops(rgb, size, fast=isinstance(model, LiteModel))
     if not crops:
         return []
     p_woman = model.predict(np.stack([crop for _, crop in crops]), batch_size=batch_size, verbose=0)

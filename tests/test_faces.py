@@ -9,17 +9,20 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, error_line, tree_digest
+from conftest import REPO, SHARED_DATA, error_line, tree_digest
 
 import dataset
 import gender_mAP
 import gender_single_predict
 from gender.faces import EYE_LINE, align_crop, detect_faces, face_crops
 from gender.images import read_image
+from gender.lite_faces import crop_and_resize
 
 # Where the face is in grace_hopper.jpg (x1, y1, x2, y2), read off the photo: hairline to chin.
 HOPPER_FACE = (175, 110, 355, 340)
@@ -178,6 +181,112 @@ def test_crop_size_and_framing(detections, hopper):
     tight = cv2.resize(tight, (50, 50), interpolation=cv2.INTER_AREA)
     wide = align_crop(hopper, face, (100, 100), 4.0)
     assert np.corrcoef(grey(tight), grey(wide[15:65, 25:75]))[0, 1] > 0.9
+
+
+# --- gender/lite_faces.py: the same detector without TensorFlow ---------------------------------
+
+
+def same_faces(slow, fast, pixels=1.0):
+    """Assert two detections found the same faces: boxes and landmarks within `pixels`."""
+    assert len(fast) == len(slow)
+    for a, b in zip(slow, fast):
+        assert np.abs(np.subtract(a.box, b.box)).max() <= pixels, (a.box, b.box)
+        assert np.abs(a.landmarks - b.landmarks).max() <= pixels, (a.landmarks, b.landmarks)
+        assert abs(a.score - b.score) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["one", "group", "rotated", "none"])
+def test_lite_detector_finds_what_mtcnn_finds(detections, photos, name):
+    # The networks are the package's own weights and the steps between them a port of its code,
+    # so the faces agree to float rounding (about 0.01 px), far inside the 1 px allowed.
+    same_faces(detections[name], detect_faces(read_image(photos[name]), fast=True))
+
+
+def test_lite_detector_on_a_large_photo(hopper):
+    """Above DETECT_MAX_SIDE the detector sees a shrunk copy; boxes still come back in place."""
+    import cv2
+
+    big = cv2.resize(hopper, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
+    (slow,), (fast,) = detect_faces(big), detect_faces(big, fast=True)
+    same_faces([slow], [fast], pixels=2.5)  # 1 px in the shrunk copy
+    assert iou(fast.box, [2.5 * v for v in HOPPER_FACE]) > 0.7
+
+
+def test_crop_and_resize_is_tensorflows():
+    """The port of tf.image.crop_and_resize, with boxes inside, across and outside the image."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (37, 53, 3)).astype(np.float32)
+    # x1, y1, x2, y2: inside, around the whole image, across its corner, one pixel
+    boxes = np.array([[3, 4.5, 20.2, 21.7], [-10, -6, 60, 44], [40.5, 20, 70, 49.5], [5, 5, 6, 6]])
+    height, width = image.shape[:2]
+    normalised = boxes[:, [1, 0, 3, 2]] / [height, width, height, width]
+    for size in (24, 48):
+        expected = tf.image.crop_and_resize(image[None], normalised, [0] * len(boxes), (size, size))
+        np.testing.assert_allclose(crop_and_resize(image, boxes, size), expected, atol=1e-5)
+
+
+def test_fast_portrait_imports_no_tensorflow():
+    """The portrait path (bundled model, detection, LiteRT) never imports TensorFlow or Keras."""
+    code = (
+        "import sys, gender_single_predict as g\n"
+        f"status = g.main([{str(hopper_path())!r}, '--backend', 'lite'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print('HEAVY', heavy[:5])\n"
+        "sys.exit(status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout
+    assert "face 1 at x1,y1,x2,y2 = " in result.stdout
+    assert "face 2" not in result.stdout
+    assert "XNNPACK" not in result.stderr
+
+
+@pytest.mark.slow
+def test_export_detector_remakes_the_bundled_networks(tmp_path):
+    """`export_detector` (the recipe in its docstring) gives networks that compute what the
+    committed weights/detector/ files compute."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from gender.export import export_detector
+    from gender.lite_faces import detector_files
+
+    made, bundled = export_detector(tmp_path), detector_files()
+    rng = np.random.default_rng(0)
+    shapes = {"pnet": (1, 40, 52, 3), "rnet": (5, 24, 24, 3), "onet": (3, 48, 48, 3)}
+    for name, shape in shapes.items():
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        outputs = []
+        for path in (made[name], bundled[name]):
+            net = Interpreter(model_path=str(path))
+            net.resize_tensor_input(net.get_input_details()[0]["index"], shape)
+            net.allocate_tensors()
+            net.set_tensor(net.get_input_details()[0]["index"], batch)
+            net.invoke()
+            details = sorted(net.get_output_details(), key=lambda d: d["shape"][-1])
+            outputs.append([net.get_tensor(d["index"]) for d in details])
+        for a, b in zip(*outputs):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_lite_detector_on_dataset_photos():
+    """Both detectors on a few faces_web and faces_utk images (../shared data)."""
+    paths = []
+    for name in ("faces_web", "faces_utk"):
+        for label in ("man", "woman"):
+            folder = SHARED_DATA / name / label
+            if folder.is_dir():
+                paths += sorted(folder.iterdir())[:4]
+    if not paths:
+        pytest.skip(f"{SHARED_DATA} has no faces_web or faces_utk")
+    for path in paths:
+        image = read_image(path)
+        same_faces(detect_faces(image), detect_faces(image, fast=True))
 
 
 @pytest.mark.slow
