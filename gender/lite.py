@@ -17,6 +17,10 @@ import numpy as np
 from gender import CLASS_NAMES, UserError
 
 THREADS = min(4, os.cpu_count() or 1)
+# Images per interpreter call, whatever batch the caller asks for: small batches keep XNNPACK's
+# working set in cache. MobileNetV2 128x128, 2 threads on 2 cores: 559 images/s at 8 per call,
+# 462 at 64, 423 at 128.
+INVOKE_BATCH = 8
 
 
 def available() -> bool:
@@ -81,6 +85,7 @@ class LiteModel:
         """P(woman) as (N, 1) float32 for (N, H, W, 3) images (uint8 or float, 0..255)."""
         images = np.asarray(images)
         outputs = []
+        batch_size = min(batch_size, INVOKE_BATCH)
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].astype(np.float32)
             self._resize(len(batch))
