@@ -74,7 +74,8 @@ def main(argv=None) -> int:
             lite = LiteModel(tflite_file, {"image_size": list(size)})
             lite_rate = images_per_second(lite.predict, batch, args.repeats)
             rows.append((text, keras_file.stat().st_size / 2**20, keras_rate, lite_rate))
-            print(f"{text}: {rows[-1][1]:.1f} MB, Keras {keras_rate:.0f}/s, LiteRT {lite_rate:.0f}/s")
+            megabytes = rows[-1][1]
+            print(f"{text}: {megabytes:.1f} MB, Keras {keras_rate:.0f}/s, LiteRT {lite_rate:.0f}/s")
 
     print("\ncandidate             .keras MB   Keras img/s   LiteRT img/s")
     for text, megabytes, keras_rate, lite_rate in rows:

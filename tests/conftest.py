@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -91,6 +92,21 @@ def error_line(err: str) -> str:
     assert len(lines) == 1, f"expected one stderr line, got:\n{err}"
     assert lines[0].startswith("error: "), lines[0]
     return lines[0]
+
+
+def predict_in_fresh_process(argv) -> subprocess.CompletedProcess:
+    """Run gender_single_predict.main(argv) in a new Python; its stdout ends with a line
+    'HEAVY [...]' naming the first TensorFlow/Keras modules it imported ('HEAVY []': none)."""
+    code = (
+        "import sys, gender_single_predict as g\n"
+        f"status = g.main({[str(a) for a in argv]!r})\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print('HEAVY', heavy[:5])\n"
+        "sys.exit(status)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
 
 
 def run_dirs(out) -> list:

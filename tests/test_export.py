@@ -9,12 +9,11 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, SHARED_WEIGHTS, error_line
+from conftest import SHARED_DATA, SHARED_WEIGHTS, error_line, predict_in_fresh_process
 
 import gender_single_predict
 import gender_train
@@ -111,16 +110,7 @@ def test_cli_fast_and_keras_paths_print_the_same(exported, eval_images, capsys):
 def test_lite_cli_imports_no_tensorflow(exported, eval_images):
     """A single prediction through the fast path never imports TensorFlow or Keras."""
     image = next((eval_images / "woman").iterdir())
-    code = (
-        "import sys, gender_single_predict as g\n"
-        f"status = g.main([{str(image)!r}, {str(exported / 'best.keras')!r}, '--no-detect'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-        "print('HEAVY', heavy[:5])\n"
-        "sys.exit(status)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    result = predict_in_fresh_process([image, exported / "best.keras", "--no-detect"])
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout, result.stdout
     assert "woman" in result.stdout or "man" in result.stdout
@@ -206,8 +196,9 @@ def test_bundle_makes_a_default_model_from_a_run(trained_run, eval_images, tmp_p
     image = str(sorted((eval_images / "woman").iterdir())[0])
     capsys.readouterr()
     outputs = []
-    for weights, backend in [(trained_run / "best.keras", "keras"),
-                             (out / f"{task}.keras", "keras"), (out / f"{task}.keras", "lite")]:  # fmt: skip
+    bundled = out / f"{task}.keras"
+    runs = [(trained_run / "best.keras", "keras"), (bundled, "keras"), (bundled, "lite")]
+    for weights, backend in runs:
         argv = [image, str(weights), "--backend", backend, "--no-detect"]
         assert gender_single_predict.main(argv) == 0
         outputs.append(capsys.readouterr().out)

@@ -9,13 +9,12 @@ import csv
 import io
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, error_line, tree_digest
+from conftest import SHARED_DATA, error_line, predict_in_fresh_process, tree_digest
 
 import dataset
 import gender_mAP
@@ -229,16 +228,7 @@ def test_crop_and_resize_is_tensorflows():
 
 def test_fast_portrait_imports_no_tensorflow():
     """The portrait path (bundled model, detection, LiteRT) never imports TensorFlow or Keras."""
-    code = (
-        "import sys, gender_single_predict as g\n"
-        f"status = g.main([{str(hopper_path())!r}, '--backend', 'lite'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-        "print('HEAVY', heavy[:5])\n"
-        "sys.exit(status)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    result = predict_in_fresh_process([hopper_path(), "--backend", "lite"])
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout, result.stdout
     assert "face 1 at x1,y1,x2,y2 = " in result.stdout

@@ -188,7 +188,8 @@ def test_fine_tuning_mobilenetv2_leaves_batchnorm_statistics_untouched():
     norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and not any(layer.trainable for layer in norms)
     convs = [layer for layer in base.layers if layer.trainable and layer.weights]
-    assert convs and all(layer.name.startswith(("block_15_", "block_16_", "Conv_1")) for layer in convs)
+    top = ("block_15_", "block_16_", "Conv_1")
+    assert convs and all(layer.name.startswith(top) for layer in convs)
     before = [v.numpy().copy() for layer in norms for v in layer.weights]
     conv_before = [w.copy() for layer in convs for w in layer.get_weights()]
     images = np.random.default_rng(0).uniform(0, 255, (16, 64, 64, 3)).astype("float32")
