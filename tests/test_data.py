@@ -384,3 +384,14 @@ def test_split_by_person_keeps_an_id_found_in_both_classes_on_one_side(tmp_path)
         train, val = split_samples(samples, 0.3, seed, DEFAULT_PERSON_PATTERN)
         assert not set(person_ids(train.paths)) & set(person_ids(val.paths))
         assert len(train) + len(val) == len(samples)
+
+
+def test_loose_augmentation_only_zooms_out():
+    """'loose' shows a centred square smaller (a wider framing), never larger, with edges repeated."""
+    batch = np.full((16, 64, 64, 3), 40, np.uint8)
+    batch[:, 16:48, 16:48] = 220  # the "face": a quarter of the frame
+    out = np.asarray(build_augmenter(["loose"], seed=0)(batch))
+    bright = (out[..., 0] > 130).mean(axis=(1, 2))
+    assert (bright <= 0.25 + 0.02).all()
+    assert bright.min() < 0.25 * 0.8  # some draws zoom out by well over 10%
+    assert np.allclose(out[:, 0, 0], 40, atol=1)  # the border repeats the edge, no black band
