@@ -55,7 +55,7 @@ def main(argv=None) -> int:
           f"model {info.get('model')} {size[0]}x{size[1]}, backend {info['backend']}")
     print(f"{'margin':>7}{'accuracy %':>12}{'error man %':>13}{'error woman %':>15}")
     for margin in args.margins:
-        p_woman = model.predict(np.stack(crops[margin]), batch_size=64).ravel()
+        p_woman = model.predict(np.stack(crops[margin]), batch_size=64, verbose=0).ravel()
         report = evaluate(np.array(labels), p_woman)
         errors = report["error_rate"]
         print(f"{margin:>7.1f}{100 * report['accuracy']:>12.2f}"
