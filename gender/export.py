@@ -154,34 +154,45 @@ def export_saved_model(model, folder) -> Path:
     return folder
 
 
-def _write_saved_model(model, folder: Path) -> None:
+def _write_saved_model(model, folder: Path, shape=None, endpoint=None) -> None:
+    """A SavedModel with one endpoint `serve` taking float32 images of `shape`.
+
+    Defaults: a free batch size over the model's input (uint8 callers cast: LiteRT needs one
+    dtype), and the model called in inference mode.
+    """
     import keras
     import tensorflow as tf
 
-    # A float32 signature with a free batch size; uint8 callers cast (LiteRT needs one dtype).
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image")
+    shape = shape or (None, *model.input_shape[1:])
+    spec = tf.TensorSpec(shape, tf.float32, name="image")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
+    endpoint = endpoint or (lambda x: model(x, training=False))
+    archive.add_endpoint("serve", endpoint, input_signature=[spec])
     archive.write_out(str(folder), verbose=False)
 
 
 def export_tflite(model, path) -> Path:
-    """Write `model` as a TFLite flat buffer for the LiteRT interpreter, atomically.
+    """Write `model` as a TFLite flat buffer for the LiteRT interpreter, atomically."""
+    return _write_tflite(lambda folder: _write_saved_model(model, folder), path)
+
+
+def _write_tflite(write_saved_model, path) -> Path:
+    """Convert the SavedModel that `write_saved_model(folder)` writes to TFLite at `path`.
 
     Only TFLite built-in ops are allowed (no Flex/Select TF ops, which would need TensorFlow at
     run time again), so a model that cannot run under plain LiteRT fails here, not in predict.
     """
     import tensorflow as tf
 
+    from gender.atomic import atomic_path
+
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
-        _write_saved_model(model, Path(tmp) / "model")
+        write_saved_model(Path(tmp) / "model")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / "model"))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         flat = converter.convert()
-    from gender.atomic import atomic_path
-
     with atomic_path(path) as tmp_file:
         tmp_file.write_bytes(flat)
     return path
@@ -201,32 +212,21 @@ def export_detector(out_dir=None) -> dict[str, Path]:
     Returns:
         {'pnet': path, 'rnet': path, 'onet': path}
     """
-    import keras
-    import tensorflow as tf
     from mtcnn import MTCNN
 
-    from gender.atomic import atomic_path
     from gender.lite_faces import DETECTOR_DIR, NETWORKS
 
     out_dir = Path(out_dir or DETECTOR_DIR)
-    out_dir.mkdir(parents=True, exist_ok=True)
     shapes = {"pnet": (1, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
     written = {}
     for name, stage in zip(NETWORKS, MTCNN().stages):
         network = stage._model  # the package keeps each Keras network on its stage
-        with tempfile.TemporaryDirectory() as tmp:
-            archive = keras.export.ExportArchive()
-            archive.track(network)
-            spec = tf.TensorSpec(shapes[name], tf.float32, name="image")
-            archive.add_endpoint("serve", network.call, input_signature=[spec])
-            archive.write_out(tmp + "/model", verbose=False)
-            converter = tf.lite.TFLiteConverter.from_saved_model(tmp + "/model")
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-            flat = converter.convert()
-        path = out_dir / f"mtcnn_{name}.tflite"
-        with atomic_path(path) as tmp_file:
-            tmp_file.write_bytes(flat)
-        written[name] = path
+        written[name] = _write_tflite(
+            lambda folder, network=network, shape=shapes[name]: _write_saved_model(
+                network, folder, shape, network.call
+            ),
+            out_dir / f"mtcnn_{name}.tflite",
+        )
     return written
 
 
@@ -239,17 +239,21 @@ def export_all(weights, out=None) -> dict[str, Path]:
     Returns:
         {'tflite': path, 'saved_model': folder, 'json': path}
     """
-    from gender.atomic import write_text
-
     model, info = load_trained(weights)
     source = resolve_weights(weights)
     paths = export_paths(Path(out) / source.name if out else source)
-    export_tflite(model, paths["tflite"])
+    _write_lite_export(model, info, source.name, paths)
     export_saved_model(model, paths["saved_model"])
-    meta = export_info(model, info)
-    meta["source"] = source.name
-    write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
     return paths
+
+
+def _write_lite_export(model, info: dict, source_name: str, paths: dict) -> None:
+    """The .tflite and its .export.json (what the fast path reads) at `export_paths` `paths`."""
+    from gender.atomic import write_text
+
+    export_tflite(model, paths["tflite"])
+    meta = {**export_info(model, info), "source": source_name}
+    write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
 
 
 def bundle(run_dir, out_dir=PRETRAINED_DIR) -> dict[str, Path]:
@@ -278,7 +282,5 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR) -> dict[str, Path]:
         model.save(tmp)  # loaded with compile=False: no optimizer state to carry
     write_text(paths["json"], json.dumps({**info, "bundled_from": str(run_dir)}, indent=2) + "\n")
     exports = export_paths(paths["keras"])
-    export_tflite(model, exports["tflite"])
-    meta = {**export_info(model, info), "source": paths["keras"].name}
-    write_text(exports["json"], json.dumps(meta, indent=2) + "\n")
+    _write_lite_export(model, info, paths["keras"].name, exports)
     return {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
