@@ -113,7 +113,8 @@ def predict(args) -> int:
     writer = csv.writer(buffer)
     writer.writerow(["path", "label", "probability", "p_woman"])
     for path, p in zip(kept.paths, p_woman):
-        writer.writerow([path, CLASS_NAMES[int(p >= 0.5)], f"{max(p, 1 - p):.4f}", f"{p:.4f}"])
+        label, probability = _label(p)
+        writer.writerow([path, label, f"{probability:.4f}", f"{p:.4f}"])
     if args.csv:
         write_text(args.csv, buffer.getvalue())
         print(f"{len(kept)} predictions written to {args.csv}")
@@ -122,8 +123,15 @@ def predict(args) -> int:
     return 0 if len(kept) == len(paths) else 1
 
 
+def _label(p_woman: float) -> tuple[str, float]:
+    """The predicted class name and the probability of that class."""
+    is_woman = p_woman >= 0.5
+    return CLASS_NAMES[int(is_woman)], p_woman if is_woman else 1 - p_woman
+
+
 def _verdict(p: float) -> str:
-    return f"{CLASS_NAMES[int(p >= 0.5)]} (probability {max(p, 1 - p):.3f}, P(woman) = {p:.3f})"
+    label, probability = _label(p)
+    return f"{label} (probability {probability:.3f}, P(woman) = {p:.3f})"
 
 
 def _detects_faces(args, info, inputs) -> bool:
@@ -176,9 +184,9 @@ def _predict_faces(model, paths, size, args, single: bool) -> int:
         if face is None:
             writer.writerow([path, 0, "", "", "", "", "no face", "", ""])
         else:
-            label, probability = CLASS_NAMES[int(p >= 0.5)], f"{max(p, 1 - p):.4f}"
+            label, probability = _label(p)
             box = [round(v) for v in face.box]
-            writer.writerow([path, i, *box, label, probability, f"{p:.4f}"])
+            writer.writerow([path, i, *box, label, f"{probability:.4f}", f"{p:.4f}"])
     if args.csv:
         write_text(args.csv, buffer.getvalue())
         print(f"{len(rows) - faceless} faces in {len(paths) - unreadable} images -> {args.csv}")
@@ -194,7 +202,7 @@ def _pictures(args, model, rgb, size, predictions, detected: bool) -> None:
     from gender.faces import draw_faces, write_image
 
     if args.annotate:
-        labels = [f"{CLASS_NAMES[int(p >= 0.5)]} {max(p, 1 - p):.2f}" for _, p in predictions]
+        labels = ["{} {:.2f}".format(*_label(p)) for _, p in predictions]
         write_image(args.annotate, draw_faces(rgb, [face for face, _ in predictions], labels))
         print(f"boxes and labels drawn in {args.annotate}")
     if args.explain:

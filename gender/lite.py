@@ -77,7 +77,7 @@ class LiteModel:
         if batch != self._batch:
             shape = [batch, *self.input_shape[1:]]
             self.interpreter.resize_tensor_input(self._input["index"], shape)
-            with _without_delegate_banner():
+            with without_delegate_banner():
                 self.interpreter.allocate_tensors()
             self._batch = batch
 
@@ -126,7 +126,7 @@ def load_lite(weights, threads: int = THREADS):
 
 
 @contextlib.contextmanager
-def _without_delegate_banner():
+def without_delegate_banner():
     """Drop LiteRT's "INFO: Created ... XNNPACK delegate" line, which C++ writes to fd 2.
 
     Anything else written meanwhile (a real warning or error) is passed on to stderr.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gender.lite import THREADS, _without_delegate_banner
+from gender.lite import THREADS, without_delegate_banner
 
 DETECTOR_DIR = Path(__file__).resolve().parents[1] / "weights" / "detector"
 NETWORKS = ("pnet", "rnet", "onet")
@@ -69,7 +69,7 @@ class LiteDetector:
         (tensor,) = net.get_input_details()
         if self.shapes[name] != batch.shape:
             net.resize_tensor_input(tensor["index"], batch.shape)
-            with _without_delegate_banner():
+            with without_delegate_banner():
                 net.allocate_tensors()
             self.shapes[name] = batch.shape
         net.set_tensor(tensor["index"], batch)
