@@ -88,10 +88,9 @@ def evaluate_folder(args) -> dict:
     model, info = load_model(weights, args.backend)
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
     if args.detect_faces:
-        from gender.faces import decode_face_crops, model_task
+        from gender.faces import decode_face_crops, require_face_model
 
-        if model_task(info) != "face":
-            raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
+        require_face_model(info)
         images, kept, has_face, crops = decode_face_crops(samples, size, whole_if_none=True)
         p_woman = model.predict(images, batch_size=args.batch_size, verbose=0).ravel().astype(float)
     else:

@@ -136,13 +136,13 @@ def _verdict(p: float) -> str:
 
 def _detects_faces(args, info, inputs) -> bool:
     """Detect in photos of a face model; folders are usually crops, so only on request."""
-    from gender.faces import model_task
+    from gender.faces import model_task, require_face_model
 
     if args.no_detect:
         return False
+    if args.detect_faces:
+        require_face_model(info)
     if model_task(info) != "face":
-        if args.detect_faces:
-            raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
         return False
     return args.detect_faces or not any(Path(item).is_dir() for item in inputs)
 

@@ -250,6 +250,12 @@ def model_task(info: dict) -> str:
     return info.get("task") or info.get("flags", {}).get("task") or "face"
 
 
+def require_face_model(info: dict) -> None:
+    """--detect-faces is for face models: a pedestrian model sees whole bodies."""
+    if model_task(info) != "face":
+        raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
+
+
 class Progress:
     """A one-line progress count on stderr (a line per 10% when stderr is not a terminal)."""
 
