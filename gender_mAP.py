@@ -7,13 +7,11 @@ python gender_mAP.py portraits/ --detect-faces     # on each image's largest ali
 """
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 
-from gender import CLASS_NAMES, UserError
+from gender import UserError
 from gender.predict import BACKENDS, TASKS
 
 
@@ -75,7 +73,7 @@ def evaluate_folder(args) -> dict:
     from gender.data import load_samples
     from gender.export import check_image_size
     from gender.images import parse_image_size
-    from gender.metrics import evaluate, format_report
+    from gender.metrics import errors_csv, evaluate, face_report, format_report, save_plots
     from gender.predict import default_weights, load_model, predict_samples
 
     splits = load_samples(args.data)
@@ -107,7 +105,7 @@ def evaluate_folder(args) -> dict:
         skipped_unreadable=skipped,
     )
     if args.detect_faces:
-        report["faces"] = _face_report(kept, p_woman, has_face, crops, args.threshold)
+        report["faces"] = face_report(kept, p_woman, has_face, crops, args.threshold)
     print(format_report(report, title))
     if args.detect_faces:
         faces = report["faces"]
@@ -123,79 +121,10 @@ def evaluate_folder(args) -> dict:
     if args.json:
         write_text(args.json, json.dumps(report, indent=2) + "\n")
     if args.errors:
-        write_text(args.errors, _errors_csv(kept, p_woman, args.threshold))
+        write_text(args.errors, errors_csv(kept, p_woman, args.threshold))
     if args.plots:
-        _save_plots(Path(args.plots), report, kept.labels, p_woman)
+        save_plots(Path(args.plots), report, kept.labels, p_woman)
     return report
-
-
-def _face_report(samples, p_woman, has_face, crops, threshold: float) -> dict:
-    """Detection counts and accuracy with and without the images where no face was found."""
-    import numpy as np
-
-    correct = (p_woman >= threshold).astype(int) == samples.labels
-    return {
-        "found": crops.found,
-        "none": crops.none,
-        "several": crops.several,
-        "no_face_policy": "classified as the whole image",
-        "accuracy_with_face": float(correct[has_face].mean()) if has_face.any() else 0.0,
-        "accuracy_no_face_wrong": float((correct & has_face).mean()),
-        "no_face_paths": [path for path, face in zip(samples.paths, has_face) if not face],
-    }
-
-
-def _errors_csv(samples, p_woman, threshold: float) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["path", "true", "predicted", "p_woman"])
-    for path, label, p in zip(samples.paths, samples.labels, p_woman):
-        predicted = int(p >= threshold)
-        if predicted != label:
-            writer.writerow([path, CLASS_NAMES[label], CLASS_NAMES[predicted], f"{p:.4f}"])
-    return buffer.getvalue()
-
-
-def _save_plots(folder: Path, report: dict, labels, p_woman) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
-
-    from gender.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(4, 4))
-    matrix = report["confusion_matrix"]
-    ax.imshow(matrix, cmap="Blues")
-    for i in range(2):
-        for j in range(2):
-            ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
-    ax.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xticklabels=CLASS_NAMES,
-        yticklabels=CLASS_NAMES,
-        xlabel="predicted",
-        ylabel="true",
-        title="confusion matrix",
-    )
-    fig.tight_layout()
-    with atomic_path(folder / "confusion_matrix.png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for label, name in enumerate(CLASS_NAMES):
-        scores = p_woman if label == 1 else 1 - p_woman
-        precision, recall, _ = precision_recall_curve(labels == label, scores)
-        ax.step(recall, precision, where="post", label=f"{name} (AP {report['ap'][name]:.3f})")
-    ax.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(folder / "pr_curves.png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,16 @@
 
 AP is scikit-learn's `average_precision_score`: the step-wise (non-interpolated) area under the
 precision-recall curve. It is not Keras' `AUC(curve="PR")`, which interpolates. AP(woman) ranks
-images by p = P(woman); AP(man) by 1 - p; mAP is the mean of the two.
+images by p = P(woman); AP(man) by 1 - p; mAP is the mean of the two. The report's other outputs
+(face counts, the errors CSV, the plots) are written here too, from the same numbers.
 """
 
+import csv
+import io
+from pathlib import Path
+
 import numpy as np
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from gender import CLASS_NAMES
 
@@ -111,3 +116,71 @@ def format_report(report: dict, title: str) -> str:
     ]
     lines += [f"{name:<8}" + "".join(f"{v:>8}" for v in row) for name, row in zip(names, matrix)]
     return "\n".join(lines)
+
+
+def face_report(samples, p_woman, has_face, crops, threshold: float) -> dict:
+    """Detection counts and accuracy with and without the images where no face was found."""
+    correct = (p_woman >= threshold).astype(int) == samples.labels
+    return {
+        "found": crops.found,
+        "none": crops.none,
+        "several": crops.several,
+        "no_face_policy": "classified as the whole image",
+        "accuracy_with_face": float(correct[has_face].mean()) if has_face.any() else 0.0,
+        "accuracy_no_face_wrong": float((correct & has_face).mean()),
+        "no_face_paths": [path for path, face in zip(samples.paths, has_face) if not face],
+    }
+
+
+def errors_csv(samples, p_woman, threshold: float) -> str:
+    """CSV text listing the misclassified images: path, true and predicted class, P(woman)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "true", "predicted", "p_woman"])
+    for path, label, p in zip(samples.paths, samples.labels, p_woman):
+        predicted = int(p >= threshold)
+        if predicted != label:
+            writer.writerow([path, CLASS_NAMES[label], CLASS_NAMES[predicted], f"{p:.4f}"])
+    return buffer.getvalue()
+
+
+def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
+    """Write folder/confusion_matrix.png and folder/pr_curves.png for one evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gender.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    matrix = report["confusion_matrix"]
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=CLASS_NAMES,
+        yticklabels=CLASS_NAMES,
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix",
+    )
+    fig.tight_layout()
+    with atomic_path(folder / "confusion_matrix.png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, name in enumerate(CLASS_NAMES):
+        scores = p_woman if label == 1 else 1 - p_woman
+        precision, recall, _ = precision_recall_curve(labels == label, scores)
+        ax.step(recall, precision, where="post", label=f"{name} (AP {report['ap'][name]:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(folder / "pr_curves.png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

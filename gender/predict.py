@@ -1,19 +1,25 @@
 """Run a trained model over image files, in chunks, skipping (and reporting) unreadable ones.
 
+Also what gender_single_predict.py prints per image or face, and its --annotate/--explain pictures.
 Importing this module does not import TensorFlow: with a .tflite export beside the weights,
 `load_model` runs it with LiteRT and a prediction never pays TensorFlow's start-up time.
 """
 
+import csv
+import io
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
-from gender import TASKS, UserError  # noqa: F401  TASKS re-exported for the CLIs
+from gender import CLASS_NAMES, TASKS, UserError  # noqa: F401  TASKS re-exported for the CLIs
 from gender.data import Samples, decode_images
 from gender.export import PRETRAINED_DIR, resolve_weights
 
 CHUNK = 512  # images decoded at a time: bounded memory on folders of any size
 BACKENDS = ("auto", "lite", "keras")
+NO_FACE = 3  # exit status when an image holds no face: distinct from errors
 
 
 def default_weights(task: str):
@@ -91,3 +97,125 @@ def predict_samples(model, samples: Samples, size, batch_size: int = 64, skip_ba
         raise UserError("none of the images could be read")
     kept = Samples(kept_paths, np.concatenate(kept_labels))
     return np.concatenate(probabilities).astype(float), kept
+
+
+def predicted_class(p_woman: float) -> tuple[str, float]:
+    """The predicted class name and the probability of that class."""
+    is_woman = p_woman >= 0.5
+    return CLASS_NAMES[int(is_woman)], p_woman if is_woman else 1 - p_woman
+
+
+def verdict(p: float) -> str:
+    """One image's or face's answer in words, as the single-image lines print it."""
+    label, probability = predicted_class(p)
+    return f"{label} (probability {probability:.3f}, P(woman) = {p:.3f})"
+
+
+def detects_faces(args, info, inputs) -> bool:
+    """Detect in photos of a face model; folders are usually crops, so only on request."""
+    from gender.faces import model_task, require_face_model
+
+    if args.no_detect:
+        return False
+    if args.detect_faces:
+        require_face_model(info)
+    if model_task(info) != "face":
+        return False
+    return args.detect_faces or not any(Path(item).is_dir() for item in inputs)
+
+
+def print_face_predictions(model, paths, size, args, single: bool) -> int:
+    """One line (or CSV row) per face; an image without a face says so, with status NO_FACE.
+
+    Args:
+        args: gender_single_predict.py's flags (batch_size, csv, annotate, explain).
+        single: `paths` is the one image file given, so lines are printed instead of CSV.
+
+    Returns:
+        The exit status: 0, 1 if some images were unreadable, else NO_FACE if one had no face.
+    """
+    from gender.atomic import write_text
+    from gender.faces import predict_faces
+    from gender.images import BadImageError, read_image
+
+    rows, unreadable, faceless = [], 0, 0
+    for path in paths:
+        try:
+            rgb = read_image(path)
+        except BadImageError as err:
+            if single:
+                raise
+            print(f"warning: {err} (skipped)", file=sys.stderr)
+            unreadable += 1
+            continue
+        found = predict_faces(model, rgb, size, args.batch_size)
+        faceless += not found
+        rows += [(path, i, face, p) for i, (face, p) in enumerate(found, 1)] or [(path, 0, None, 0)]
+    if single and not args.csv:
+        if not found:
+            print(f"{paths[0]}: no face found (--no-detect classifies the whole image)")
+            return NO_FACE
+        for path, i, face, p in rows:
+            box = ",".join(str(round(v)) for v in face.box)
+            print(f"{path}: face {i} at x1,y1,x2,y2 = {box}: {verdict(p)}")
+        write_pictures(args, model, rgb, size, found, detected=True)
+        return 0
+    if single and found:
+        write_pictures(args, model, rgb, size, found, detected=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "face", "x1", "y1", "x2", "y2", "label", "probability", "p_woman"])
+    for path, i, face, p in rows:
+        if face is None:
+            writer.writerow([path, 0, "", "", "", "", "no face", "", ""])
+        else:
+            label, probability = predicted_class(p)
+            box = [round(v) for v in face.box]
+            writer.writerow([path, i, *box, label, f"{probability:.4f}", f"{p:.4f}"])
+    if args.csv:
+        write_text(args.csv, buffer.getvalue())
+        print(f"{len(rows) - faceless} faces in {len(paths) - unreadable} images -> {args.csv}")
+    else:
+        sys.stdout.write(buffer.getvalue())
+    if faceless:
+        print(f"{faceless} image(s) with no face found", file=sys.stderr)
+    return 1 if unreadable else NO_FACE if faceless else 0
+
+
+def write_pictures(args, model, rgb, size, predictions, detected: bool) -> None:
+    """Write --annotate (boxes and labels) and --explain (Grad-CAM) for one image.
+
+    Args:
+        predictions: (Face, p_woman) pairs; detected=False means one whole-image Face.
+    """
+    from gender.faces import draw_faces, write_image
+
+    if args.annotate:
+        labels = ["{} {:.2f}".format(*predicted_class(p)) for _, p in predictions]
+        write_image(args.annotate, draw_faces(rgb, [face for face, _ in predictions], labels))
+        print(f"boxes and labels drawn in {args.annotate}")
+    if args.explain:
+        from gender.explain import explain_image
+
+        faces = [face for face, _ in predictions] if detected else None
+        write_image(args.explain, explain_image(model, rgb, size, faces))
+        print(f"Grad-CAM heatmap written to {args.explain}")
+
+
+def expand_inputs(inputs) -> list[str]:
+    """Files as given; folders as every image file below them, sorted."""
+    from gender.images import is_image_file
+
+    paths = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            if not found:
+                raise UserError(f"{path}: no image files in this folder")
+            paths += found
+        elif path.exists():
+            paths.append(str(path))
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    return paths

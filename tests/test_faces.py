@@ -22,6 +22,7 @@ import gender_single_predict
 from gender.faces import EYE_LINE, align_crop, detect_faces, face_crops
 from gender.images import read_image
 from gender.lite_faces import crop_and_resize
+from gender.predict import NO_FACE
 
 # Where the face is in grace_hopper.jpg (x1, y1, x2, y2), read off the photo: hairline to chin.
 HOPPER_FACE = (175, 110, 355, 340)
@@ -315,7 +316,7 @@ def test_predict_one_line_per_face(photos, trained_run, capsys):
 
 def test_predict_no_face_has_its_own_status(photos, trained_run, capsys):
     status, captured = predict([photos["none"], trained_run / "best.keras"], capsys)
-    assert status == gender_single_predict.NO_FACE == 3
+    assert status == NO_FACE == 3
     assert "no face found" in captured.out
     assert "man (" not in captured.out  # no invented label
     status, captured = predict([photos["none"], trained_run / "best.keras", "--no-detect"], capsys)
@@ -367,7 +368,7 @@ def test_predict_folder_with_detect_faces_one_row_per_face(photos, trained_run, 
     folder = photos["one"].parent
     status, captured = predict([folder, "--weights", trained_run, "--detect-faces"], capsys)
     rows = list(csv.DictReader(io.StringIO(captured.out)))
-    assert status == gender_single_predict.NO_FACE  # the blobs picture
+    assert status == NO_FACE  # the blobs picture
     faces = {Path(r["path"]).name: [] for r in rows}
     for row in rows:
         faces[Path(row["path"]).name].append(row["label"])
