@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         "<task>.keras, .json and .tflite (or in --out if given), and exit",
     )
     run.add_argument(
+        "--average-epochs",
+        metavar="N,N,...",
+        type=epoch_list,
+        help="with --bundle: bundle the mean of these epochs' checkpoints instead of best.keras",
+    )
+    run.add_argument(
         "--demo",
         action="store_true",
         help="train, evaluate and predict on a small synthetic data set",
@@ -150,8 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def epoch_list(text: str) -> list[int]:
+    """--average-epochs: comma-separated epoch numbers, 1 or more."""
+    try:
+        epochs = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected epoch numbers like 10,11,13") from None
+    if not epochs or min(epochs) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected epoch numbers like 10,11,13")
+    return epochs
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.average_epochs and not args.bundle:
+        parser.error("--average-epochs goes with --bundle RUN_DIR")
     try:
         if args.demo:
             from gender.demo import run_demo
@@ -181,7 +201,8 @@ def export(args) -> int:
     if args.export:
         paths = export_all(args.export, args.out if out_given else None)
     else:  # a run's best model becomes weights/pretrained/<task>.keras (what predict uses)
-        paths = bundle(args.bundle, args.out if out_given else PRETRAINED_DIR)
+        out = args.out if out_given else PRETRAINED_DIR
+        paths = bundle(args.bundle, out, average_epochs=args.average_epochs)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

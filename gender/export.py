@@ -256,11 +256,13 @@ def _write_lite_export(model, info: dict, source_name: str, paths: dict) -> None
     write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
 
 
-def bundle(run_dir, out_dir=PRETRAINED_DIR) -> dict[str, Path]:
+def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Path]:
     """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`.
 
     The model is re-saved without its optimizer state (a third of a checkpoint's size), and the
-    run's run.json is copied as `<task>.json` with the run folder it came from.
+    run's run.json is copied as `<task>.json` with the run folder it came from. With
+    `average_epochs`, the bundled model is the mean of those epochs' checkpoints instead of
+    best.keras (see `average_checkpoints`), and the JSON lists them.
 
     Returns:
         {'keras', 'json', 'tflite', 'export_json'}: the files written.
@@ -274,13 +276,54 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR) -> dict[str, Path]:
     info = read_run_info(run_dir)
     if not info.get("task"):
         raise UserError(f"{run_dir / RUN_FILE}: no 'task' (train with --task face|pedestrian)")
-    model, _ = load_trained(run_dir)
+    source = {"bundled_from": str(run_dir)}
+    if average_epochs:
+        model = average_checkpoints(run_dir, info, average_epochs)
+        source["averaged_epochs"] = sorted(set(average_epochs))
+    else:
+        model, _ = load_trained(run_dir)
     out_dir = Path(out_dir)
     task = info["task"]
     paths = {"keras": out_dir / f"{task}.keras", "json": out_dir / f"{task}.json"}
     with atomic_path(paths["keras"]) as tmp:
         model.save(tmp)  # loaded with compile=False: no optimizer state to carry
-    write_text(paths["json"], json.dumps({**info, "bundled_from": str(run_dir)}, indent=2) + "\n")
+    write_text(paths["json"], json.dumps({**info, **source}, indent=2) + "\n")
     exports = export_paths(paths["keras"])
     _write_lite_export(model, info, paths["keras"].name, exports)
     return {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
+
+
+def average_checkpoints(run_dir, info: dict, epochs):
+    """One model whose weights are the mean of a run's epoch_NNN.keras checkpoints.
+
+    Checkpoints of one phase of one run start from the same weights and stay in one basin, so
+    their mean is a model too (a "model soup"); it is usually a little better than any one of
+    them. Measured on the face model: the mean of epochs 10, 11, 13 and 14 scored 95.48% on
+    held-out UTKFace adults against 94.58% for the best epoch alone (README, Bundled models).
+    Epochs of different phases (head only, then fine-tuning) are refused.
+    """
+    epochs = sorted(set(epochs))
+    checkpoints = [Path(run_dir) / f"epoch_{epoch:03d}.keras" for epoch in epochs]
+    for path in checkpoints:
+        if not path.is_file():
+            raise UserError(f"{path}: no such checkpoint (was the run trained with --keep?)")
+    phase_of = {}
+    first = 1
+    for phase in info.get("phases", []):
+        for epoch in range(first, phase["last_epoch"] + 1):
+            phase_of[epoch] = phase["name"]
+        first = phase["last_epoch"] + 1
+    phases = {phase_of.get(epoch) for epoch in epochs}
+    if len(phases) > 1:
+        named = ", ".join(f"{e} ({phase_of.get(e, 'no phase')})" for e in epochs)
+        raise UserError(f"{run_dir}: epochs {named} are not all from one training phase")
+    averaged, _ = load_trained(checkpoints[0])
+    total = [w.astype("float64") for w in averaged.get_weights()]
+    for path in checkpoints[1:]:
+        model, _ = load_trained(path)
+        weights = model.get_weights()
+        if [w.shape for w in weights] != [w.shape for w in total]:
+            raise UserError(f"{path}: not the same network as {checkpoints[0].name}")
+        total = [t + w for t, w in zip(total, weights)]
+    averaged.set_weights([(t / len(checkpoints)).astype("float32") for t in total])
+    return averaged

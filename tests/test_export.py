@@ -208,3 +208,64 @@ def test_bundle_makes_a_default_model_from_a_run(trained_run, eval_images, tmp_p
 def test_bundle_of_a_folder_that_is_no_run_is_one_error_line(tmp_path, capsys):
     assert gender_train.main(["--bundle", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in error_line(capsys.readouterr().err)
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(trained_run, tmp_path_factory):
+    """A run folder with two different epoch checkpoints (the second one's weights shifted)."""
+    import keras
+
+    import models  # noqa: F401  registers the custom layers
+
+    folder = tmp_path_factory.mktemp("two_epochs")
+    info = json.loads((trained_run / "run.json").read_text())
+    info["phases"] = [{"name": "train", "last_epoch": 2, "learning_rate": 1e-3}]
+    (folder / "run.json").write_text(json.dumps(info))
+    model = keras.saving.load_model(trained_run / "epoch_001.keras", compile=False)
+    model.save(folder / "epoch_001.keras")
+    model.set_weights([w + 0.5 for w in model.get_weights()])
+    model.save(folder / "epoch_002.keras")
+    shutil.copy(folder / "epoch_002.keras", folder / "best.keras")
+    return folder
+
+
+def test_bundle_average_epochs_is_the_mean_of_the_checkpoints(two_epoch_run, tmp_path, capsys):
+    import keras
+
+    out = tmp_path / "pretrained"
+    argv = ["--bundle", str(two_epoch_run), "--average-epochs", "1,2", "--out", str(out)]
+    assert gender_train.main(argv) == 0
+    task = json.loads((two_epoch_run / "run.json").read_text())["task"]
+    assert json.loads((out / f"{task}.json").read_text())["averaged_epochs"] == [1, 2]
+    first, second, bundled = (
+        keras.saving.load_model(path, compile=False).get_weights()
+        for path in (two_epoch_run / "epoch_001.keras", two_epoch_run / "epoch_002.keras",
+                     out / f"{task}.keras")
+    )  # fmt: skip
+    for a, b, mean in zip(first, second, bundled):
+        np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
+    assert any(not np.allclose(a, mean) for a, mean in zip(first, bundled))
+
+
+def test_bundle_average_refuses_epochs_of_different_phases(two_epoch_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(two_epoch_run, run)
+    info = json.loads((run / "run.json").read_text())
+    info["phases"] = [{"name": "head", "last_epoch": 1}, {"name": "fine-tune", "last_epoch": 2}]
+    (run / "run.json").write_text(json.dumps(info))
+    argv = ["--bundle", str(run), "--average-epochs", "1,2", "--out", str(tmp_path / "out")]
+    assert gender_train.main(argv) == 2
+    assert "not all from one training phase" in error_line(capsys.readouterr().err)
+
+
+def test_bundle_average_of_a_missing_epoch_is_one_error_line(two_epoch_run, tmp_path, capsys):
+    argv = ["--bundle", str(two_epoch_run), "--average-epochs", "2,7", "--out", str(tmp_path)]
+    assert gender_train.main(argv) == 2
+    assert "epoch_007.keras: no such checkpoint" in error_line(capsys.readouterr().err)
+
+
+def test_average_epochs_needs_bundle(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        gender_train.main(["--average-epochs", "1,2"])
+    assert exit_info.value.code == 2
+    assert "--average-epochs goes with --bundle" in capsys.readouterr().err
