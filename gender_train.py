@@ -161,7 +161,9 @@ def epoch_list(text: str) -> list[int]:
     try:
         epochs = [int(n) for n in text.split(",") if n.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected epoch numbers like 10,11,13") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected epoch numbers like 10,11,13"
+        ) from None
     if not epochs or min(epochs) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected epoch numbers like 10,11,13")
     return epochs
@@ -212,7 +214,7 @@ def train(args) -> Path:
     """Train as `args` say and return the run folder (--demo calls this too)."""
     import keras
 
-    import models  # also registers the custom layers, so load_model reads a resumed last.keras
+    import models.layers  # the registry, and the custom layers --resume's load_model needs
     from models.split import split_frozen_prefix
 
     # The models/ side of training is handed in from here: gender/ code does not import models/.

@@ -310,7 +310,6 @@ def write_image(path, rgb: np.ndarray) -> None:
     import cv2
 
     from gender.atomic import atomic_path
-
     from gender.images import is_image_file
 
     if not is_image_file(path):

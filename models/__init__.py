@@ -84,5 +84,6 @@ def set_trainable_blocks(model, name: str, count: int) -> None:
     set_blocks(backbone, entry.blocks, count)
 
 
-# Imported last: their decorators fill MODELS.
+# Imported last: their decorators fill MODELS. They import Keras only when a model is built, so
+# listing the names (argparse choices, --help) does not load TensorFlow.
 from models import cnn, mobilenetv2, vgg16  # noqa: E402,F401

@@ -5,13 +5,13 @@ cnn5: seed 001's 5-layer network (3 convs of 32 + 2 dense layers).
 cnn7: seed 001's 7-layer network (convs 32, 32, 32, 64, 64 + 2 dense); 91,329 parameters at 150x150.
 """
 
-import keras
-
 from models import register_model
 
 
 def build_cnn(filters, image_size, dropout: float = 0.5, name: str = "cnn"):
     """Conv 3x3 (valid) + ReLU + max-pool 2 per entry of `filters`; Flatten, Dense 64, sigmoid."""
+    import keras
+
     smallest = 1  # each stage needs 2 * (its output) + 2 pixels: cnn3 22, cnn5 22, cnn7 94
     for _ in filters:
         smallest = 2 * smallest + 2

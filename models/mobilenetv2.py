@@ -1,9 +1,6 @@
 """ImageNet MobileNetV2 with a one-unit head (seed 002's best model on unseen people)."""
 
-import keras
-
 from models import register_model
-from models.layers import classifier_head, resolve_backbone_weights, set_trainable_blocks
 
 # Bottom to top, as layer-name prefixes; the last block is the final 1x1 conv with its BN and ReLU.
 BLOCKS = (
@@ -19,6 +16,10 @@ BLOCKS = (
     blocks=BLOCKS,
 )
 def mobilenetv2(image_size=None, backbone_weights=None, dropout=0.2, trainable_blocks=0):
+    import keras
+
+    from models.layers import classifier_head, resolve_backbone_weights, set_trainable_blocks
+
     base = keras.applications.MobileNetV2(
         include_top=False,
         alpha=1.0,

@@ -1,14 +1,6 @@
 """ImageNet VGG16 with a small dense classifier (the pedestrian seed's second network)."""
 
-import keras
-
 from models import register_model
-from models.layers import (
-    CaffePreprocess,
-    classifier_head,
-    resolve_backbone_weights,
-    set_trainable_blocks,
-)
 
 BLOCKS = tuple((f"block{i}_",) for i in range(1, 6))  # bottom to top
 
@@ -19,6 +11,15 @@ BLOCKS = tuple((f"block{i}_",) for i in range(1, 6))  # bottom to top
     blocks=BLOCKS,
 )
 def vgg16(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=1):
+    import keras
+
+    from models.layers import (
+        CaffePreprocess,
+        classifier_head,
+        resolve_backbone_weights,
+        set_trainable_blocks,
+    )
+
     base = keras.applications.VGG16(
         include_top=False,
         weights=resolve_backbone_weights(backbone_weights),

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 from conftest import (
     IMAGE_SIZE,
     PER_CLASS,
+    REPO,
     SHARED_WEIGHTS,
     error_line,
     run_dirs,
@@ -610,3 +613,19 @@ def test_dataset_check_reports_bad_files(data_copy, capsys):
 def test_dataset_missing_folder(tmp_path, capsys):
     assert dataset.main(["check", str(tmp_path / "absent")]) == 2
     assert "absent" in error_line(capsys.readouterr().err)
+
+
+def test_train_help_loads_no_tensorflow():
+    """--help lists the models and augmentations without the ~8 s TensorFlow import."""
+    code = (
+        "import sys, contextlib, io, gender_train\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    gender_train.main(['--help'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print('HEAVY', heavy[:5], 'mobilenetv2' in out.getvalue(), 'loose' in out.getvalue())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY [] True True" in result.stdout, result.stdout

@@ -387,7 +387,7 @@ def test_split_by_person_keeps_an_id_found_in_both_classes_on_one_side(tmp_path)
 
 
 def test_loose_augmentation_only_zooms_out():
-    """'loose' shows a centred square smaller (a wider framing), never larger, with edges repeated."""
+    """'loose' shows a centred square smaller (wider framing), never larger, edges repeated."""
     batch = np.full((16, 64, 64, 3), 40, np.uint8)
     batch[:, 16:48, 16:48] = 220  # the "face": a quarter of the frame
     out = np.asarray(build_augmenter(["loose"], seed=0)(batch))

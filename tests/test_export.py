@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -215,7 +214,7 @@ def two_epoch_run(trained_run, tmp_path_factory):
     """A run folder with two different epoch checkpoints (the second one's weights shifted)."""
     import keras
 
-    import models  # noqa: F401  registers the custom layers
+    import models.layers  # noqa: F401  registers the custom layers
 
     folder = tmp_path_factory.mktemp("two_epochs")
     info = json.loads((trained_run / "run.json").read_text())

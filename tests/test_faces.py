@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
