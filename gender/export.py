@@ -271,8 +271,8 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
     from gender.runs import RUN_FILE, read_run_info
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: not a run folder")
+    if not (run_dir / RUN_FILE).is_file():
+        raise UserError(f"{run_dir}: not a run folder (no {RUN_FILE})")
     info = read_run_info(run_dir)
     if not info.get("task"):
         raise UserError(f"{run_dir / RUN_FILE}: no 'task' (train with --task face|pedestrian)")
@@ -307,15 +307,13 @@ def average_checkpoints(run_dir, info: dict, epochs):
     for path in checkpoints:
         if not path.is_file():
             raise UserError(f"{path}: no such checkpoint (was the run trained with --keep?)")
-    phase_of = {}
-    first = 1
-    for phase in info.get("phases", []):
-        for epoch in range(first, phase["last_epoch"] + 1):
-            phase_of[epoch] = phase["name"]
-        first = phase["last_epoch"] + 1
-    phases = {phase_of.get(epoch) for epoch in epochs}
-    if len(phases) > 1:
-        named = ", ".join(f"{e} ({phase_of.get(e, 'no phase')})" for e in epochs)
+    # run.json's phases are in order, each ending at its last_epoch
+    phase_of = {
+        e: next((p["name"] for p in info.get("phases", []) if e <= p["last_epoch"]), "no phase")
+        for e in epochs
+    }
+    if len(set(phase_of.values())) > 1:
+        named = ", ".join(f"{e} ({phase})" for e, phase in phase_of.items())
         raise UserError(f"{run_dir}: epochs {named} are not all from one training phase")
     averaged, _ = load_trained(checkpoints[0])
     total = [w.astype("float64") for w in averaged.get_weights()]

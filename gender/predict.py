@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gender import CLASS_NAMES, TASKS, UserError  # noqa: F401  TASKS re-exported for the CLIs
-from gender.data import Samples, decode_images
+from gender.data import Samples, decode_images, warn
 from gender.export import PRETRAINED_DIR, resolve_weights
 
 CHUNK = 512  # images decoded at a time: bounded memory on folders of any size
@@ -145,7 +145,7 @@ def print_face_predictions(model, paths, size, args, single: bool) -> int:
         except BadImageError as err:
             if single:
                 raise
-            print(f"warning: {err} (skipped)", file=sys.stderr)
+            warn(f"{err} (skipped)")
             unreadable += 1
             continue
         found = predict_faces(model, rgb, size, args.batch_size)
