@@ -27,6 +27,12 @@ AUGMENTATIONS = {
     "loose": lambda keras, seed: keras.layers.RandomZoom(
         (0.0, 0.45), fill_mode="nearest", seed=seed
     ),
+    # zoom in only, up to 40%: crops tighter than any source holds, down to the inner face. Women
+    # with hair tied back were called men by a model that only saw hair framing the face
+    # (issue 10); a crop without hair leaves the face itself to judge.
+    "tight": lambda keras, seed: keras.layers.RandomZoom(
+        (-0.4, 0.0), fill_mode="reflect", seed=seed
+    ),
     "shear": lambda keras, seed: keras.layers.RandomShear(
         x_factor=0.1, y_factor=0.1, fill_mode="reflect", seed=seed
     ),
@@ -39,6 +45,12 @@ AUGMENTATIONS = {
     "hue": lambda keras, seed: keras.layers.RandomHue(0.05, value_range=(0, 255), seed=seed),
     "saturation": lambda keras, seed: keras.layers.RandomSaturation(
         0.3, value_range=(0, 255), seed=seed
+    ),
+    # a third of the images in grey: make-up and hair colour stop being free cues.
+    "gray": lambda keras, seed: keras.layers.RandomGrayscale(0.3, seed=seed),
+    # small blur: far or low-resolution cameras (pedestrians 30 px wide upscaled to the input).
+    "blur": lambda keras, seed: keras.layers.RandomGaussianBlur(
+        0.5, kernel_size=5, sigma=(0.1, 1.5), value_range=(0, 255), seed=seed
     ),
     # GaussianNoise takes a std in 0..1 units: 0.03 of the range is about 8 grey levels.
     "noise": lambda keras, seed: keras.Sequential(
