@@ -4,6 +4,7 @@ python gender_mAP.py val weights/cnn7-20261122-101500/best.keras
 python gender_mAP.py weights/<run>/val.txt weights/<run>/best.keras --json report.json
 python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
 python gender_mAP.py portraits/ --detect-faces     # on each image's largest aligned face
+python gender_mAP.py data/faces_bfw/val --groups bfw-ethnicity   # error rates per group
 """
 
 import argparse
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.groups import PRESETS as GROUP_PRESETS
 from gender.predict import BACKENDS, TASKS
 
 
@@ -55,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify each image's largest detected face, aligned and cropped; images "
         "without a face are classified whole and reported separately",
     )
+    parser.add_argument(
+        "--groups",
+        metavar="SOURCE",
+        help="also report accuracy and each class's error per group: a preset "
+        f"({', '.join(GROUP_PRESETS)}), a regex on the file name whose group 1 is the group, "
+        "or a CSV of path,group rows",
+    )
     return parser
 
 
@@ -70,15 +79,28 @@ def main(argv=None) -> int:
 
 def evaluate_folder(args) -> dict:
     from gender.atomic import write_text
-    from gender.data import load_samples
+    from gender.data import load_samples, warn
     from gender.export import check_image_size
+    from gender.groups import NO_GROUP
     from gender.images import parse_image_size
-    from gender.metrics import errors_csv, evaluate, face_report, format_report, save_plots
+    from gender.metrics import (
+        errors_csv,
+        evaluate,
+        face_report,
+        format_groups,
+        format_report,
+        group_report,
+        save_plots,
+    )
     from gender.predict import default_weights, load_model, predict_samples
 
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
+    if args.groups:
+        from gender.groups import group_names
+
+        group_names(samples.paths[:1], args.groups)  # a bad regex or CSV fails before the model
     for name, count in samples.counts().items():
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
@@ -106,7 +128,18 @@ def evaluate_folder(args) -> dict:
     )
     if args.detect_faces:
         report["faces"] = face_report(kept, p_woman, has_face, crops, args.threshold)
+    if args.groups:
+        groups = group_names(kept.paths, args.groups)
+        report["by_group"] = group_report(kept.labels, p_woman, groups, args.threshold)
+        report["by_group"]["source"] = args.groups
     print(format_report(report, title))
+    if args.groups:
+        print(format_groups(report["by_group"]))
+        unmatched = report["by_group"]["groups"].get(NO_GROUP, {}).get("n", 0)
+        if unmatched:
+            warn(
+                f"--groups {args.groups}: {unmatched} image(s) in no group (counted as {NO_GROUP})"
+            )
     if args.detect_faces:
         faces = report["faces"]
         print(crops.line())

@@ -118,6 +118,60 @@ def format_report(report: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def group_report(labels, p_woman, groups, threshold: float = THRESHOLD) -> dict:
+    """Accuracy and each class's error rate per group, and the worst group.
+
+    The worst is the group and class with the highest error rate (the gap users meet, e.g. "women
+    of one ethnicity called men"); images in no group are reported but never named worst.
+    """
+    from gender.groups import NO_GROUP
+
+    labels, p_woman, groups = (
+        np.asarray(labels, int),
+        np.asarray(p_woman, float),
+        np.asarray(groups),
+    )
+    per_group = {}
+    for name in sorted(set(groups.tolist())):
+        part = evaluate(labels[groups == name], p_woman[groups == name], threshold)
+        per_group[name] = {
+            key: part[key]
+            for key in ("n", "correct", "accuracy", "balanced_accuracy", "support", "error_rate")
+        }
+    candidates = [
+        (rate, group, class_name)
+        for group, part in per_group.items()
+        if group != NO_GROUP
+        for class_name, rate in part["error_rate"].items()
+        if rate == rate  # a class the group has no image of has no error rate (nan)
+    ]
+    worst = None
+    if candidates:
+        rate, group, class_name = max(candidates)
+        worst = {"group": group, "class": class_name, "error_rate": rate}
+    return {"groups": per_group, "worst": worst}
+
+
+def format_groups(report: dict) -> str:
+    """The per-group table of `group_report`, one line per group, the worst named below it."""
+    head = "".join(f"{'n ' + n:>9}{'error% ' + n:>14}" for n in CLASS_NAMES)
+    lines = ["", f"{'group':<16}{'n':>6}{'accuracy%':>11}{'balanced%':>11}{head}"]
+    for group, part in report["groups"].items():
+        cells = "".join(
+            f"{part['support'][n]:>9}{_pct(part['error_rate'][n]):>14}" for n in CLASS_NAMES
+        )
+        lines.append(
+            f"{group:<16}{part['n']:>6}{_pct(part['accuracy']):>11}"
+            f"{_pct(part['balanced_accuracy']):>11}{cells}"
+        )
+    worst = report["worst"]
+    if worst:
+        lines.append(
+            f"worst group: {worst['group']} ({worst['class']} error {_pct(worst['error_rate'])}%)"
+        )
+    return "\n".join(lines)
+
+
 def face_report(samples, p_woman, has_face, crops, threshold: float) -> dict:
     """Detection counts and accuracy with and without the images where no face was found."""
     correct = (p_woman >= threshold).astype(int) == samples.labels
