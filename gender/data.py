@@ -89,22 +89,54 @@ def find_splits(root) -> dict[str, Path]:
     return splits
 
 
-def list_folder(folder) -> Samples:
-    """List the images under folder/man and folder/woman (recursively), in a stable order.
+def walk_images(folder):
+    """Yield the image files below `folder`, sorted by path, reporting what is left out.
 
-    Files without an image extension are reported and skipped; an empty class is an error.
+    The rules, the same for every command: names starting with '.' (files and folders, e.g.
+    .thumbnails/) are skipped silently; symbolic links to files and folders are followed (a
+    folder reached twice, e.g. through a link loop, is read once); a file without an image
+    extension, or that is not a regular file (a named pipe, a socket, a broken link), is
+    reported and skipped, and is never opened.
+    """
+    seen = set()
+
+    def walk(directory):
+        real = os.path.realpath(directory)
+        if real in seen:
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as err:
+            warn(f"{directory}: folder cannot be read ({err.strerror}) (skipped)")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir():  # follows links
+                yield from walk(path)
+            elif not is_image_file(path):
+                warn(f"{path}: not an image file name (skipped)")
+            elif not entry.is_file():
+                warn(f"{path}: not a regular file (a named pipe, socket or broken link) (skipped)")
+            else:
+                yield path
+
+    yield from walk(Path(folder))
+
+
+def list_folder(folder) -> Samples:
+    """List the images under folder/man and folder/woman (see walk_images), in a stable order.
+
+    An empty class is an error.
     """
     folder = Path(folder)
     paths, labels = [], []
     for label, name in enumerate(CLASS_NAMES):
         class_dir = folder / name
         found = 0
-        for path in sorted(class_dir.rglob("*")):
-            if path.is_dir() or path.name.startswith("."):
-                continue
-            if not is_image_file(path):
-                warn(f"{path}: not an image file name (skipped)")
-                continue
+        for path in walk_images(class_dir):
             paths.append(str(path))
             labels.append(label)
             found += 1

@@ -203,14 +203,14 @@ def write_pictures(args, model, rgb, size, predictions, detected: bool) -> None:
 
 
 def expand_inputs(inputs) -> list[str]:
-    """Files as given; folders as every image file below them, sorted."""
-    from gender.images import is_image_file
+    """Files as given; folders as every image file below them, sorted (gender.data.walk_images)."""
+    from gender.data import walk_images
 
     paths = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            found = [str(p) for p in walk_images(path)]
             if not found:
                 raise UserError(f"{path}: no image files in this folder")
             paths += found
