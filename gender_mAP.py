@@ -69,8 +69,8 @@ def main(argv=None) -> int:
 
 
 def evaluate_folder(args) -> dict:
-    from gender.atomic import write_text
-    from gender.data import load_samples
+    from gender.atomic import check_output, write_text
+    from gender.data import class_folders, load_samples
     from gender.export import check_image_size
     from gender.images import parse_image_size
     from gender.metrics import errors_csv, evaluate, face_report, format_report, save_plots
@@ -83,6 +83,11 @@ def evaluate_folder(args) -> dict:
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
     weights = args.weights or args.weights_flag or default_weights(args.task)
+    inputs = [*class_folders(args.data), *samples.paths, weights]
+    inputs += [args.data] if Path(args.data).is_file() else []
+    for output, folder in ((args.json, False), (args.errors, False), (args.plots, True)):
+        if output:
+            check_output(output, inputs, folder=folder)
     model, info = load_model(weights, args.backend)
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
     if args.detect_faces:

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 def predict(args) -> int:
     import numpy as np
 
-    from gender.atomic import write_text
+    from gender.atomic import check_output, write_text
     from gender.data import Samples
     from gender.export import check_image_size
     from gender.images import parse_image_size
@@ -93,6 +93,9 @@ def predict(args) -> int:
     if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
         weights = inputs.pop()
     paths = expand_inputs(inputs)
+    for output in (args.csv, args.annotate, args.explain):
+        if output:
+            check_output(output, [*inputs, *paths, *([weights] if weights else [])])
     # Grad-CAM needs the gradients of the Keras model; the TFLite export has none.
     backend = "keras" if args.explain else args.backend
     model, info = load_model(weights or default_weights(args.task), backend)

@@ -149,7 +149,8 @@ def read_truth_table(path) -> Samples:
     """Read a ground-truth table written by `dataset.py` or the trainer (`path<TAB>label`)."""
     path = Path(path)
     paths, labels = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")  # names as written
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         try:
@@ -181,6 +182,14 @@ def write_truth_table(path, samples: Samples, relative_to=None) -> None:
             image = image.relative_to(base)
         lines.append(f"{image}\t{int(label)}\n")
     write_text(path, "".join(lines))
+
+
+def class_folders(source) -> list[Path]:
+    """The man/ and woman/ folders images are read from ([] for a ground-truth table)."""
+    source = Path(source)
+    if source.is_file():
+        return []
+    return [folder / name for folder in find_splits(source).values() for name in CLASS_NAMES]
 
 
 def load_samples(source) -> dict[str, Samples]:

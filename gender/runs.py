@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 from gender import CLASS_NAMES, UserError
-from gender.atomic import atomic_path, write_text
+from gender.atomic import atomic_path, make_folder, write_text
 
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
@@ -32,7 +32,11 @@ def new_run_dir(out, model_name: str) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True)
+    make_folder(run_dir.parent)
+    try:
+        run_dir.mkdir()
+    except OSError as err:
+        raise UserError(f"{run_dir}: cannot be made ({err.strerror})") from None
     return run_dir
 
 

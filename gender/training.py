@@ -75,6 +75,11 @@ def train(args, model_functions: ModelFunctions) -> Path:
     args.epochs = args.epochs or DEFAULT_EPOCHS
     if not args.data:
         raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
+    if not args.resume:  # before hours of decoding: a run folder that cannot be made fails now
+        from gender.atomic import check_output
+
+        images = [folder for data in args.data for folder in gender.data.class_folders(data)]
+        check_output(args.out, images, folder=True)
     entry = model_functions.get_entry(args.model)
     image_size = parse_image_size(args.image_size) if args.image_size else entry.image_size
     parse_augment(args.augment)  # fail on a typo before decoding thousands of images
