@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.flags import positive_int, probability, tolerant_console
 from gender.predict import BACKENDS, TASKS
 
 
@@ -37,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundled model to use when no WEIGHTS are given (default face)",
     )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="images per model call; more is faster until memory runs out (default %(default)s)",
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -45,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: the .tflite export beside the weights with LiteRT when there is one "
         "(faster), else Keras; keras forces the .keras model (default auto)",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="P(woman) cut-off")
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        default=0.5,
+        help="P(woman) at or above which an image counts as woman, in (0, 1) (default 0.5)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
     parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
@@ -59,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    tolerant_console()
     args = build_parser().parse_args(argv)
     try:
         evaluate_folder(args)

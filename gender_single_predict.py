@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.flags import positive_int, tolerant_console
 from gender.predict import BACKENDS, TASKS
 
 
@@ -35,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundled model to use when no weights are given (default face)",
     )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="images per model call; more is faster until memory runs out (default %(default)s)",
+    )
     parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
     parser.add_argument(
         "--backend",
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    tolerant_console()
     args = build_parser().parse_args(argv)
     try:
         return predict(args)

@@ -89,14 +89,14 @@ def find_splits(root) -> dict[str, Path]:
     return splits
 
 
-def walk_images(folder):
+def walk_images(folder, report_other: bool = True):
     """Yield the image files below `folder`, sorted by path, reporting what is left out.
 
     The rules, the same for every command: names starting with '.' (files and folders, e.g.
     .thumbnails/) are skipped silently; symbolic links to files and folders are followed (a
     folder reached twice, e.g. through a link loop, is read once); a file without an image
-    extension, or that is not a regular file (a named pipe, a socket, a broken link), is
-    reported and skipped, and is never opened.
+    extension (unless report_other=False), or that is not a regular file (a named pipe, a
+    socket, a broken link), is reported and skipped, and is never opened.
     """
     seen = set()
 
@@ -117,7 +117,8 @@ def walk_images(folder):
             if entry.is_dir():  # follows links
                 yield from walk(path)
             elif not is_image_file(path):
-                warn(f"{path}: not an image file name (skipped)")
+                if report_other:
+                    warn(f"{path}: not an image file name (skipped)")
             elif not entry.is_file():
                 warn(f"{path}: not a regular file (a named pipe, socket or broken link) (skipped)")
             else:

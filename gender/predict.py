@@ -210,7 +210,7 @@ def expand_inputs(inputs) -> list[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = [str(p) for p in walk_images(path)]
+            found = [str(p) for p in walk_images(path, report_other=False)]
             if not found:
                 raise UserError(f"{path}: no image files in this folder")
             paths += found
