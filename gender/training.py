@@ -323,7 +323,7 @@ def _load_splits(args):
 def _resume_args(args, load_model: Callable):
     """Flags of the run being resumed (a new --epochs may extend it), its history and model."""
     from gender.export import open_keras
-    from gender.runs import read_history, read_run_info
+    from gender.runs import read_history, read_run_info, reconcile_run
 
     run_dir = Path(args.resume)
     info = read_run_info(run_dir)
@@ -337,7 +337,7 @@ def _resume_args(args, load_model: Callable):
     flags.setdefault("task", info.get("task", "face"))
     if args.epochs:
         flags["epochs"] = args.epochs
-    history = read_history(run_dir)
+    history, last = reconcile_run(run_dir, info, read_history(run_dir))
     model = open_keras(last, load_model)  # with its optimizer state, so Adam continues smoothly
     print(f"resuming {run_dir} after epoch {len(history)}")
     return argparse.Namespace(**flags), history, model
