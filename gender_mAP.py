@@ -137,10 +137,13 @@ def evaluate_folder(args) -> dict:
         print(f"{skipped} unreadable image(s) skipped (listed above)")
     if args.json:
         write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"numbers written to {args.json}")
     if args.errors:
         write_text(args.errors, errors_csv(kept, p_woman, args.threshold))
+        print(f"misclassified images listed in {args.errors}")
     if args.plots:
         save_plots(Path(args.plots), report, kept.labels, p_woman)
+        print(f"confusion_matrix.png and pr_curves.png written to {args.plots}")
     return report
 
 
