@@ -224,8 +224,10 @@ def expand_inputs(inputs) -> list[str]:
             if not found:
                 raise UserError(f"{path}: no image files in this folder")
             paths += found
-        elif path.exists():
+        elif path.is_file():
             paths.append(str(path))
+        elif path.exists():  # never opened: a pipe would wait for a writer for ever
+            raise UserError(f"{path}: not a regular file (a named pipe, socket or device)")
         else:
             raise UserError(f"{path}: no such file or folder")
     return paths

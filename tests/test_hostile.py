@@ -260,9 +260,10 @@ def test_predict_folder_to_stdout_prints_a_non_utf8_name(hostile_tree, trained_r
     assert "caf\\udce9_\\udcff.png" in out  # escaped, not a UnicodeEncodeError
 
 
+@pytest.mark.parametrize("detect", [[], ["--no-detect"]])
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_predict_one_bad_file_is_one_error(hostile_tree, trained_run, name, capsys):
-    argv = [str(hostile_tree / name), str(trained_run / "best.keras"), "--no-detect"]
+def test_predict_one_bad_file_is_one_error(hostile_tree, trained_run, name, detect, capsys):
+    argv = [str(hostile_tree / name), str(trained_run / "best.keras"), *detect]
     assert gender_single_predict.main(argv) == 2
     assert BAD[name] in error_line(capsys.readouterr().err)
 
