@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from gender.flags import tolerant_console
+
+    tolerant_console()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "truth")  # the seeds' `python dataset.py DIR`
@@ -85,10 +88,13 @@ def _all_samples(data):
 
 
 def write_truth(args) -> int:
-    from gender.atomic import atomic_path
+    from gender.atomic import atomic_path, check_output
+    from gender.data import class_folders
 
     samples = _all_samples(args.data)
     stem = Path(args.out) if args.out else Path(args.data) / "ground_truth"
+    for suffix in (".txt", ".npy"):
+        check_output(stem.with_suffix(suffix), [*class_folders(args.data), *samples.paths])
     write_truth_table(stem.with_suffix(".txt"), samples, relative_to=stem.parent)
     # A structured array loads with np.load(...) and no pickle: fields 'path' and 'label'.
     table = np.array(
@@ -106,6 +112,8 @@ def write_truth(args) -> int:
 
 
 def make_split(args) -> int:
+    from gender.atomic import make_folder
+
     source = Path(args.data)
     out = Path(args.out)
     _outside(source, out)
@@ -118,7 +126,7 @@ def make_split(args) -> int:
         for path, label in zip(part.paths, part.labels):
             src = Path(path)
             target = out / split / CLASS_NAMES[label] / _relative(src, source, label)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(target.parent)
             _place(src, target, copy=args.copy)
         counts = ", ".join(f"{k} {v}" for k, v in part.counts().items())
         print(f"{out / split}: {len(part)} images ({counts})")
@@ -133,8 +141,11 @@ def make_split(args) -> int:
 
 
 def _outside(source: Path, out: Path) -> None:
+    from gender.atomic import check_output
+
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
         raise UserError(f"--out {out}: must be outside {source} (the images are never touched)")
+    check_output(out, folder=True)
 
 
 def _relative(src: Path, source: Path, label: int) -> Path:
@@ -175,13 +186,16 @@ def crop_faces(args) -> int:
 
 
 def _place(src: Path, target: Path, copy: bool) -> None:
-    if copy:
-        shutil.copy2(src, target)
-        return
     try:
-        os.link(src, target)  # a hard link shares the bytes: no copy, and no change to src
-    except OSError:
-        target.symlink_to(src.resolve())
+        if copy:
+            shutil.copy2(src, target)
+            return
+        try:
+            os.link(src, target)  # a hard link shares the bytes: no copy, and no change to src
+        except OSError:
+            target.symlink_to(src.resolve())
+    except OSError as err:
+        raise UserError(f"{target}: cannot be written ({err.strerror})") from None
 
 
 def check_files(args) -> int:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.flags import positive_int, probability, tolerant_console
 from gender.groups import PRESETS as GROUP_PRESETS
 from gender.predict import BACKENDS, TASKS
 
@@ -39,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundled model to use when no WEIGHTS are given (default face)",
     )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="images per model call; more is faster until memory runs out (default %(default)s)",
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -47,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: the .tflite export beside the weights with LiteRT when there is one "
         "(faster), else Keras; keras forces the .keras model (default auto)",
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="P(woman) cut-off")
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        default=0.5,
+        help="P(woman) at or above which an image counts as woman, in (0, 1) (default 0.5)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
     parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
@@ -68,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    tolerant_console()
     args = build_parser().parse_args(argv)
     try:
         evaluate_folder(args)
@@ -78,8 +90,8 @@ def main(argv=None) -> int:
 
 
 def evaluate_folder(args) -> dict:
-    from gender.atomic import write_text
-    from gender.data import load_samples, warn
+    from gender.atomic import check_output, write_text
+    from gender.data import class_folders, load_samples, warn
     from gender.export import check_image_size
     from gender.groups import NO_GROUP
     from gender.images import parse_image_size
@@ -105,6 +117,11 @@ def evaluate_folder(args) -> dict:
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
     weights = args.weights or args.weights_flag or default_weights(args.task)
+    inputs = [*class_folders(args.data), *samples.paths, weights]
+    inputs += [args.data] if Path(args.data).is_file() else []
+    for output, folder in ((args.json, False), (args.errors, False), (args.plots, True)):
+        if output:
+            check_output(output, inputs, folder=folder)
     model, info = load_model(weights, args.backend)
     size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
     if args.detect_faces:
@@ -153,10 +170,13 @@ def evaluate_folder(args) -> dict:
         print(f"{skipped} unreadable image(s) skipped (listed above)")
     if args.json:
         write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"numbers written to {args.json}")
     if args.errors:
         write_text(args.errors, errors_csv(kept, p_woman, args.threshold))
+        print(f"misclassified images listed in {args.errors}")
     if args.plots:
         save_plots(Path(args.plots), report, kept.labels, p_woman)
+        print(f"confusion_matrix.png and pr_curves.png written to {args.plots}")
     return report
 
 

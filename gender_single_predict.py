@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.flags import positive_int, tolerant_console
 from gender.predict import BACKENDS, TASKS
 
 
@@ -35,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundled model to use when no weights are given (default face)",
     )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="images per model call; more is faster until memory runs out (default %(default)s)",
+    )
     parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
     parser.add_argument(
         "--backend",
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    tolerant_console()
     args = build_parser().parse_args(argv)
     try:
         return predict(args)
@@ -73,7 +80,7 @@ def main(argv=None) -> int:
 def predict(args) -> int:
     import numpy as np
 
-    from gender.atomic import write_text
+    from gender.atomic import check_output, write_text
     from gender.data import Samples
     from gender.export import check_image_size
     from gender.images import parse_image_size
@@ -93,6 +100,9 @@ def predict(args) -> int:
     if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
         weights = inputs.pop()
     paths = expand_inputs(inputs)
+    for output in (args.csv, args.annotate, args.explain):
+        if output:
+            check_output(output, [*inputs, *paths, *([weights] if weights else [])])
     # Grad-CAM needs the gradients of the Keras model; the TFLite export has none.
     backend = "keras" if args.explain else args.backend
     model, info = load_model(weights or default_weights(args.task), backend)

@@ -15,6 +15,7 @@ import gender.data
 import gender.training
 from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
+from gender.flags import positive_int, tolerant_console
 from gender.training import DEFAULT_EPOCHS, ModelFunctions
 
 
@@ -106,8 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(if --augment has flip), then random --augment draws (default 2)",
     )
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, help=f"maximum epochs (default {DEFAULT_EPOCHS})")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument(
+        "--epochs", type=positive_int, help=f"maximum epochs, 1 or more (default {DEFAULT_EPOCHS})"
+    )
+    train.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="images per training step (default %(default)s)",
+    )
     train.add_argument("--lr", type=float, help="learning rate (default: the model's own)")
     train.add_argument(
         "--patience",
@@ -170,6 +178,7 @@ def epoch_list(text: str) -> list[int]:
 
 
 def main(argv=None) -> int:
+    tolerant_console()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.average_epochs and not args.bundle:

@@ -1,9 +1,19 @@
-"""Atomic file writes: an interrupted run never leaves a half-written checkpoint or report."""
+"""Atomic file writes, and the checks that an output can be written and touches no input.
+
+An interrupted run never leaves a half-written checkpoint or report; an output path that is a
+folder, read-only, or one of the user's images is refused in one line before any work is done.
+"""
 
 import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from gender import UserError
+
+
+def _cannot_write(path, err: OSError) -> UserError:
+    return UserError(f"{path}: cannot be written ({err.strerror or err})")
 
 
 @contextlib.contextmanager
@@ -11,10 +21,16 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
 
     The temporary name keeps the final suffix, because Keras and matplotlib pick the format from it.
+
+    Raises:
+        UserError: the folder cannot be made or written, or `path` is a folder.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
     os.close(fd)
     # mkstemp makes the file private (0600); a checkpoint or report should get the usual mode
     umask = os.umask(0)
@@ -22,13 +38,72 @@ def atomic_path(path):
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise _cannot_write(path, err) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
 def write_text(path, text: str) -> None:
-    """Write `text` to `path` atomically."""
+    """Write `text` to `path` atomically, as UTF-8.
+
+    surrogateescape writes a file name that is not valid UTF-8 back as its own bytes, so a
+    path read from the table opens the same file again.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def check_output(path, inputs=(), folder: bool = False) -> Path:
+    """Refuse an output path before the work: one that cannot be written or touches an input.
+
+    Args:
+        path: the file (or with folder=True the folder) a command will write.
+        inputs: input files and folders: the output may not be one of the files (nor a link
+            to one), nor lie in or below one of the folders.
+        folder: `path` is a folder to write files into (it may exist).
+
+    Raises:
+        UserError: one line naming `path` and the reason.
+    """
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    places = {real, *real.parents} if folder else set(real.parents)
+    for item in inputs:
+        item_real = Path(os.path.realpath(item))
+        if os.path.isdir(item_real):
+            if item_real in places:
+                raise UserError(
+                    f"{path}: inside the input folder {item}; outputs never go into input folders"
+                )
+        elif real == item_real:
+            raise UserError(f"{path}: is an input file; outputs never overwrite inputs")
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    probe = path if folder else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{path}: cannot be written ({probe} is not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot be written ({probe} is read-only)")
+    try:  # access() says yes to root everywhere; a real file says what the file system allows
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as err:
+        raise UserError(f"{path}: cannot be written in {probe} ({err.strerror})") from None
+    return path
+
+
+def make_folder(path) -> Path:
+    """mkdir -p, with a failure reported as one line (UserError) naming the folder."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+    return path

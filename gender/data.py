@@ -89,22 +89,55 @@ def find_splits(root) -> dict[str, Path]:
     return splits
 
 
-def list_folder(folder) -> Samples:
-    """List the images under folder/man and folder/woman (recursively), in a stable order.
+def walk_images(folder, report_other: bool = True):
+    """Yield the image files below `folder`, sorted by path, reporting what is left out.
 
-    Files without an image extension are reported and skipped; an empty class is an error.
+    The rules, the same for every command: names starting with '.' (files and folders, e.g.
+    .thumbnails/) are skipped silently; symbolic links to files and folders are followed (a
+    folder reached twice, e.g. through a link loop, is read once); a file without an image
+    extension (unless report_other=False), or that is not a regular file (a named pipe, a
+    socket, a broken link), is reported and skipped, and is never opened.
+    """
+    seen = set()
+
+    def walk(directory):
+        real = os.path.realpath(directory)
+        if real in seen:
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as err:
+            warn(f"{directory}: folder cannot be read ({err.strerror}) (skipped)")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir():  # follows links
+                yield from walk(path)
+            elif not is_image_file(path):
+                if report_other:
+                    warn(f"{path}: not an image file name (skipped)")
+            elif not entry.is_file():
+                warn(f"{path}: not a regular file (a named pipe, socket or broken link) (skipped)")
+            else:
+                yield path
+
+    yield from walk(Path(folder))
+
+
+def list_folder(folder) -> Samples:
+    """List the images under folder/man and folder/woman (see walk_images), in a stable order.
+
+    An empty class is an error.
     """
     folder = Path(folder)
     paths, labels = [], []
     for label, name in enumerate(CLASS_NAMES):
         class_dir = folder / name
         found = 0
-        for path in sorted(class_dir.rglob("*")):
-            if path.is_dir() or path.name.startswith("."):
-                continue
-            if not is_image_file(path):
-                warn(f"{path}: not an image file name (skipped)")
-                continue
+        for path in walk_images(class_dir):
             paths.append(str(path))
             labels.append(label)
             found += 1
@@ -117,7 +150,8 @@ def read_truth_table(path) -> Samples:
     """Read a ground-truth table written by `dataset.py` or the trainer (`path<TAB>label`)."""
     path = Path(path)
     paths, labels = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")  # names as written
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         try:
@@ -149,6 +183,14 @@ def write_truth_table(path, samples: Samples, relative_to=None) -> None:
             image = image.relative_to(base)
         lines.append(f"{image}\t{int(label)}\n")
     write_text(path, "".join(lines))
+
+
+def class_folders(source) -> list[Path]:
+    """The man/ and woman/ folders images are read from ([] for a ground-truth table)."""
+    source = Path(source)
+    if source.is_file():
+        return []
+    return [folder / name for folder in find_splits(source).values() for name in CLASS_NAMES]
 
 
 def load_samples(source) -> dict[str, Samples]:

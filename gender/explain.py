@@ -142,3 +142,25 @@ def explain_image(model, rgb: np.ndarray, size, faces=None) -> np.ndarray:
         face_heat, face_mask = face_heatmap(face_map, crop_matrix(face, size), size, rgb.shape)
         heat, mask = np.maximum(heat, face_heat * face_mask), np.maximum(mask, face_mask)
     return overlay(rgb, heat, mask)
+
+
+def add_legend(rgb: np.ndarray, text: str) -> np.ndarray:
+    """The picture with a strip below it: `text` (label and probability) and the colour scale.
+
+    Returns:
+        (H + strip, W, 3) uint8 RGB; the scale runs from blue (no evidence) to red (most).
+    """
+    import cv2
+
+    width = rgb.shape[1]
+    height = max(40, width // 12)
+    strip = np.full((height, width, 3), 255, np.uint8)
+    scale = max(0.35, height / 80)
+    thickness = max(1, round(height / 40))
+    cv2.putText(strip, text, (4, height // 2 - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                thickness, cv2.LINE_AA)  # fmt: skip
+    bar_top, bar_bottom = height // 2 + 4, height - 4
+    ramp = np.uint8(np.linspace(0, 255, max(1, width - 8)))[None].repeat(bar_bottom - bar_top, 0)
+    bar = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    strip[bar_top:bar_bottom, 4 : 4 + bar.shape[1]] = bar
+    return np.concatenate([rgb, strip], axis=0)

@@ -48,25 +48,13 @@ def load_trained(weights):
 
     path = resolve_weights(weights)
     info = read_run_info(path.parent, model_info_name(path))
-    try:
-        if path.name.endswith(".weights.h5"):
-            model = _build_and_load_weights(path, info)
-        elif path.suffix == ".keras":
-            if not zipfile.is_zipfile(path):  # Keras would say "file not found" here
-                raise UserError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
-            model = keras.saving.load_model(path, compile=False)
-        else:
-            raise UserError(f"{path}: expected a .keras model (or .weights.h5 with run.json)")
-    except UserError:
-        raise
-    except Exception as err:  # Keras raises many types for a bad file; all mean the same here
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a loadable Keras model ({reason})") from None
-    if tuple(model.output_shape) != (None, 1):
-        raise UserError(
-            f"{path}: not a gender model (output shape {model.output_shape}, "
-            "expected one P(woman) unit)"
-        )
+    if path.name.endswith(".weights.h5"):
+        model = _build_and_load_weights(path, info)
+    elif path.suffix == ".keras":
+        model = open_keras(path, keras.saving.load_model, compile=False)
+    else:
+        raise UserError(f"{path}: expected a .keras model (or .weights.h5 with run.json)")
+    check_gender_model(path, model)
     input_size = tuple(model.input_shape[1:3])
     if info.get("image_size") and tuple(info["image_size"]) != input_size:
         raise UserError(
@@ -76,6 +64,57 @@ def load_trained(weights):
     info.setdefault("model", model.name)
     info.setdefault("class_names", list(CLASS_NAMES))
     return model, info
+
+
+def open_keras(path: Path, load, **kwargs):
+    """`load(path, **kwargs)` (keras.saving.load_model) with every failure as one UserError line.
+
+    A truncated file (an interrupted copy or save) is called corrupt, where Keras would say
+    "File not found"; a Lambda layer (code inside the file) gets a complete one-line refusal.
+    """
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"{path}: corrupt or not a Keras model file (a .keras file is a zip archive; "
+            "truncated by an interrupted save or copy?)"
+        )
+    try:
+        return load(path, **kwargs)
+    except Exception as err:  # Keras raises many types for a bad file; all mean the same here
+        text = " ".join(str(err).split())
+        if "Lambda" in text or "safe_mode" in text:
+            raise UserError(
+                f"{path}: refused: it holds a Lambda layer, i.e. Python code that would run on "
+                "loading (Keras safe_mode); only models built by this toolkit load"
+            ) from None
+        reason = text.split(". ")[0] if text else type(err).__name__
+        raise UserError(f"{path}: not a loadable Keras model ({reason})") from None
+
+
+def check_gender_model(path, model) -> None:
+    """Refuse a model that is not one image in, one sigmoid P(woman) out (UserError)."""
+    import keras
+
+    if len(model.inputs) != 1:
+        raise UserError(f"{path}: the model has {len(model.inputs)} inputs; expected one image")
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[3] != 3:
+        raise UserError(f"{path}: model input {shape[1:]} is not an RGB image (H, W, 3)")
+    if shape[1] is None or shape[2] is None:
+        raise UserError(f"{path}: model input size is not fixed ({shape[1:]}); expected H, W, 3")
+    if len(model.outputs) != 1 or tuple(model.output_shape) != (None, 1):
+        raise UserError(
+            f"{path}: not a gender model (output shape {model.output_shape}, "
+            "expected one P(woman) unit)"
+        )
+    last = model.layers[-1]
+    while isinstance(last, keras.Model) and last.layers:  # a nested model ending the chain
+        last = last.layers[-1]
+    if getattr(last, "activation", None) is not keras.activations.sigmoid:
+        name = getattr(getattr(last, "activation", None), "__name__", type(last).__name__)
+        raise UserError(
+            f"{path}: the output is not a probability (last layer {last.name!r} ends with "
+            f"{name}, expected sigmoid)"
+        )
 
 
 def _build_and_load_weights(path: Path, info: dict):

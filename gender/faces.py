@@ -14,6 +14,7 @@ training with --detect-faces and `dataset.py crop` all call it (directly or thro
 import functools
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -306,7 +307,11 @@ def draw_faces(rgb: np.ndarray, faces, labels) -> np.ndarray:
 
 
 def write_image(path, rgb: np.ndarray) -> None:
-    """Write an RGB image atomically; the format comes from the suffix (.jpg, .png)."""
+    """Write an RGB image atomically; the format comes from the suffix (.jpg, .png).
+
+    Encoded in memory and written by Python: cv2.imwrite crashes on file names that are not
+    valid UTF-8.
+    """
     import cv2
 
     from gender.atomic import atomic_path
@@ -314,9 +319,11 @@ def write_image(path, rgb: np.ndarray) -> None:
 
     if not is_image_file(path):
         raise UserError(f"{path}: not an image file name (use .jpg or .png)")
+    ok, encoded = cv2.imencode(Path(path).suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"{path}: OpenCV cannot write this format")
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise UserError(f"{path}: could not be written")
+        tmp.write_bytes(encoded.tobytes())
 
 
 def predict_faces(model, rgb: np.ndarray, size, batch_size: int = 64) -> list:

@@ -1,9 +1,17 @@
 """Decode and resize one image file with OpenCV; no TensorFlow, so light tools can reuse it.
 
-Every loader, the trainer, the evaluator and the predictor read pixels through `load_image`, so
-training and prediction see the same decoding and the same resize.
+Every loader, the trainer, the evaluator and the predictor read pixels through `read_image`, so
+training and prediction see the same decoding, the same EXIF orientation and the same resize.
+
+Hostile files are refused before any pixel is decoded: only regular files are opened (a named
+pipe would block for ever), files over GENDER_MAX_IMAGE_MB are not read, and the width and height
+in a PNG, JPEG, BMP or WebP header are checked against GENDER_MAX_IMAGE_PIXELS (a 300-byte file
+may claim 65000x65000 pixels: 12 GB once decoded).
 """
 
+import os
+import stat
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +22,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
+DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: bigger than any phone photo, 150 MB once decoded
+DEFAULT_MAX_FILE_MB = 200
 
 
 class BadImageError(UserError):
@@ -30,8 +40,97 @@ def is_image_file(path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def max_pixels() -> int:
+    """The largest width x height decoded (GENDER_MAX_IMAGE_PIXELS, default 50 million)."""
+    return int(os.environ.get("GENDER_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG, BMP or WebP header, without decoding; None if unknown.
+
+    Raises:
+        ValueError: the header is damaged (a JPEG frame of 0 pixels).
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data.startswith(_JPEG_START):
+        return _jpeg_size(data)
+    if data.startswith(b"BM") and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP" and len(data) >= 30:
+        kind = data[12:16]
+        if kind == b"VP8X":
+            return (int.from_bytes(data[24:27], "little") + 1,
+                    int.from_bytes(data[27:30], "little") + 1)  # fmt: skip
+        if kind == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if kind == b"VP8 ":
+            width, height = struct.unpack("<HH", data[26:30])
+            return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG markers up to the first frame header (SOF0..SOF15) and read its size."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None  # not at a marker: damaged; let the decoder judge
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return None
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            if not width or not height:
+                raise ValueError(f"damaged JPEG header (frame of {width}x{height} pixels)")
+            return width, height
+        i += 2 + length
+    return None
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file; anything else (pipe, socket, device) is never read."""
+    try:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise BadImageError(path, "no such file") from None
+    except OSError as err:
+        raise BadImageError(path, f"cannot be read ({err.strerror})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise BadImageError(path, "is a folder, not an image")
+        kind = "a named pipe" if stat.S_ISFIFO(info.st_mode) else "a socket or device"
+        raise BadImageError(path, f"not a regular file ({kind}); never read")
+    with os.fdopen(fd, "rb") as f:
+        limit = float(os.environ.get("GENDER_MAX_IMAGE_MB", DEFAULT_MAX_FILE_MB)) * 2**20
+        if info.st_size > limit:
+            raise BadImageError(
+                path,
+                f"{info.st_size / 2**20:,.0f} MB file, over the GENDER_MAX_IMAGE_MB limit of "
+                f"{limit / 2**20:,.0f} MB",
+            )
+        try:
+            return f.read()
+        except OSError as err:
+            raise BadImageError(path, f"cannot be read ({err.strerror})") from None
+
+
 def read_image(path) -> np.ndarray:
-    """Read an image file as RGB.
+    """Read an image file as RGB, turned upright by its EXIF orientation (phone photos).
 
     Grayscale, CMYK, 16-bit and alpha images are converted (alpha is dropped: the models see RGB).
 
@@ -39,27 +138,39 @@ def read_image(path) -> np.ndarray:
         (H, W, 3) uint8 array, RGB order, 0..255.
 
     Raises:
-        BadImageError: missing, unreadable, not an image, or a truncated JPEG.
+        BadImageError: missing, not a regular file, unreadable, not an image, truncated, or
+            more than max_pixels() pixels (refused from its header, before decoding).
     """
     import cv2  # imported here so that listing files does not pay for OpenCV
 
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadImageError(path, "no such file") from None
-    except IsADirectoryError:
-        raise BadImageError(path, "is a folder, not an image") from None
-    except OSError as err:
-        raise BadImageError(path, f"cannot be read ({err.strerror})") from None
+    data = _read_regular_file(path)
     if not data:
         raise BadImageError(path, "empty file")
     # libjpeg fills a truncated JPEG with grey and only warns, so check the end-of-image marker
     # ourselves; trailing zero padding after the marker is common and harmless.
     if data.startswith(_JPEG_START) and not data.rstrip(b"\x00\r\n\t ").endswith(_JPEG_END):
         raise BadImageError(path, "truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
+    try:
+        size = header_size(data)
+    except ValueError as err:
+        raise BadImageError(path, str(err)) from None
+    if size and size[0] * size[1] > max_pixels():
+        raise BadImageError(
+            path,
+            f"{size[0]}x{size[1]} pixels, over the limit of {max_pixels():,} "
+            "(GENDER_MAX_IMAGE_PIXELS); not decoded",
+        )
+    try:
+        # IMREAD_COLOR (not UNCHANGED) applies the EXIF orientation and gives 8-bit BGR from
+        # gray, CMYK, 16-bit and alpha files alike.
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # e.g. a size OpenCV's own limit refuses (TIFF, unknown header)
+        reason = (getattr(err, "err", "") or str(err)).strip().splitlines()[-1]
+        raise BadImageError(path, f"OpenCV cannot decode it ({reason})") from None
+    except MemoryError:
+        raise BadImageError(path, "too large to decode in the memory available") from None
+    if image is None or image.size == 0:
         raise BadImageError(path, "not an image OpenCV can decode (corrupt or unsupported format)")
     return _to_rgb8(image, path)
 

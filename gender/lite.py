@@ -68,8 +68,14 @@ class LiteModel:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         except (ValueError, RuntimeError) as err:
             raise UserError(f"{path}: not a loadable TFLite model ({err})") from None
-        (self._input,) = self.interpreter.get_input_details()
-        (self._output,) = self.interpreter.get_output_details()
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0]["shape"]) != 4:
+            raise UserError(
+                f"{path}: {len(inputs)} inputs, {len(outputs)} outputs; expected one image "
+                "in (B, H, W, 3) and one P(woman) out"
+            )
+        (self._input,), (self._output,) = inputs, outputs
         self.input_shape = (None, *self._input["shape"][1:])
         self._batch = 0
 

@@ -210,9 +210,12 @@ def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
     fig, ax = plt.subplots(figsize=(4, 4))
     matrix = report["confusion_matrix"]
     ax.imshow(matrix, cmap="Blues")
+    middle = (max(map(max, matrix)) + min(map(min, matrix))) / 2
     for i in range(2):
         for j in range(2):
-            ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
+            # white on the dark cells, black on the light ones: readable on every shade
+            colour = "white" if matrix[i][j] > middle else "black"
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", color=colour, fontsize=14)
     ax.set(
         xticks=[0, 1],
         yticks=[0, 1],

@@ -70,8 +70,12 @@ def predict_samples(model, samples: Samples, size, batch_size: int = 64, skip_ba
     Returns:
         (p_woman, kept): p_woman (N,) float in [0, 1] for the N images of `kept` that decoded.
     """
+    from gender.faces import Progress
+
     probabilities, kept_paths, kept_labels = [], [], []
     starts = range(0, len(samples), CHUNK)
+    # one chunk is a few seconds at most; longer runs say how far they are (stderr)
+    progress = Progress(len(samples), "predicting") if len(starts) > 1 else None
 
     def decode(start):
         chunk = samples.subset(range(start, min(start + CHUNK, len(samples))))
@@ -93,6 +97,10 @@ def predict_samples(model, samples: Samples, size, batch_size: int = 64, skip_ba
             probabilities.append(model.predict(images, batch_size=batch_size, verbose=0).ravel())
             kept_paths += chunk.paths
             kept_labels.append(chunk.labels)
+            if progress:
+                progress.update(min(starts[k] + CHUNK, len(samples)))
+    if progress:
+        progress.done()
     if not kept_paths:
         raise UserError("none of the images could be read")
     kept = Samples(kept_paths, np.concatenate(kept_labels))
@@ -195,27 +203,31 @@ def write_pictures(args, model, rgb, size, predictions, detected: bool) -> None:
         write_image(args.annotate, draw_faces(rgb, [face for face, _ in predictions], labels))
         print(f"boxes and labels drawn in {args.annotate}")
     if args.explain:
-        from gender.explain import explain_image
+        from gender.explain import add_legend, explain_image
 
         faces = [face for face, _ in predictions] if detected else None
-        write_image(args.explain, explain_image(model, rgb, size, faces))
+        text = ", ".join("{} {:.2f}".format(*predicted_class(p)) for _, p in predictions)
+        picture = add_legend(explain_image(model, rgb, size, faces), f"Grad-CAM of {text}")
+        write_image(args.explain, picture)
         print(f"Grad-CAM heatmap written to {args.explain}")
 
 
 def expand_inputs(inputs) -> list[str]:
-    """Files as given; folders as every image file below them, sorted."""
-    from gender.images import is_image_file
+    """Files as given; folders as every image file below them, sorted (gender.data.walk_images)."""
+    from gender.data import walk_images
 
     paths = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            found = [str(p) for p in walk_images(path, report_other=False)]
             if not found:
                 raise UserError(f"{path}: no image files in this folder")
             paths += found
-        elif path.exists():
+        elif path.is_file():
             paths.append(str(path))
+        elif path.exists():  # never opened: a pipe would wait for a writer for ever
+            raise UserError(f"{path}: not a regular file (a named pipe, socket or device)")
         else:
             raise UserError(f"{path}: no such file or folder")
     return paths

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import keras
 
 from gender import CLASS_NAMES, UserError
-from gender.atomic import atomic_path, write_text
+from gender.atomic import atomic_path, make_folder, write_text
 
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
@@ -32,7 +33,11 @@ def new_run_dir(out, model_name: str) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True)
+    make_folder(run_dir.parent)
+    try:
+        run_dir.mkdir()
+    except OSError as err:
+        raise UserError(f"{run_dir}: cannot be made ({err.strerror})") from None
     return run_dir
 
 
@@ -80,6 +85,47 @@ def read_history(run_dir) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in rows]
+
+
+# atomic_path's temporaries: a dot, the stem, 8 random characters, the suffix
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+$")
+
+
+def reconcile_run(run_dir, info: dict, history: list[dict]) -> tuple[list[dict], Path]:
+    """Bring an interrupted run folder back to its last committed epoch, before --resume.
+
+    Deletes temporaries of interrupted saves and the decoded-image cache, trims history.csv
+    rows and epoch checkpoints past run.json's epochs_done (the commit), and points last.keras
+    and best.keras back at committed checkpoints.
+
+    Returns:
+        (history, checkpoint): the committed rows, and the checkpoint to resume from.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    for path in sorted(run_dir.iterdir()):
+        if path.is_file() and _TEMPORARY.match(path.name):
+            path.unlink()
+            print(f"removed {path.name}: left by an interrupted save")
+    shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    done = min(int(info.get("epochs_done", len(history))), len(history))
+    for path in sorted(run_dir.glob("epoch_*.keras")):
+        number = path.stem.removeprefix("epoch_")
+        if number.isdigit() and int(number) > done:
+            path.unlink()
+            print(f"removed {path.name}: its epoch was not committed to {RUN_FILE}")
+    if len(history) > done:
+        write_history(run_dir, history[:done])
+        print(f"{HISTORY_FILE}: rows past epoch {done} removed (not committed to {RUN_FILE})")
+    info["epochs_done"] = done
+    checkpoint = run_dir / f"epoch_{done:03d}.keras"
+    if checkpoint.is_file():
+        _link_over(checkpoint, run_dir / "last.keras")
+    best = run_dir / f"epoch_{int(info.get('best_epoch') or 0):03d}.keras"
+    if best.is_file():
+        _link_over(best, run_dir / "best.keras")
+    return history[:done], run_dir / "last.keras"
 
 
 def _link_over(source: Path, target: Path) -> None:
@@ -130,21 +176,22 @@ class RunRecorder(keras.callbacks.Callback):
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history.append(row)
 
+        # run.json's epochs_done is the commit, written last: a kill before it leaves at most
+        # files of the uncommitted epoch, which reconcile_run discards on --resume.
         checkpoint = self.run_dir / f"epoch_{number:03d}.keras"
         with atomic_path(checkpoint) as tmp:
             (self.full_model or self.model).save(tmp)
+        self._write_history()
+        plot_curves(self.history, self.run_dir / "curves.png")
         _link_over(checkpoint, self.run_dir / "last.keras")
         score = row.get(self.monitor)
         if score is not None and score < self.best:
             self.best = score
             _link_over(checkpoint, self.run_dir / "best.keras")
             self.info.update(best_epoch=number, best_metric={self.monitor: score})
-        self._rotate(number)
-
         self.info["epochs_done"] = number
         write_run_info(self.run_dir, self.info)
-        self._write_history()
-        plot_curves(self.history, self.run_dir / "curves.png")
+        self._rotate(number)  # after the commit: the committed epoch's checkpoint always exists
 
     def _rotate(self, number: int) -> None:
         if self.keep <= 0:
@@ -154,12 +201,17 @@ class RunRecorder(keras.callbacks.Callback):
             old.unlink()  # best.keras and last.keras are separate links and stay
 
     def _write_history(self) -> None:
-        fields = list(dict.fromkeys(k for row in self.history for k in row))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(self.history)
-        write_text(self.run_dir / HISTORY_FILE, buffer.getvalue())
+        write_history(self.run_dir, self.history)
+
+
+def write_history(run_dir, rows: list[dict]) -> None:
+    """Write history.csv (one row per epoch), atomically."""
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(Path(run_dir) / HISTORY_FILE, buffer.getvalue())
 
 
 def plot_curves(history: list[dict], path) -> None:

@@ -75,6 +75,11 @@ def train(args, model_functions: ModelFunctions) -> Path:
     args.epochs = args.epochs or DEFAULT_EPOCHS
     if not args.data:
         raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
+    if not args.resume:  # before hours of decoding: a run folder that cannot be made fails now
+        from gender.atomic import check_output
+
+        images = [folder for data in args.data for folder in gender.data.class_folders(data)]
+        check_output(args.out, images, folder=True)
     entry = model_functions.get_entry(args.model)
     image_size = parse_image_size(args.image_size) if args.image_size else entry.image_size
     parse_augment(args.augment)  # fail on a typo before decoding thousands of images
@@ -317,7 +322,8 @@ def _load_splits(args):
 
 def _resume_args(args, load_model: Callable):
     """Flags of the run being resumed (a new --epochs may extend it), its history and model."""
-    from gender.runs import read_history, read_run_info
+    from gender.export import open_keras
+    from gender.runs import read_history, read_run_info, reconcile_run
 
     run_dir = Path(args.resume)
     info = read_run_info(run_dir)
@@ -331,8 +337,8 @@ def _resume_args(args, load_model: Callable):
     flags.setdefault("task", info.get("task", "face"))
     if args.epochs:
         flags["epochs"] = args.epochs
-    history = read_history(run_dir)
-    model = load_model(last)  # with its optimizer state, so Adam continues smoothly
+    history, last = reconcile_run(run_dir, info, read_history(run_dir))
+    model = open_keras(last, load_model)  # with its optimizer state, so Adam continues smoothly
     print(f"resuming {run_dir} after epoch {len(history)}")
     return argparse.Namespace(**flags), history, model
 

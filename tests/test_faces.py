@@ -338,8 +338,11 @@ def test_predict_annotate_and_explain(photos, trained_run, tmp_path, capsys):
     status, _ = predict([*args, "--explain", explained], capsys)
     assert status == 0
     photo = read_image(photos["group"])
-    drawn, heat = read_image(annotated), read_image(explained)
+    drawn, explained = read_image(annotated), read_image(explained)
+    # below the photo: a strip with the label, the probability and the colour scale
+    heat, legend = explained[: photo.shape[0]], explained[photo.shape[0] :]
     assert drawn.shape == heat.shape == photo.shape
+    assert len(legend) >= 40 and (legend[..., 0].astype(int) - legend[..., 2]).max() > 100
     assert np.abs(drawn.astype(int) - photo).max() > 100  # boxes were drawn
     # The heatmap covers the faces and leaves the rest of the picture as it was.
     changed = np.abs(heat.astype(int) - photo).sum(axis=2) > 30

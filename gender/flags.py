@@ -1,0 +1,43 @@
+"""What every CLI does at its edge: argparse types that refuse bad numbers, a console that prints
+any file name.
+
+The types raise argparse.ArgumentTypeError, so a bad value is one `usage:`/`error:` message with
+exit status 2, as for any other argparse mistake.
+"""
+
+import argparse
+import math
+import sys
+
+
+def positive_int(text: str) -> int:
+    """An int of at least 1 (--batch-size, --epochs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1 (--threshold); nan and inf are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if math.isnan(value) or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1 (exclusive)")
+    return value
+
+
+def tolerant_console() -> None:
+    """Print file names that are not valid UTF-8 (e.g. b'caf\\xe9.jpg') as escapes, not a crash.
+
+    Python keeps such names as lone surrogates; a strict stdout raises UnicodeEncodeError on them.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
