@@ -14,7 +14,6 @@ again.
 
 import os
 import re
-import sys
 import tempfile
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.console import warn  # noqa: F401  also gender.data.warn, as before
 from gender.images import BadImageError, is_image_file, load_image
 
 # Pedestrian file names start with the person number ("000_45_1.jpg" is person 000).
 DEFAULT_PERSON_PATTERN = r"^(\d+)_"
-# Decoded images and cached features stay in RAM while their total fits this budget; an array
-# that would pass it goes to a disk-backed file instead (see new_array).
-MEMORY_BUDGET_BYTES = int(os.environ.get("GENDER_MEMORY_BUDGET_MB", "2048")) * 2**20
+# Decoded images and cached features stay in RAM while their total fits a budget; an array
+# that would pass it goes to a disk-backed file instead (see new_array). The budget is
+# GENDER_MEMORY_BUDGET_MB (default 2048), read at each call; a caller may pin it here instead.
+DEFAULT_MEMORY_BUDGET_MB = 2048
+MEMORY_BUDGET_BYTES: int | None = None  # None: the environment variable decides
 _ram_bytes = [0]  # bytes of the new_array arrays now alive in RAM
 TRUTH_HEADER = f"# path<TAB>label  (label 0 = {CLASS_NAMES[0]}, 1 = {CLASS_NAMES[1]})\n"
 
@@ -50,10 +52,6 @@ class Samples:
 
     def counts(self) -> dict[str, int]:
         return {name: int((self.labels == i).sum()) for i, name in enumerate(CLASS_NAMES)}
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _has_classes(folder: Path) -> bool:
@@ -222,15 +220,26 @@ def concat_samples(parts) -> Samples:
     )
 
 
+def memory_budget_bytes() -> int:
+    """The RAM budget for decoded arrays: MEMORY_BUDGET_BYTES if set, else the environment's."""
+    if MEMORY_BUDGET_BYTES is not None:
+        return MEMORY_BUDGET_BYTES
+    text = os.environ.get("GENDER_MEMORY_BUDGET_MB", str(DEFAULT_MEMORY_BUDGET_MB))
+    try:
+        return int(float(text) * 2**20)
+    except ValueError:
+        raise UserError(f"GENDER_MEMORY_BUDGET_MB={text!r}: expected a number of MB") from None
+
+
 def new_array(shape, dtype, cache_dir=None) -> np.ndarray:
-    """An uninitialised array: in RAM if it fits what is left of MEMORY_BUDGET_BYTES, else a file.
+    """An uninitialised array: in RAM if it fits what is left of the budget, else a file.
 
     The budget is for all the arrays alive at once (train images, val images, cached features),
     so their sum, not each alone, stays under it. Each file-backed array gets its own temporary
     file in `cache_dir`, so two arrays never share one; without `cache_dir`, RAM it is.
     """
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if _ram_bytes[0] + nbytes <= MEMORY_BUDGET_BYTES or cache_dir is None:
+    if _ram_bytes[0] + nbytes <= memory_budget_bytes() or cache_dir is None:
         array = np.empty(shape, dtype)
         _ram_bytes[0] += nbytes
         weakref.finalize(array, _release_ram, nbytes)  # views keep `array` alive until dropped
@@ -257,7 +266,7 @@ def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad
     With skip_bad=False the first bad image raises its BadImageError instead.
 
     Returns:
-        (images, kept): images is (N, H, W, 3) uint8, in RAM when it fits MEMORY_BUDGET_BYTES,
+        (images, kept): images is (N, H, W, 3) uint8, in RAM when it fits the memory budget,
         else a np.memmap file in `cache_dir`; kept is the Samples that decoded.
     """
     height, width = size
@@ -326,3 +335,20 @@ def make_dataset(
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def expand_inputs(inputs) -> list[str]:
+    """Files as given; folders as every image file below them, sorted."""
+    paths = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            if not found:
+                raise UserError(f"{path}: no image files in this folder")
+            paths += found
+        elif path.exists():
+            paths.append(str(path))
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    return paths

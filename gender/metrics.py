@@ -146,14 +146,12 @@ def errors_csv(samples, p_woman, threshold: float) -> str:
 
 def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
     """Write folder/confusion_matrix.png and folder/pr_curves.png for one evaluation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend to choose
 
     from gender.atomic import atomic_path
 
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = Figure(figsize=(4, 4))
+    ax = fig.subplots()
     matrix = report["confusion_matrix"]
     ax.imshow(matrix, cmap="Blues")
     for i in range(2):
@@ -171,9 +169,9 @@ def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
     fig.tight_layout()
     with atomic_path(folder / "confusion_matrix.png") as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     for label, name in enumerate(CLASS_NAMES):
         scores = p_woman if label == 1 else 1 - p_woman
         precision, recall, _ = precision_recall_curve(labels == label, scores)
@@ -183,4 +181,3 @@ def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
     fig.tight_layout()
     with atomic_path(folder / "pr_curves.png") as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)

@@ -4,21 +4,19 @@ A run folder holds epoch_NNN.keras (one per epoch, the oldest rotated out with -
 last.keras, history.csv (one row per epoch), curves.png (loss and accuracy, train and val), val.txt
 (the validation images, as a ground-truth table) and run.json (model, image size, class names,
 flags, versions, best epoch). Every file is written atomically, so an interrupted run leaves the
-previous complete version of each, and `--resume` can continue from last.keras.
+previous complete version of each, and `resume` can continue from last.keras.
+
+This module reads and writes the run files only (no Keras): the callback that writes them during
+training is `gender.recorder.RunRecorder`.
 """
 
 import csv
-import io
 import json
-import os
-import time
 from datetime import datetime
 from pathlib import Path
 
-import keras
-
 from gender import CLASS_NAMES, UserError
-from gender.atomic import atomic_path, write_text
+from gender.atomic import write_text
 
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
@@ -34,12 +32,6 @@ def new_run_dir(out, model_name: str) -> Path:
         run_dir = base.with_name(f"{base.name}-{n}")
     run_dir.mkdir(parents=True)
     return run_dir
-
-
-def versions() -> dict[str, str]:
-    import tensorflow as tf
-
-    return {"keras": keras.__version__, "tensorflow": tf.__version__}
 
 
 def write_run_info(run_dir, info: dict) -> None:
@@ -82,105 +74,12 @@ def read_history(run_dir) -> list[dict]:
     return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in rows]
 
 
-def _link_over(source: Path, target: Path) -> None:
-    """Point `target` at the same file as `source` (hard link, else copy), atomically."""
-    with atomic_path(target) as tmp:
-        os.unlink(tmp)
-        try:
-            os.link(source, tmp)
-        except OSError:  # file systems without hard links
-            import shutil
-
-            shutil.copyfile(source, tmp)
+def model_task(info: dict) -> str:
+    """'face' or 'pedestrian' from a run.json; runs that do not say are face models."""
+    return info.get("task") or info.get("flags", {}).get("task") or "face"
 
 
-class RunRecorder(keras.callbacks.Callback):
-    """Save every epoch's checkpoint, best/last, the history table and curves, and run.json.
-
-    Args:
-        run_dir: the run folder.
-        info: the run.json dict; updated with epochs_done, best_epoch and best metric.
-        monitor: the logged metric that picks best.keras (lower is better).
-        keep: how many epoch_NNN.keras files to keep (0 = all).
-        history: rows of earlier epochs when resuming.
-    """
-
-    def __init__(self, run_dir, info: dict, monitor: str, keep: int = 0, history=None):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.info = info
-        self.monitor = monitor
-        self.keep = keep
-        self.history = list(history or [])
-        scores = [row[monitor] for row in self.history if monitor in row]
-        self.best = min(scores) if scores else float("inf")
-        self._started = 0.0
-        # The model to save when Keras trains another one: the suffix of a cached model shares
-        # its layers with the full model, and the full model is what the other scripts load.
-        self.full_model = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        number = epoch + 1  # epochs are numbered from 1 in file names and tables
-        row = {"epoch": number, "seconds": round(time.perf_counter() - self._started, 2)}
-        row.update({k: float(v) for k, v in logs.items()})
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        self.history.append(row)
-
-        checkpoint = self.run_dir / f"epoch_{number:03d}.keras"
-        with atomic_path(checkpoint) as tmp:
-            (self.full_model or self.model).save(tmp)
-        _link_over(checkpoint, self.run_dir / "last.keras")
-        score = row.get(self.monitor)
-        if score is not None and score < self.best:
-            self.best = score
-            _link_over(checkpoint, self.run_dir / "best.keras")
-            self.info.update(best_epoch=number, best_metric={self.monitor: score})
-        self._rotate(number)
-
-        self.info["epochs_done"] = number
-        write_run_info(self.run_dir, self.info)
-        self._write_history()
-        plot_curves(self.history, self.run_dir / "curves.png")
-
-    def _rotate(self, number: int) -> None:
-        if self.keep <= 0:
-            return
-        old = self.run_dir / f"epoch_{number - self.keep:03d}.keras"
-        if number - self.keep >= 1 and old.exists():
-            old.unlink()  # best.keras and last.keras are separate links and stay
-
-    def _write_history(self) -> None:
-        fields = list(dict.fromkeys(k for row in self.history for k in row))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(self.history)
-        write_text(self.run_dir / HISTORY_FILE, buffer.getvalue())
-
-
-def plot_curves(history: list[dict], path) -> None:
-    """Loss and accuracy per epoch for train and validation (seed 001's Figure 2), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        for prefix, label in (("", "train"), ("val_", "validation")):
-            values = [row.get(prefix + metric) for row in history]
-            if any(v is not None for v in values):
-                ax.plot(epochs, values, marker="o", label=label)
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+def require_face_model(info: dict) -> None:
+    """--detect-faces is for face models: a pedestrian model sees whole bodies."""
+    if model_task(info) != "face":
+        raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")

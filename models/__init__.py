@@ -10,11 +10,10 @@ Every builder has the same contract:
   default is the model's default.
 """
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import gender  # noqa: F401  the TensorFlow environment (gender/__init__.py) before Keras loads
 
 
 @dataclass(frozen=True)
