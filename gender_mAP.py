@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from gender import UserError
-from gender.predict import BACKENDS, TASKS
+from gender import TASKS, UserError
+from gender.predictor import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,10 +71,9 @@ def main(argv=None) -> int:
 def evaluate_folder(args) -> dict:
     from gender.atomic import write_text
     from gender.data import load_samples
-    from gender.export import check_image_size
     from gender.images import parse_image_size
     from gender.metrics import errors_csv, evaluate, face_report, format_report, save_plots
-    from gender.predict import default_weights, load_model, predict_samples
+    from gender.predictor import Predictor
 
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
@@ -82,18 +81,16 @@ def evaluate_folder(args) -> dict:
     for name, count in samples.counts().items():
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
-    weights = args.weights or args.weights_flag or default_weights(args.task)
-    model, info = load_model(weights, args.backend)
-    size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
-    if args.detect_faces:
-        from gender.faces import decode_face_crops, require_face_model
-
-        require_face_model(info)
-        images, kept, has_face, crops = decode_face_crops(samples, size, whole_if_none=True)
-        p_woman = model.predict(images, batch_size=args.batch_size, verbose=0).ravel().astype(float)
-    else:
-        p_woman, kept = predict_samples(model, samples, size, args.batch_size)
-    skipped = len(samples) - len(kept)
+    given = args.weights or args.weights_flag
+    predictor = Predictor.load(
+        given,
+        task=args.task,
+        backend=args.backend,
+        image_size=parse_image_size(args.image_size) if args.image_size else None,
+    )
+    result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
+    kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
+    weights, info, size = given or predictor.weights, predictor.info, predictor.size
 
     report = evaluate(kept.labels, p_woman, args.threshold)
     report.update(
@@ -101,11 +98,11 @@ def evaluate_folder(args) -> dict:
         weights=str(weights),
         model=info["model"],
         image_size=list(size),
-        backend=info["backend"],
+        backend=predictor.backend,
         skipped_unreadable=skipped,
     )
     if args.detect_faces:
-        report["faces"] = face_report(kept, p_woman, has_face, crops, args.threshold)
+        report["faces"] = face_report(kept, p_woman, result.has_face, crops, args.threshold)
     print(format_report(report, title))
     if args.detect_faces:
         faces = report["faces"]

@@ -1,108 +1,19 @@
-"""Load a trained model with the run.json that describes it; export it as TFLite and SavedModel.
+"""Export a trained model as TFLite and SavedModel; bundle a run as a default model.
 
-Exports (`python gender_train.py --export WEIGHTS`) sit beside the weights with the same stem:
+Exports (`python gender_train.py export WEIGHTS`) sit beside the weights with the same stem:
 best.keras -> best.tflite, best_saved_model/, best.export.json (class names, input size, model).
-This module imports no TensorFlow at import time: the fast predict path imports it for
-PRETRAINED_DIR and `export_paths` only.
+Models are loaded with `gender.predictor.load_trained`; TensorFlow is imported only when a
+function here runs.
 """
 
 import json
 import os
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 
 from gender import CLASS_NAMES, UserError
-
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
-
-
-def resolve_weights(weights) -> Path:
-    """A weights argument as a file: a run folder means its best.keras."""
-    path = Path(weights)
-    if path.is_dir():
-        for name in ("best.keras", "last.keras"):
-            if (path / name).is_file():
-                return path / name
-        raise UserError(f"{path}: folder holds no best.keras or last.keras")
-    if not path.exists():
-        raise UserError(f"{path}: weights file not found")
-    return path
-
-
-def load_trained(weights):
-    """Load a model saved by the trainer.
-
-    Accepts a .keras file, a run folder, or a .weights.h5 file with run.json beside it.
-
-    Returns:
-        (model, info): info is the run.json dict, with at least 'model' and 'image_size'.
-    """
-    import keras
-
-    import models.layers  # noqa: F401  registers the custom layers before loading
-
-    # gender.runs imports Keras: kept out of the import chain of the fast (LiteRT) path
-    from gender.runs import model_info_name, read_run_info
-
-    path = resolve_weights(weights)
-    info = read_run_info(path.parent, model_info_name(path))
-    try:
-        if path.name.endswith(".weights.h5"):
-            model = _build_and_load_weights(path, info)
-        elif path.suffix == ".keras":
-            if not zipfile.is_zipfile(path):  # Keras would say "file not found" here
-                raise UserError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
-            model = keras.saving.load_model(path, compile=False)
-        else:
-            raise UserError(f"{path}: expected a .keras model (or .weights.h5 with run.json)")
-    except UserError:
-        raise
-    except Exception as err:  # Keras raises many types for a bad file; all mean the same here
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a loadable Keras model ({reason})") from None
-    if tuple(model.output_shape) != (None, 1):
-        raise UserError(
-            f"{path}: not a gender model (output shape {model.output_shape}, "
-            "expected one P(woman) unit)"
-        )
-    input_size = tuple(model.input_shape[1:3])
-    if info.get("image_size") and tuple(info["image_size"]) != input_size:
-        raise UserError(
-            f"{path}: model input is {input_size} but run.json says {tuple(info['image_size'])}"
-        )
-    info.setdefault("image_size", list(input_size))
-    info.setdefault("model", model.name)
-    info.setdefault("class_names", list(CLASS_NAMES))
-    return model, info
-
-
-def _build_and_load_weights(path: Path, info: dict):
-    from models import create_model
-
-    if not info.get("model"):
-        raise UserError(f"{path}: a .weights.h5 file needs the run.json of its run beside it")
-    model = create_model(info["model"], image_size=info["image_size"])
-    try:
-        model.load_weights(path)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0][:120]
-        raise UserError(
-            f"{path}: weights do not fit model {info['model']} at {info['image_size']} ({reason})"
-        ) from None
-    return model
-
-
-def check_image_size(info: dict, requested) -> tuple[int, int]:
-    """The model's input size; a different --image-size is an error, not a silent resize."""
-    size = tuple(info["image_size"])
-    if requested is not None and tuple(requested) != size:
-        raise UserError(
-            f"--image-size {requested[0]}x{requested[1]}: this model was trained at "
-            f"{size[0]}x{size[1]}; leave --image-size out to use it"
-        )
-    return size
+from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
 
 
 def export_paths(weights) -> dict[str, Path]:
@@ -268,6 +179,7 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
         {'keras', 'json', 'tflite', 'export_json'}: the files written.
     """
     from gender.atomic import atomic_path, write_text
+    from gender.config import run_config
     from gender.runs import RUN_FILE, read_run_info
 
     run_dir = Path(run_dir)
@@ -276,6 +188,7 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
     info = read_run_info(run_dir)
     if not info.get("task"):
         raise UserError(f"{run_dir / RUN_FILE}: no 'task' (train with --task face|pedestrian)")
+    task = run_config(info).task
     source = {"bundled_from": str(run_dir)}
     if average_epochs:
         model = average_checkpoints(run_dir, info, average_epochs)
@@ -283,7 +196,6 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
     else:
         model, _ = load_trained(run_dir)
     out_dir = Path(out_dir)
-    task = info["task"]
     paths = {"keras": out_dir / f"{task}.keras", "json": out_dir / f"{task}.json"}
     with atomic_path(paths["keras"]) as tmp:
         model.save(tmp)  # loaded with compile=False: no optimizer state to carry
