@@ -72,7 +72,7 @@ def run_config(info: dict) -> TrainConfig:
     return TrainConfig.from_dict(flags)
 
 
-def read_run_config(run_dir) -> TrainConfig:
+def read_run_config(run_dir: str | Path) -> TrainConfig:
     """`run_config` of the run.json in `run_dir`."""
     from gender.runs import read_run_info
 

@@ -16,15 +16,20 @@ import os
 import re
 import tempfile
 import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
 from gender.console import warn  # noqa: F401  also gender.data.warn, as before
 from gender.images import BadImageError, is_image_file, load_image
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # Pedestrian file names start with the person number ("000_45_1.jpg" is person 000).
 DEFAULT_PERSON_PATTERN = r"^(\d+)_"
@@ -47,7 +52,7 @@ class Samples:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, index) -> "Samples":
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Samples":
         return Samples([self.paths[i] for i in index], self.labels[index])
 
     def counts(self) -> dict[str, int]:
@@ -58,7 +63,7 @@ def _has_classes(folder: Path) -> bool:
     return any((folder / name).is_dir() for name in CLASS_NAMES)
 
 
-def find_splits(root) -> dict[str, Path]:
+def find_splits(root: str | Path) -> dict[str, Path]:
     """Resolve a data folder into {'train': dir, 'val': dir} or {'all': dir}, each with man/woman.
 
     Raises:
@@ -87,7 +92,7 @@ def find_splits(root) -> dict[str, Path]:
     return splits
 
 
-def list_folder(folder) -> Samples:
+def list_folder(folder: str | Path) -> Samples:
     """List the images under folder/man and folder/woman (recursively), in a stable order.
 
     Files without an image extension are reported and skipped; an empty class is an error.
@@ -111,7 +116,7 @@ def list_folder(folder) -> Samples:
     return Samples(paths, np.asarray(labels, dtype=np.int64))
 
 
-def read_truth_table(path) -> Samples:
+def read_truth_table(path: str | Path) -> Samples:
     """Read a ground-truth table written by `dataset.py` or the trainer (`path<TAB>label`)."""
     path = Path(path)
     paths, labels = [], []
@@ -135,7 +140,9 @@ def read_truth_table(path) -> Samples:
     return Samples(paths, np.asarray(labels, dtype=np.int64))
 
 
-def write_truth_table(path, samples: Samples, relative_to=None) -> None:
+def write_truth_table(
+    path: str | Path, samples: Samples, relative_to: str | Path | None = None
+) -> None:
     """Write samples as a `path<TAB>label` table, atomically (paths relative to `relative_to`)."""
     from gender.atomic import write_text
 
@@ -149,7 +156,7 @@ def write_truth_table(path, samples: Samples, relative_to=None) -> None:
     write_text(path, "".join(lines))
 
 
-def load_samples(source) -> dict[str, Samples]:
+def load_samples(source: str | Path) -> dict[str, Samples]:
     """List a data folder or a ground-truth table: {'train': .., 'val': ..} or {'all': ..}."""
     source = Path(source)
     if source.is_file() and source.suffix == ".txt":
@@ -157,7 +164,7 @@ def load_samples(source) -> dict[str, Samples]:
     return {split: list_folder(folder) for split, folder in find_splits(source).items()}
 
 
-def person_ids(paths, pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
+def person_ids(paths: Sequence[str], pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
     """The person id of each file, from the first group of `pattern` matched on the file name.
 
     A name that does not match is its own person, so an unmatched file can never leak across.
@@ -170,7 +177,9 @@ def person_ids(paths, pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
     return ids
 
 
-def split_samples(samples: Samples, val_fraction: float, seed: int, person_pattern=None):
+def split_samples(
+    samples: Samples, val_fraction: float, seed: int, person_pattern: str | None = None
+) -> tuple[Samples, Samples]:
     """Split into (train, val), stratified by class; by person when `person_pattern` is given.
 
     With a pattern, all images of one person id land on the same side, whatever class folder
@@ -212,7 +221,7 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
     return train, val
 
 
-def concat_samples(parts) -> Samples:
+def concat_samples(parts: Sequence[Samples]) -> Samples:
     """One Samples holding every part, in order."""
     return Samples(
         [path for part in parts for path in part.paths],
@@ -231,7 +240,9 @@ def memory_budget_bytes() -> int:
         raise UserError(f"GENDER_MEMORY_BUDGET_MB={text!r}: expected a number of MB") from None
 
 
-def new_array(shape, dtype, cache_dir=None) -> np.ndarray:
+def new_array(
+    shape: tuple[int, ...], dtype: np.typing.DTypeLike, cache_dir: str | Path | None = None
+) -> np.ndarray:
     """An uninitialised array: in RAM if it fits what is left of the budget, else a file.
 
     The budget is for all the arrays alive at once (train images, val images, cached features),
@@ -254,13 +265,19 @@ def _release_ram(nbytes: int) -> None:
     _ram_bytes[0] -= nbytes
 
 
-def storage(array) -> str:
+def storage(array: np.ndarray) -> str:
     """Where an array from new_array lives and its size, e.g. '520 MB in RAM'."""
     where = "in a file" if isinstance(array, np.memmap) else "in RAM"
     return f"{array.nbytes / 2**20:,.0f} MB {where}"
 
 
-def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad=True):
+def decode_images(
+    samples: Samples,
+    size: Sequence[int],
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    skip_bad: bool = True,
+) -> tuple[np.ndarray, Samples]:
     """Decode and resize every image once, skipping (and reporting) the bad ones.
 
     With skip_bad=False the first bad image raises its BadImageError instead.
@@ -297,8 +314,14 @@ def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad
 
 
 def make_dataset(
-    inputs, labels, batch_size: int, shuffle: bool, seed: int = 0, augment=None, views: bool = False
-):
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    augment: Callable | None = None,
+    views: bool = False,
+) -> "tf.data.Dataset":
     """A tf.data pipeline of (inputs, float labels) batches from decoded arrays.
 
     Batches are sliced from the array in Python (cheap: one memcpy per batch) so the same code
@@ -337,7 +360,7 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def expand_inputs(inputs) -> list[str]:
+def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
     """Files as given; folders as every image file below them, sorted."""
     paths = []
     for item in inputs:

@@ -13,7 +13,9 @@ DEMO_SIZE = 64
 PER_CLASS = 240
 
 
-def make_synthetic_set(root, per_class: int = PER_CLASS, size: int = DEMO_SIZE, seed: int = 0):
+def make_synthetic_set(
+    root: str | Path, per_class: int = PER_CLASS, size: int = DEMO_SIZE, seed: int = 0
+) -> Path:
     """Write root/{man,woman}/NNNN.png (synthetic shapes) and return root."""
     import cv2
 

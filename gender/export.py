@@ -10,13 +10,18 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gender import CLASS_NAMES, UserError
 from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
 
+if TYPE_CHECKING:
+    import keras
 
-def export_paths(weights) -> dict[str, Path]:
+
+def export_paths(weights: str | Path) -> dict[str, Path]:
     """Where the exports of a .keras file go: {'tflite', 'saved_model', 'json'} beside it."""
     path = Path(weights)
     stem = path.name.removesuffix(".weights.h5").removesuffix(".keras")
@@ -27,7 +32,7 @@ def export_paths(weights) -> dict[str, Path]:
     }
 
 
-def export_info(model, info: dict) -> dict:
+def export_info(model: "keras.Model", info: dict) -> dict:
     """What a runtime needs to use an export without Keras: labels, input size and range."""
     return {
         "model": info.get("model", model.name),
@@ -41,7 +46,7 @@ def export_info(model, info: dict) -> dict:
     }
 
 
-def export_saved_model(model, folder) -> Path:
+def export_saved_model(model: "keras.Model", folder: str | Path) -> Path:
     """Write `model` as a TensorFlow SavedModel (endpoint `serve`), atomically.
 
     The whole folder is written under a temporary name and renamed, so a reader never sees half
@@ -83,7 +88,7 @@ def _write_saved_model(model, folder: Path, shape=None, endpoint=None) -> None:
     archive.write_out(str(folder), verbose=False)
 
 
-def export_tflite(model, path) -> Path:
+def export_tflite(model: "keras.Model", path: str | Path) -> Path:
     """Write `model` as a TFLite flat buffer for the LiteRT interpreter, atomically."""
     return _write_tflite(lambda folder: _write_saved_model(model, folder), path)
 
@@ -109,7 +114,7 @@ def _write_tflite(write_saved_model, path) -> Path:
     return path
 
 
-def export_detector(out_dir=None) -> dict[str, Path]:
+def export_detector(out_dir: str | Path | None = None) -> dict[str, Path]:
     """Convert the `mtcnn` package's three networks to TFLite for `gender.lite_faces`.
 
     The bundled files in weights/detector/ were made with mtcnn 1.0.0 by
@@ -141,7 +146,7 @@ def export_detector(out_dir=None) -> dict[str, Path]:
     return written
 
 
-def export_all(weights, out=None) -> dict[str, Path]:
+def export_all(weights: str | Path, out: str | Path | None = None) -> dict[str, Path]:
     """Export a trained model (a .keras file or run folder) as TFLite, SavedModel and JSON.
 
     Args:
@@ -167,7 +172,11 @@ def _write_lite_export(model, info: dict, source_name: str, paths: dict) -> None
     write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
 
 
-def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Path]:
+def bundle(
+    run_dir: str | Path,
+    out_dir: str | Path = PRETRAINED_DIR,
+    average_epochs: Sequence[int] | None = None,
+) -> dict[str, Path]:
     """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`.
 
     The model is re-saved without its optimizer state (a third of a checkpoint's size), and the
@@ -205,7 +214,7 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
     return {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
 
 
-def average_checkpoints(run_dir, info: dict, epochs):
+def average_checkpoints(run_dir: str | Path, info: dict, epochs: Sequence[int]) -> "keras.Model":
     """One model whose weights are the mean of a run's epoch_NNN.keras checkpoints.
 
     Checkpoints of one phase of one run start from the same weights and stay in one basin, so

@@ -15,11 +15,17 @@ training with --detect-faces and `dataset.py crop` all call it (directly or thro
 """
 
 import functools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gender import UserError
+
+if TYPE_CHECKING:
+    from gender.data import Samples
 
 # The crop reproduces the framing of the aligned UTKFace crops (one of the two sets the bundled
 # face model learns from). Measured by running the detector on 80 adult UTK images (200x200): the
@@ -108,7 +114,7 @@ def detect_faces(rgb: np.ndarray, fast: bool = False) -> list[Face]:
     return faces
 
 
-def crop_matrix(face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+def crop_matrix(face: Face, size: Sequence[int], margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """The 2x3 affine map from image pixels to an upright crop of `size` = (height, width).
 
     The crop is `margin` eye distances wide, its eye line horizontal and EYE_LINE of the way down.
@@ -135,7 +141,9 @@ def crop_matrix(face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     return np.hstack([rotation, offset[:, None]])
 
 
-def align_crop(rgb: np.ndarray, face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+def align_crop(
+    rgb: np.ndarray, face: Face, size: Sequence[int], margin: float = DEFAULT_MARGIN
+) -> np.ndarray:
     """The face turned upright by its eyes and cropped: (height, width, 3) uint8 RGB.
 
     Pixels outside the photo repeat its edge: tight web crops need some, a black band would be
@@ -165,7 +173,9 @@ def align_crop(rgb: np.ndarray, face: Face, size, margin: float = DEFAULT_MARGIN
     return resize(big, size)
 
 
-def face_crops(rgb: np.ndarray, size, margin: float = DEFAULT_MARGIN, fast: bool = False) -> list:
+def face_crops(
+    rgb: np.ndarray, size: Sequence[int], margin: float = DEFAULT_MARGIN, fast: bool = False
+) -> list[tuple[Face, np.ndarray]]:
     """Detect and crop every face: [(Face, crop)], largest face first; [] when there is none.
 
     The one path from a photo to model inputs (see the module docstring); `fast` as in
@@ -192,7 +202,9 @@ class CropSummary:
         )
 
 
-def largest_faces(paths, size, summary: CropSummary, label: str = "detecting faces"):
+def largest_faces(
+    paths: Sequence[str], size: Sequence[int], summary: CropSummary, label: str = "detecting faces"
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield (index, rgb, crop) for each readable image: its largest face, or crop None.
 
     A labelled folder shows one person per image, so when a picture holds several faces the
@@ -219,7 +231,13 @@ def largest_faces(paths, size, summary: CropSummary, label: str = "detecting fac
     progress.done()
 
 
-def decode_face_crops(samples, size, cache_dir=None, whole_if_none=False, label="detecting faces"):
+def decode_face_crops(
+    samples: "Samples",
+    size: Sequence[int],
+    cache_dir: str | Path | None = None,
+    whole_if_none: bool = False,
+    label: str = "detecting faces",
+) -> tuple[np.ndarray, "Samples", np.ndarray, CropSummary]:
     """`decode_images` with detection: the largest face of each image, aligned and cropped.
 
     Args:

@@ -7,11 +7,13 @@ gender_single_predict.py, the demo and a library caller print the same thing.
 import csv
 import io
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from gender import UserError
-from gender.faces import whole_image_face
+from gender.faces import Face, whole_image_face
 from gender.predictor import FaceResult, FolderResult, PhotoResult, Predictor, predicted_class
 
 FACE_COLUMNS = ["path", "face", "x1", "y1", "x2", "y2", "label", "probability", "p_woman"]
@@ -61,7 +63,7 @@ def images_csv(result: FolderResult) -> str:
     return buffer.getvalue()
 
 
-def emit(text: str, path=None) -> None:
+def emit(text: str, path: str | Path | None = None) -> None:
     """Write `text` to the file `path` (atomically), or to stdout without one."""
     if path:
         from gender.atomic import write_text
@@ -76,8 +78,8 @@ def write_pictures(
     rgb: np.ndarray,
     results: list[FaceResult],
     detected: bool,
-    annotate=None,
-    explain=None,
+    annotate: str | Path | None = None,
+    explain: str | Path | None = None,
 ) -> None:
     """Write --annotate (boxes and labels) and --explain (Grad-CAM) for one photo and say so.
 
@@ -100,7 +102,7 @@ def whole_image_result(rgb: np.ndarray, p_woman: float) -> FaceResult:
     return FaceResult(whole_image_face(rgb), float(p_woman))
 
 
-def draw_faces(rgb: np.ndarray, faces, labels) -> np.ndarray:
+def draw_faces(rgb: np.ndarray, faces: Sequence[Face], labels: Sequence[str]) -> np.ndarray:
     """A copy of the image with each face's box and its label text drawn on it (RGB)."""
     import cv2
 
@@ -127,7 +129,7 @@ def draw_faces(rgb: np.ndarray, faces, labels) -> np.ndarray:
     return out
 
 
-def write_image(path, rgb: np.ndarray) -> None:
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB image atomically; the format comes from the suffix (.jpg, .png)."""
     import cv2
 

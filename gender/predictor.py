@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from gender import CLASS_NAMES, UserError
 from gender.data import Samples, decode_images
 from gender.faces import CropSummary, Face, face_crops
 from gender.runs import model_task, require_face_model
+
+if TYPE_CHECKING:
+    import keras
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
 BACKENDS = ("auto", "lite", "keras")
@@ -95,7 +98,7 @@ def default_weights(task: str) -> Path:
     return path
 
 
-def resolve_weights(weights) -> Path:
+def resolve_weights(weights: str | Path) -> Path:
     """A weights argument as a file: a run folder means its best.keras."""
     path = Path(weights)
     if path.is_dir():
@@ -108,7 +111,7 @@ def resolve_weights(weights) -> Path:
     return path
 
 
-def load_trained(weights) -> tuple:
+def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
     """Load a model saved by the trainer with Keras.
 
     Accepts a .keras file, a run folder, or a .weights.h5 file with run.json beside it.
@@ -169,7 +172,7 @@ def _build_and_load_weights(path: Path, info: dict):
     return model
 
 
-def check_image_size(info: dict, requested) -> tuple[int, int]:
+def check_image_size(info: dict, requested: Sequence[int] | None) -> tuple[int, int]:
     """The model's input size; a different --image-size is an error, not a silent resize."""
     size = tuple(info["image_size"])
     if requested is not None and tuple(requested) != size:
@@ -180,7 +183,7 @@ def check_image_size(info: dict, requested) -> tuple[int, int]:
     return size
 
 
-def load_backend(weights, backend: str = "auto") -> tuple[Backend, dict, str]:
+def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, dict, str]:
     """(model, info, backend name) for prediction.
 
     Args:
@@ -213,7 +216,14 @@ class Predictor:
     height, width), `task` ("face" or "pedestrian").
     """
 
-    def __init__(self, model: Backend, info: dict, backend: str, weights: Path, size=None):
+    def __init__(
+        self,
+        model: Backend,
+        info: dict,
+        backend: str,
+        weights: str | Path,
+        size: Sequence[int] | None = None,
+    ) -> None:
         self.model, self.info, self.backend, self.weights = model, info, backend, Path(weights)
         self.size = check_image_size(info, size)
         self.task = model_task(info)
@@ -223,7 +233,11 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, weights=None, task: str = "face", backend: str = "auto", image_size=None
+        cls,
+        weights: str | Path | None = None,
+        task: str = "face",
+        backend: str = "auto",
+        image_size: Sequence[int] | None = None,
     ) -> "Predictor":
         """From a .keras file, a run folder, or (weights None) the bundled model for `task`.
 
@@ -249,7 +263,7 @@ class Predictor:
         p_woman = self.classify(np.stack([crop for _, crop in crops]), batch_size)
         return [FaceResult(face, float(p)) for (face, _), p in zip(crops, p_woman)]
 
-    def photo(self, path, batch_size: int = 64) -> PhotoResult:
+    def photo(self, path: str | Path, batch_size: int = 64) -> PhotoResult:
         """Read one photo and classify its faces (a BadImageError if it cannot be read)."""
         from gender.images import read_image
 

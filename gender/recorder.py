@@ -41,7 +41,14 @@ class RunRecorder(keras.callbacks.Callback):
         history: rows of earlier epochs when resuming.
     """
 
-    def __init__(self, run_dir, info: dict, monitor: str, keep: int = 0, history=None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        info: dict,
+        monitor: str,
+        keep: int = 0,
+        history: list[dict] | None = None,
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.info = info
@@ -55,10 +62,10 @@ class RunRecorder(keras.callbacks.Callback):
         # its layers with the full model, and the full model is what the other scripts load.
         self.full_model = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
         number = epoch + 1  # epochs are numbered from 1 in file names and tables
         row = {"epoch": number, "seconds": round(time.perf_counter() - self._started, 2)}
@@ -98,7 +105,7 @@ class RunRecorder(keras.callbacks.Callback):
         write_text(self.run_dir / HISTORY_FILE, buffer.getvalue())
 
 
-def plot_curves(history: list[dict], path) -> None:
+def plot_curves(history: list[dict], path: str | Path) -> None:
     """Loss and accuracy per epoch for train and validation (seed 001's Figure 2), as a PNG."""
     # The object API needs no pyplot and so no global backend choice (matplotlib.use).
     from matplotlib.figure import Figure

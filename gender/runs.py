@@ -22,7 +22,7 @@ RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 
 
-def new_run_dir(out, model_name: str) -> Path:
+def new_run_dir(out: str | Path, model_name: str) -> Path:
     """Create `out/<model>-<timestamp>/`, adding a suffix if that name is taken."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(out) / f"{model_name}-{stamp}"
@@ -34,11 +34,11 @@ def new_run_dir(out, model_name: str) -> Path:
     return run_dir
 
 
-def write_run_info(run_dir, info: dict) -> None:
+def write_run_info(run_dir: str | Path, info: dict) -> None:
     write_text(Path(run_dir) / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
-def read_run_info(run_dir, name: str = RUN_FILE) -> dict:
+def read_run_info(run_dir: str | Path, name: str = RUN_FILE) -> dict:
     """Read run.json (or another info file `name`) of a run folder; {} when there is none."""
     path = Path(run_dir) / name
     if not path.is_file():
@@ -64,7 +64,7 @@ def model_info_name(weights: Path) -> str:
     return own.name if own.is_file() else RUN_FILE
 
 
-def read_history(run_dir) -> list[dict]:
+def read_history(run_dir: str | Path) -> list[dict]:
     """The per-epoch rows of history.csv (numbers as floats; 'epoch' as int)."""
     path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():

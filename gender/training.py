@@ -7,12 +7,17 @@ and the data side directly (README, Code layout).
 
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gender.data
 from gender import CLASS_NAMES, UserError
 from gender.config import TrainConfig, read_run_config
+
+if TYPE_CHECKING:
+    from models import ModelEntry
 
 
 @dataclass
@@ -25,7 +30,7 @@ class Phase:
     last_epoch: int
 
 
-def plan_phases(config: TrainConfig, entry, default_blocks: int) -> list[Phase]:
+def plan_phases(config: TrainConfig, entry: "ModelEntry", default_blocks: int) -> list[Phase]:
     """Transfer models train the head on a frozen backbone first, then fine-tune the top blocks.
 
     That is the Keras transfer-learning recipe: a random head's large early gradients would
@@ -45,7 +50,7 @@ def plan_phases(config: TrainConfig, entry, default_blocks: int) -> list[Phase]:
     ]
 
 
-def train(config: TrainConfig, resume=None) -> Path:
+def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
     """Train as `config` says and return the run folder.
 
     Args:
@@ -255,7 +260,7 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, run_dir
     )
 
 
-def cache_views(augment_names, count: int) -> tuple[str, ...]:
+def cache_views(augment_names: Sequence[str], count: int) -> tuple[str, ...]:
     """Which versions of each image to cache: original, mirror, then random augmentations."""
     views = ["original"]
     if "flip" in augment_names:
@@ -304,7 +309,7 @@ def _load_splits(config):
     return gender.data.concat_samples(trains), gender.data.concat_samples(vals) if vals else None
 
 
-def resume_config(run_dir, epochs: int | None = None) -> TrainConfig:
+def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig:
     """The config of the run in `run_dir`, to continue it; a new `epochs` may extend it."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)

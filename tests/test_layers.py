@@ -126,3 +126,38 @@ def test_global_state_is_set_in_one_place():
             if (sets_env and name != "gender") or "matplotlib.use(" in text:
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {text[:60]}")
     assert not offenders, "\n".join(offenders)
+
+
+# Files other branches are reworking now (image decoding limits, the --groups report, the SE
+# block): their public functions get their hints when that work lands, not in a clashing diff.
+HINTS_LATER = {"gender/images.py", "gender/atomic.py", "gender/metrics.py", "models/layers.py"}
+
+
+def test_public_functions_have_type_hints():
+    """Every public function and method of gender/ and models/ annotates its parameters and
+    its return value."""
+    missing = []
+    for path in sorted([*(REPO / "gender").glob("*.py"), *(REPO / "models").glob("*.py")]):
+        name = str(path.relative_to(REPO))
+        if name in HINTS_LATER:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        public = [node for node in tree.body if not getattr(node, "name", "_").startswith("_")]
+        classes = [node for node in public if isinstance(node, ast.ClassDef)]
+        functions = [node for node in public if isinstance(node, ast.FunctionDef)]
+        functions += [
+            node
+            for cls in classes
+            for node in cls.body
+            if isinstance(node, ast.FunctionDef)
+            and (not node.name.startswith("_") or node.name == "__init__")
+        ]
+        for node in functions:
+            args = node.args
+            params = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            bare = [
+                p.arg for p in params if p and p.arg not in ("self", "cls") and not p.annotation
+            ]
+            if bare or node.returns is None:
+                missing.append(f"{name}:{node.lineno} {node.name} {bare or 'return'}")
+    assert not missing, "\n".join(missing)
