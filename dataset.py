@@ -157,8 +157,9 @@ def _relative(src: Path, source: Path, label: int) -> Path:
 def crop_faces(args) -> int:
     """Detect once, so that training on portraits need not detect every run."""
     from gender.atomic import write_text
-    from gender.faces import CropSummary, largest_faces, write_image
+    from gender.faces import CropSummary, largest_faces
     from gender.images import parse_image_size
+    from gender.output import write_image
 
     source, out = Path(args.data), Path(args.out)
     _outside(source, out)

@@ -12,10 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from gender import UserError
+from gender import TASKS, UserError
 from gender.flags import positive_int, probability, tolerant_console
 from gender.groups import PRESETS as GROUP_PRESETS
-from gender.predict import BACKENDS, TASKS
+from gender.predictor import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     tolerant_console()
     args = build_parser().parse_args(argv)
     try:
@@ -89,10 +89,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def evaluate_folder(args) -> dict:
+def evaluate_folder(args: argparse.Namespace) -> dict:
     from gender.atomic import check_output, write_text
-    from gender.data import class_folders, load_samples, warn
-    from gender.export import check_image_size
+    from gender.console import warn
+    from gender.data import class_folders, load_samples
     from gender.groups import NO_GROUP
     from gender.images import parse_image_size
     from gender.metrics import (
@@ -104,7 +104,7 @@ def evaluate_folder(args) -> dict:
         group_report,
         save_plots,
     )
-    from gender.predict import default_weights, load_model, predict_samples
+    from gender.predictor import Predictor, default_weights
 
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
@@ -116,23 +116,23 @@ def evaluate_folder(args) -> dict:
     for name, count in samples.counts().items():
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
-    weights = args.weights or args.weights_flag or default_weights(args.task)
+    given = args.weights or args.weights_flag
+    weights = given or default_weights(args.task)
+    # before the work: an output never lands on (or inside) what is read
     inputs = [*class_folders(args.data), *samples.paths, weights]
     inputs += [args.data] if Path(args.data).is_file() else []
     for output, folder in ((args.json, False), (args.errors, False), (args.plots, True)):
         if output:
             check_output(output, inputs, folder=folder)
-    model, info = load_model(weights, args.backend)
-    size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
-    if args.detect_faces:
-        from gender.faces import decode_face_crops, require_face_model
-
-        require_face_model(info)
-        images, kept, has_face, crops = decode_face_crops(samples, size, whole_if_none=True)
-        p_woman = model.predict(images, batch_size=args.batch_size, verbose=0).ravel().astype(float)
-    else:
-        p_woman, kept = predict_samples(model, samples, size, args.batch_size)
-    skipped = len(samples) - len(kept)
+    predictor = Predictor.load(
+        weights,
+        task=args.task,
+        backend=args.backend,
+        image_size=parse_image_size(args.image_size) if args.image_size else None,
+    )
+    result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
+    kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
+    weights, info, size = given or predictor.weights, predictor.info, predictor.size
 
     report = evaluate(kept.labels, p_woman, args.threshold)
     report.update(
@@ -140,11 +140,11 @@ def evaluate_folder(args) -> dict:
         weights=str(weights),
         model=info["model"],
         image_size=list(size),
-        backend=info["backend"],
+        backend=predictor.backend,
         skipped_unreadable=skipped,
     )
     if args.detect_faces:
-        report["faces"] = face_report(kept, p_woman, has_face, crops, args.threshold)
+        report["faces"] = face_report(kept, p_woman, result.has_face, crops, args.threshold)
     if args.groups:
         groups = group_names(kept.paths, args.groups)
         report["by_group"] = group_report(kept.labels, p_woman, groups, args.threshold)

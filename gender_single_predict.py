@@ -7,14 +7,14 @@ Exit status: 0 done, 1 some images unreadable, 2 error, 3 an image without a fac
 """
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
-from gender import UserError
+from gender import TASKS, UserError
 from gender.flags import positive_int, tolerant_console
-from gender.predict import BACKENDS, TASKS
+from gender.predictor import BACKENDS
+
+NO_FACE = 3  # exit status when an image holds no face: distinct from errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     tolerant_console()
     args = build_parser().parse_args(argv)
     try:
@@ -77,24 +77,11 @@ def main(argv=None) -> int:
         return 2
 
 
-def predict(args) -> int:
-    import numpy as np
-
-    from gender.atomic import check_output, write_text
-    from gender.data import Samples
-    from gender.export import check_image_size
+def predict(args: argparse.Namespace) -> int:
+    from gender.atomic import check_output
+    from gender.data import expand_inputs
     from gender.images import parse_image_size
-    from gender.predict import (
-        default_weights,
-        detects_faces,
-        expand_inputs,
-        load_model,
-        predict_samples,
-        predicted_class,
-        print_face_predictions,
-        verdict,
-        write_pictures,
-    )
+    from gender.predictor import Predictor
 
     inputs, weights = list(args.inputs), args.weights
     if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
@@ -104,42 +91,83 @@ def predict(args) -> int:
         if output:
             check_output(output, [*inputs, *paths, *([weights] if weights else [])])
     # Grad-CAM needs the gradients of the Keras model; the TFLite export has none.
-    backend = "keras" if args.explain else args.backend
-    model, info = load_model(weights or default_weights(args.task), backend)
-    size = check_image_size(info, parse_image_size(args.image_size) if args.image_size else None)
+    predictor = Predictor.load(
+        weights,
+        task=args.task,
+        backend="keras" if args.explain else args.backend,
+        image_size=parse_image_size(args.image_size) if args.image_size else None,
+    )
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     if (args.annotate or args.explain) and not single:
         raise UserError("--annotate and --explain need exactly one image file")
-    if detects_faces(args, info, inputs):
-        return print_face_predictions(model, paths, size, args, single)
+    if predictor.wants_detection(inputs, args.detect_faces, args.no_detect):
+        return predict_faces(predictor, paths, args, single)
+    return predict_whole(predictor, paths, args, single)
+
+
+def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
+    """Each image classified as it is: one line for one image, else CSV rows."""
+    import numpy as np
+
+    from gender.data import Samples
+    from gender.output import emit, images_csv, verdict, whole_image_result, write_pictures
+
     samples = Samples(paths, np.zeros(len(paths), np.int64))  # labels unknown here
     # One bad image alone is an error naming it; among many it is reported and skipped.
-    p_woman, kept = predict_samples(model, samples, size, args.batch_size, skip_bad=len(paths) > 1)
-
+    result = predictor.folder(samples, args.batch_size, skip_bad=len(paths) > 1)
     if single and not args.csv:
-        print(f"{kept.paths[0]}: {verdict(p_woman[0])}")
+        print(f"{result.samples.paths[0]}: {verdict(result.p_woman[0])}")
     if args.annotate or args.explain:
-        from gender.faces import whole_image_face
         from gender.images import read_image
 
         rgb = read_image(paths[0])
-        write_pictures(
-            args, model, rgb, size, [(whole_image_face(rgb), p_woman[0])], detected=False
-        )
+        faces = [whole_image_result(rgb, result.p_woman[0])]
+        write_pictures(predictor, rgb, faces, False, args.annotate, args.explain)
     if single and not args.csv:
         return 0
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["path", "label", "probability", "p_woman"])
-    for path, p in zip(kept.paths, p_woman):
-        label, probability = predicted_class(p)
-        writer.writerow([path, label, f"{probability:.4f}", f"{p:.4f}"])
+    emit(images_csv(result), args.csv)
     if args.csv:
-        write_text(args.csv, buffer.getvalue())
-        print(f"{len(kept)} predictions written to {args.csv}")
-    else:
-        sys.stdout.write(buffer.getvalue())
-    return 0 if len(kept) == len(paths) else 1
+        print(f"{len(result.samples)} predictions written to {args.csv}")
+    return 0 if not result.skipped else 1
+
+
+def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
+    """One line (or CSV row) per face; an image without a face says so, with status NO_FACE.
+
+    Returns:
+        The exit status: 0, 1 if some images were unreadable, else NO_FACE if one had no face.
+    """
+    from gender.console import warn
+    from gender.images import BadImageError
+    from gender.output import emit, face_lines, faces_csv, write_pictures
+
+    photos, unreadable = [], 0
+    for path in paths:
+        try:
+            photos.append(predictor.photo(path, args.batch_size))
+        except BadImageError as err:
+            if single:
+                raise
+            warn(f"{err} (skipped)")
+            unreadable += 1
+    faceless = sum(not photo.faces for photo in photos)
+    first = photos[0] if single else None
+    if single and not args.csv:
+        if not first.faces:
+            print(f"{paths[0]}: no face found (--no-detect classifies the whole image)")
+            return NO_FACE
+        print("\n".join(face_lines(first)))
+    if single and first.faces:
+        write_pictures(predictor, first.rgb, first.faces, True, args.annotate, args.explain)
+    if single and not args.csv:
+        return 0
+    emit(faces_csv(photos), args.csv)
+    if args.csv:
+        found = sum(len(photo.faces) for photo in photos)
+        print(f"{found} faces in {len(photos)} images -> {args.csv}")
+    if faceless:
+        print(f"{faceless} image(s) with no face found", file=sys.stderr)
+    return 1 if unreadable else NO_FACE if faceless else 0
 
 
 if __name__ == "__main__":

@@ -1,28 +1,76 @@
-"""Train a man/woman classifier and write a run folder under weights/.
+"""Train a man/woman classifier and write a run folder under weights/; resume, export, bundle.
 
-python gender_train.py --demo                          # synthetic data, a few minutes on a CPU
-python gender_train.py --data DIR --model cnn7 --epochs 60
+python gender_train.py --data DIR --model cnn7 --epochs 60     # train (the default mode)
 python gender_train.py --data DIR --by-person --model mobilenetv2 --backbone-weights imagenet
-python gender_train.py --resume weights/cnn7-20261122-101500   # continue an interrupted run
-python gender_train.py --export weights/cnn7-20261122-101500/best.keras   # + .tflite, SavedModel
+python gender_train.py resume weights/cnn7-20261122-101500      # continue an interrupted run
+python gender_train.py export weights/cnn7-20261122-101500/best.keras   # + .tflite, SavedModel
+python gender_train.py bundle weights/mobilenetv2-20261123-163729       # the bundled default
+python gender_train.py demo                          # synthetic data, about 30 s on a CPU
+The seeds' flags still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-import gender.data
-import gender.training
 from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
+from gender.config import DEFAULT_EPOCHS, TrainConfig
+from gender.data import DEFAULT_PERSON_PATTERN
 from gender.flags import positive_int, tolerant_console
-from gender.training import DEFAULT_EPOCHS, ModelFunctions
+
+MODES = ("train", "resume", "export", "bundle", "demo")
+# The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
+# RUN_DIR` (--demo takes no value).
+MODE_FLAGS = {"--resume": "resume", "--export": "export", "--bundle": "bundle", "--demo": "demo"}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
+    train = sub.add_parser(
+        "train",
+        help="train a model (the default: gender_train.py --data DIR ... trains)",
+        description="Train a model and write its run folder (the default mode).",
+        epilog="other modes: gender_train.py {resume,export,bundle,demo} --help",
+    )
+    add_train_flags(train)
+    resume = sub.add_parser("resume", help="continue an interrupted run from its last.keras")
+    resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument(
+        "--epochs", type=positive_int, help="a new maximum, to extend a finished run"
+    )
+    export = sub.add_parser(
+        "export",
+        help="write a trained model as TFLite and SavedModel (with a JSON of its labels and "
+        "input size) beside it, or in --out",
+    )
+    export.add_argument("weights", metavar="WEIGHTS", help="a .keras model or run folder")
+    export.add_argument("--out", help="folder for the exports (default: beside the weights)")
+    bundle = sub.add_parser(
+        "bundle",
+        help="make a run's best model the bundled default for its task: weights/pretrained/"
+        "<task>.keras, .json and .tflite (or in --out)",
+    )
+    bundle.add_argument("run_dir", metavar="RUN_DIR")
+    bundle.add_argument("--out", help="folder for the bundled files (default weights/pretrained)")
+    bundle.add_argument(
+        "--average-epochs",
+        metavar="N,N,...",
+        type=epoch_list,
+        help="bundle the mean of these epochs' checkpoints instead of best.keras",
+    )
+    demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
+    demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
+    return parser
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """The train mode's flags, in groups; each becomes the TrainConfig field of its name."""
     from models import list_models
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data",
@@ -40,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--by-person",
         nargs="?",
-        const=gender.data.DEFAULT_PERSON_PATTERN,
+        const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
         help="split so no person is on both sides; the person id "
         "is group 1 of REGEX on the file name (default %(const)r: '000_45_1.jpg' "
@@ -67,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in photos at prediction, pedestrian models never do (default face)",
     )
     model.add_argument("--image-size", help="HxW or N (default: the model's own size)")
+    model = parser.add_argument_group("transfer models (vgg16, mobilenetv2)")
     model.add_argument(
         "--backbone-weights",
         default="imagenet",
@@ -137,31 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="keep only the newest N epoch checkpoints (default 0 = all)",
     )
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    run.add_argument(
-        "--export",
-        metavar="WEIGHTS",
-        help="write a trained model as TFLite and SavedModel (with a JSON of its labels and "
-        "input size) beside it, or in --out if given, and exit",
-    )
-    run.add_argument(
-        "--bundle",
-        metavar="RUN_DIR",
-        help="make a run's best model the bundled default for its task: weights/pretrained/"
-        "<task>.keras, .json and .tflite (or in --out if given), and exit",
-    )
-    run.add_argument(
-        "--average-epochs",
-        metavar="N,N,...",
-        type=epoch_list,
-        help="with --bundle: bundle the mean of these epochs' checkpoints instead of best.keras",
-    )
-    run.add_argument(
-        "--demo",
-        action="store_true",
-        help="train, evaluate and predict on a small synthetic data set",
-    )
-    return parser
 
 
 def epoch_list(text: str) -> list[int]:
@@ -177,20 +201,41 @@ def epoch_list(text: str) -> list[int]:
     return epochs
 
 
-def main(argv=None) -> int:
-    tolerant_console()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.average_epochs and not args.bundle:
-        parser.error("--average-epochs goes with --bundle RUN_DIR")
-    try:
-        if args.demo:
-            from gender.demo import run_demo
+def with_mode(argv: list[str]) -> list[str]:
+    """argv with its mode first: the seeds' `--resume RUN_DIR` style, or `train` by default."""
+    if argv and argv[0] in MODES:
+        return argv
+    for k, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if flag not in MODE_FLAGS:
+            continue
+        if flag == "--demo":
+            return ["demo", *argv[:k], *argv[k + 1 :]]
+        if value:
+            return [MODE_FLAGS[flag], value, *argv[:k], *argv[k + 1 :]]
+        return [MODE_FLAGS[flag], *argv[k + 1 : k + 2], *argv[:k], *argv[k + 2 :]]
+    return ["train", *argv]
 
+
+def main(argv: list[str] | None = None) -> int:
+    tolerant_console()
+    argv = with_mode(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    if argv[0] != "bundle" and any(a.split("=")[0] == "--average-epochs" for a in argv):
+        parser.error("--average-epochs goes with --bundle RUN_DIR")
+    args = parser.parse_args(argv)
+    try:
+        if args.mode == "demo":
             return run_demo(args.out)
-        if args.export or args.bundle:
+        if args.mode in ("export", "bundle"):
             return export(args)
-        run_dir = train(args)
+        if args.mode == "resume":
+            from gender.training import resume_config
+
+            config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
+        else:
+            config, resume = train_config(args), None
+        run_dir = train(config, resume)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -204,38 +249,54 @@ def main(argv=None) -> int:
     return 0
 
 
-def export(args) -> int:
-    """--export: .tflite, SavedModel and JSON beside the weights; --bundle: weights/pretrained/."""
-    from gender.export import PRETRAINED_DIR, bundle, export_all
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The train mode's flags as a TrainConfig (every flag is a field of the same name)."""
+    values = {k: v for k, v in vars(args).items() if k != "mode"}
+    values["epochs"] = values.get("epochs") or DEFAULT_EPOCHS
+    values["data"] = values.get("data") or []
+    return TrainConfig(**values)
 
-    out_given = args.out != build_parser().get_default("out")
-    if args.export:
-        paths = export_all(args.export, args.out if out_given else None)
+
+def train(config: TrainConfig, resume=None) -> Path:
+    """Train as `config` says (continuing the run folder `resume`) and return the run folder."""
+    from gender.training import train as train_run
+
+    return train_run(config, resume)
+
+
+def export(args: argparse.Namespace) -> int:
+    """export: .tflite, SavedModel and JSON beside the weights; bundle: weights/pretrained/."""
+    from gender.export import bundle, export_all
+    from gender.predictor import PRETRAINED_DIR
+
+    if args.mode == "export":
+        paths = export_all(args.weights, args.out)
     else:  # a run's best model becomes weights/pretrained/<task>.keras (what predict uses)
-        out = args.out if out_given else PRETRAINED_DIR
-        paths = bundle(args.bundle, out, average_epochs=args.average_epochs)
+        paths = bundle(args.run_dir, args.out or PRETRAINED_DIR, average_epochs=args.average_epochs)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
 
 
-def train(args) -> Path:
-    """Train as `args` say and return the run folder (--demo calls this too)."""
-    import keras
+def run_demo(out) -> int:
+    """Train cnn3 on the synthetic set, then run the evaluation report and one prediction."""
+    import gender_mAP
+    import gender_single_predict
+    from gender.demo import DEMO_DATA, DEMO_SIZE, make_synthetic_set
 
-    import models.layers  # the registry, and the custom layers --resume's load_model needs
-    from models.split import split_frozen_prefix
-
-    # The models/ side of training is handed in from here: gender/ code does not import models/.
-    model_functions = ModelFunctions(
-        get_entry=models.get_entry,
-        create_model=models.create_model,
-        default_trainable_blocks=models.default_trainable_blocks,
-        set_trainable_blocks=models.set_trainable_blocks,
-        split_frozen_prefix=split_frozen_prefix,
-        load_model=keras.saving.load_model,
-    )
-    return gender.training.train(args, model_functions)
+    print(f"demo: writing a SYNTHETIC image set (squares = 'man', discs = 'woman') to {DEMO_DATA}")
+    make_synthetic_set(DEMO_DATA)
+    argv = ["--data", str(DEMO_DATA), "--model", "cnn3", "--image-size", str(DEMO_SIZE),
+            "--epochs", "15", "--augment", "flip", "--out", str(out)]  # fmt: skip
+    print("demo: python gender_train.py " + " ".join(argv))
+    run_dir = train(train_config(build_parser().parse_args(["train", *argv])))
+    best = run_dir / "best.keras"
+    print(f"\ndemo: python gender_mAP.py {run_dir / 'val.txt'} {best}")
+    status = gender_mAP.main([str(run_dir / "val.txt"), str(best)])
+    image = DEMO_DATA / "woman" / "0000.png"
+    # shapes, not faces: the face detector would find none, so classify the whole image
+    print(f"\ndemo: python gender_single_predict.py {image} {best} --no-detect")
+    return status or gender_single_predict.main([str(image), str(best), "--no-detect"])
 
 
 if __name__ == "__main__":

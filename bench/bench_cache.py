@@ -59,9 +59,11 @@ def main(argv=None) -> int:
         history = read_history(next((work / cache).iterdir()))
         results[cache] = (history, total)
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{args.model}, {2 * args.per_class} images (80% train), {args.epochs} epochs "
-          f"(1 head + {args.epochs - 1} fine-tuning {args.trainable_blocks} blocks)")
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"{args.model}, {2 * args.per_class} images (80% train), {args.epochs} epochs "
+        f"(1 head + {args.epochs - 1} fine-tuning {args.trainable_blocks} blocks)"
+    )
     print(f"{'cache':<6}{'epoch s (each)':<40}{'total s':>9}{'final val acc':>15}")
     for cache, (history, total) in results.items():
         seconds = " ".join(f"{row['seconds']:.1f}" for row in history)

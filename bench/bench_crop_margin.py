@@ -30,10 +30,10 @@ def main(argv=None) -> int:
     from gender.faces import align_crop, detect_faces
     from gender.images import BadImageError, read_image
     from gender.metrics import evaluate
-    from gender.predict import default_weights, load_model
+    from gender.predictor import Predictor
 
-    model, info = load_model(args.weights or default_weights("face"))
-    size = tuple(info["image_size"])
+    predictor = Predictor.load(args.weights, task="face")
+    info, size = predictor.info, predictor.size
     parts = load_samples(args.data)  # a train/val folder: its val/
     samples = parts.get("val") or parts["all"]
     crops = {margin: [] for margin in args.margins}
@@ -51,15 +51,19 @@ def main(argv=None) -> int:
         for margin in args.margins:
             crops[margin].append(align_crop(rgb, faces[0], size, margin))
 
-    print(f"{args.data}: {len(labels)} images with a face, {no_face} without (left out); "
-          f"model {info.get('model')} {size[0]}x{size[1]}, backend {info['backend']}")
+    print(
+        f"{args.data}: {len(labels)} images with a face, {no_face} without (left out); "
+        f"model {info.get('model')} {size[0]}x{size[1]}, backend {predictor.backend}"
+    )
     print(f"{'margin':>7}{'accuracy %':>12}{'error man %':>13}{'error woman %':>15}")
     for margin in args.margins:
-        p_woman = model.predict(np.stack(crops[margin]), batch_size=64, verbose=0).ravel()
+        p_woman = predictor.classify(np.stack(crops[margin]))
         report = evaluate(np.array(labels), p_woman)
         errors = report["error_rate"]
-        print(f"{margin:>7.1f}{100 * report['accuracy']:>12.2f}"
-              f"{100 * errors['man']:>13.2f}{100 * errors['woman']:>15.2f}")
+        print(
+            f"{margin:>7.1f}{100 * report['accuracy']:>12.2f}"
+            f"{100 * errors['man']:>13.2f}{100 * errors['woman']:>15.2f}"
+        )
     return 0
 
 

@@ -53,15 +53,15 @@ def main(argv=None) -> int:
     weights = face_weights(args.weights)
     import gender_mAP  # noqa: F401  imported before timing: a folder run pays it once
     from gender.data import decode_images, list_folder
-    from gender.predict import load_model
+    from gender.predictor import Predictor
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = link_sample(Path(args.data), Path(tmp) / "all", args.per_class)
         small = link_sample(Path(args.data), Path(tmp) / "quarter", max(1, args.per_class // 4))
         samples = list_folder(folder)
         n, n_small = len(samples), len(list_folder(small))
-        model, info = load_model(weights, "lite")
-        size = tuple(info["image_size"])
+        predictor = Predictor.load(weights, backend="lite")
+        model, info, size = predictor.model, predictor.info, predictor.size
         print(f"model: {weights} ({info['model']}, {size[0]}x{size[1]}); {n} images of {args.data}")
 
         rows = []

@@ -7,6 +7,7 @@ folder, read-only, or one of the user's images is refused in one line before any
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gender import UserError
@@ -17,7 +18,7 @@ def _cannot_write(path, err: OSError) -> UserError:
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
 
     The temporary name keeps the final suffix, because Keras and matplotlib pick the format from it.
@@ -47,7 +48,7 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
-def write_text(path, text: str) -> None:
+def write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically, as UTF-8.
 
     surrogateescape writes a file name that is not valid UTF-8 back as its own bytes, so a
@@ -57,7 +58,7 @@ def write_text(path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
-def check_output(path, inputs=(), folder: bool = False) -> Path:
+def check_output(path: str | Path, inputs: Iterable[str | Path] = (), folder: bool = False) -> Path:
     """Refuse an output path before the work: one that cannot be written or touches an input.
 
     Args:
@@ -99,7 +100,7 @@ def check_output(path, inputs=(), folder: bool = False) -> Path:
     return path
 
 
-def make_folder(path) -> Path:
+def make_folder(path: str | Path) -> Path:
     """mkdir -p, with a failure reported as one line (UserError) naming the folder."""
     path = Path(path)
     try:

@@ -6,6 +6,8 @@ Augmentation runs in the tf.data pipeline of the training split only; it is neve
 model, so validation, evaluation and export see the images unchanged.
 """
 
+from collections.abc import Callable, Sequence
+
 from gender import UserError
 
 # name -> factory(keras, seed) of one Keras preprocessing layer working on raw 0..255 RGB batches.
@@ -79,7 +81,7 @@ def parse_augment(text: str) -> list[str]:
     return names
 
 
-def build_augmenter(names, seed: int = 0):
+def build_augmenter(names: Sequence[str], seed: int = 0) -> Callable:
     """Return fn(uint8 batch) -> float32 batch in 0..255 applying `names`, or None if empty."""
     if not names:
         return None

@@ -14,23 +14,30 @@ again.
 
 import os
 import re
-import sys
 import tempfile
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.console import warn
 from gender.images import BadImageError, is_image_file, load_image
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # Pedestrian file names start with the person number ("000_45_1.jpg" is person 000).
 DEFAULT_PERSON_PATTERN = r"^(\d+)_"
-# Decoded images and cached features stay in RAM while their total fits this budget; an array
-# that would pass it goes to a disk-backed file instead (see new_array).
-MEMORY_BUDGET_BYTES = int(os.environ.get("GENDER_MEMORY_BUDGET_MB", "2048")) * 2**20
+# Decoded images and cached features stay in RAM while their total fits a budget; an array
+# that would pass it goes to a disk-backed file instead (see new_array). The budget is
+# GENDER_MEMORY_BUDGET_MB (default 2048), read at each call; a caller may pin it here instead.
+DEFAULT_MEMORY_BUDGET_MB = 2048
+MEMORY_BUDGET_BYTES: int | None = None  # None: the environment variable decides
 _ram_bytes = [0]  # bytes of the new_array arrays now alive in RAM
 TRUTH_HEADER = f"# path<TAB>label  (label 0 = {CLASS_NAMES[0]}, 1 = {CLASS_NAMES[1]})\n"
 
@@ -45,22 +52,18 @@ class Samples:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, index) -> "Samples":
+    def subset(self, index: Sequence[int] | np.ndarray) -> "Samples":
         return Samples([self.paths[i] for i in index], self.labels[index])
 
     def counts(self) -> dict[str, int]:
         return {name: int((self.labels == i).sum()) for i, name in enumerate(CLASS_NAMES)}
 
 
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def _has_classes(folder: Path) -> bool:
     return any((folder / name).is_dir() for name in CLASS_NAMES)
 
 
-def find_splits(root) -> dict[str, Path]:
+def find_splits(root: str | Path) -> dict[str, Path]:
     """Resolve a data folder into {'train': dir, 'val': dir} or {'all': dir}, each with man/woman.
 
     Raises:
@@ -89,7 +92,7 @@ def find_splits(root) -> dict[str, Path]:
     return splits
 
 
-def walk_images(folder, report_other: bool = True):
+def walk_images(folder: str | Path, report_other: bool = True) -> Iterator[Path]:
     """Yield the image files below `folder`, sorted by path, reporting what is left out.
 
     The rules, the same for every command: names starting with '.' (files and folders, e.g.
@@ -127,7 +130,7 @@ def walk_images(folder, report_other: bool = True):
     yield from walk(Path(folder))
 
 
-def list_folder(folder) -> Samples:
+def list_folder(folder: str | Path) -> Samples:
     """List the images under folder/man and folder/woman (see walk_images), in a stable order.
 
     An empty class is an error.
@@ -146,7 +149,7 @@ def list_folder(folder) -> Samples:
     return Samples(paths, np.asarray(labels, dtype=np.int64))
 
 
-def read_truth_table(path) -> Samples:
+def read_truth_table(path: str | Path) -> Samples:
     """Read a ground-truth table written by `dataset.py` or the trainer (`path<TAB>label`)."""
     path = Path(path)
     paths, labels = [], []
@@ -171,7 +174,9 @@ def read_truth_table(path) -> Samples:
     return Samples(paths, np.asarray(labels, dtype=np.int64))
 
 
-def write_truth_table(path, samples: Samples, relative_to=None) -> None:
+def write_truth_table(
+    path: str | Path, samples: Samples, relative_to: str | Path | None = None
+) -> None:
     """Write samples as a `path<TAB>label` table, atomically (paths relative to `relative_to`)."""
     from gender.atomic import write_text
 
@@ -185,7 +190,7 @@ def write_truth_table(path, samples: Samples, relative_to=None) -> None:
     write_text(path, "".join(lines))
 
 
-def class_folders(source) -> list[Path]:
+def class_folders(source: str | Path) -> list[Path]:
     """The man/ and woman/ folders images are read from ([] for a ground-truth table)."""
     source = Path(source)
     if source.is_file():
@@ -193,7 +198,7 @@ def class_folders(source) -> list[Path]:
     return [folder / name for folder in find_splits(source).values() for name in CLASS_NAMES]
 
 
-def load_samples(source) -> dict[str, Samples]:
+def load_samples(source: str | Path) -> dict[str, Samples]:
     """List a data folder or a ground-truth table: {'train': .., 'val': ..} or {'all': ..}."""
     source = Path(source)
     if source.is_file() and source.suffix == ".txt":
@@ -201,7 +206,7 @@ def load_samples(source) -> dict[str, Samples]:
     return {split: list_folder(folder) for split, folder in find_splits(source).items()}
 
 
-def person_ids(paths, pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
+def person_ids(paths: Sequence[str], pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
     """The person id of each file, from the first group of `pattern` matched on the file name.
 
     A name that does not match is its own person, so an unmatched file can never leak across.
@@ -214,7 +219,9 @@ def person_ids(paths, pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
     return ids
 
 
-def split_samples(samples: Samples, val_fraction: float, seed: int, person_pattern=None):
+def split_samples(
+    samples: Samples, val_fraction: float, seed: int, person_pattern: str | None = None
+) -> tuple[Samples, Samples]:
     """Split into (train, val), stratified by class; by person when `person_pattern` is given.
 
     With a pattern, all images of one person id land on the same side, whatever class folder
@@ -256,7 +263,7 @@ def split_samples(samples: Samples, val_fraction: float, seed: int, person_patte
     return train, val
 
 
-def concat_samples(parts) -> Samples:
+def concat_samples(parts: Sequence[Samples]) -> Samples:
     """One Samples holding every part, in order."""
     return Samples(
         [path for part in parts for path in part.paths],
@@ -264,15 +271,28 @@ def concat_samples(parts) -> Samples:
     )
 
 
-def new_array(shape, dtype, cache_dir=None) -> np.ndarray:
-    """An uninitialised array: in RAM if it fits what is left of MEMORY_BUDGET_BYTES, else a file.
+def memory_budget_bytes() -> int:
+    """The RAM budget for decoded arrays: MEMORY_BUDGET_BYTES if set, else the environment's."""
+    if MEMORY_BUDGET_BYTES is not None:
+        return MEMORY_BUDGET_BYTES
+    text = os.environ.get("GENDER_MEMORY_BUDGET_MB", str(DEFAULT_MEMORY_BUDGET_MB))
+    try:
+        return int(float(text) * 2**20)
+    except ValueError:
+        raise UserError(f"GENDER_MEMORY_BUDGET_MB={text!r}: expected a number of MB") from None
+
+
+def new_array(
+    shape: tuple[int, ...], dtype: np.typing.DTypeLike, cache_dir: str | Path | None = None
+) -> np.ndarray:
+    """An uninitialised array: in RAM if it fits what is left of the budget, else a file.
 
     The budget is for all the arrays alive at once (train images, val images, cached features),
     so their sum, not each alone, stays under it. Each file-backed array gets its own temporary
     file in `cache_dir`, so two arrays never share one; without `cache_dir`, RAM it is.
     """
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if _ram_bytes[0] + nbytes <= MEMORY_BUDGET_BYTES or cache_dir is None:
+    if _ram_bytes[0] + nbytes <= memory_budget_bytes() or cache_dir is None:
         array = np.empty(shape, dtype)
         _ram_bytes[0] += nbytes
         weakref.finalize(array, _release_ram, nbytes)  # views keep `array` alive until dropped
@@ -287,19 +307,25 @@ def _release_ram(nbytes: int) -> None:
     _ram_bytes[0] -= nbytes
 
 
-def storage(array) -> str:
+def storage(array: np.ndarray) -> str:
     """Where an array from new_array lives and its size, e.g. '520 MB in RAM'."""
     where = "in a file" if isinstance(array, np.memmap) else "in RAM"
     return f"{array.nbytes / 2**20:,.0f} MB {where}"
 
 
-def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad=True):
+def decode_images(
+    samples: Samples,
+    size: Sequence[int],
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    skip_bad: bool = True,
+) -> tuple[np.ndarray, Samples]:
     """Decode and resize every image once, skipping (and reporting) the bad ones.
 
     With skip_bad=False the first bad image raises its BadImageError instead.
 
     Returns:
-        (images, kept): images is (N, H, W, 3) uint8, in RAM when it fits MEMORY_BUDGET_BYTES,
+        (images, kept): images is (N, H, W, 3) uint8, in RAM when it fits the memory budget,
         else a np.memmap file in `cache_dir`; kept is the Samples that decoded.
     """
     height, width = size
@@ -330,8 +356,14 @@ def decode_images(samples: Samples, size, cache_dir=None, workers=None, skip_bad
 
 
 def make_dataset(
-    inputs, labels, batch_size: int, shuffle: bool, seed: int = 0, augment=None, views: bool = False
-):
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    augment: Callable | None = None,
+    views: bool = False,
+) -> "tf.data.Dataset":
     """A tf.data pipeline of (inputs, float labels) batches from decoded arrays.
 
     Batches are sliced from the array in Python (cheap: one memcpy per batch) so the same code
@@ -368,3 +400,22 @@ def make_dataset(
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
+    """Files as given; folders as every image file below them, sorted (see walk_images)."""
+    paths = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = [str(p) for p in walk_images(path, report_other=False)]
+            if not found:
+                raise UserError(f"{path}: no image files in this folder")
+            paths += found
+        elif path.is_file():
+            paths.append(str(path))
+        elif path.exists():  # never opened: a pipe would wait for a writer for ever
+            raise UserError(f"{path}: not a regular file (a named pipe, socket or device)")
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    return paths

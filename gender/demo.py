@@ -1,4 +1,4 @@
-"""The built-in default job: a small synthetic man/woman set, trained, evaluated and predicted.
+"""The demo's data: a small synthetic man/woman set (`gender_train.py demo` trains on it).
 
 The images are SYNTHETIC shapes, not people: "man" images hold squares, "woman" images discs, on
 noisy backgrounds. They only show that the whole pipeline works end to end on any machine.
@@ -13,7 +13,9 @@ DEMO_SIZE = 64
 PER_CLASS = 240
 
 
-def make_synthetic_set(root, per_class: int = PER_CLASS, size: int = DEMO_SIZE, seed: int = 0):
+def make_synthetic_set(
+    root: str | Path, per_class: int = PER_CLASS, size: int = DEMO_SIZE, seed: int = 0
+) -> Path:
     """Write root/{man,woman}/NNNN.png (synthetic shapes) and return root."""
     import cv2
 
@@ -41,37 +43,3 @@ def make_synthetic_set(root, per_class: int = PER_CLASS, size: int = DEMO_SIZE, 
                 cv2.circle(image, tuple(int(c) for c in center), radius, color, -1)
             cv2.imwrite(str(folder / f"{i:04d}.png"), image)
     return root
-
-
-def run_demo(out) -> int:
-    """Train cnn3 on the synthetic set, then run the evaluation report and one prediction."""
-    import gender_mAP
-    import gender_single_predict
-    import gender_train
-
-    print(f"demo: writing a SYNTHETIC image set (squares = 'man', discs = 'woman') to {DEMO_DATA}")
-    make_synthetic_set(DEMO_DATA)
-    argv = [
-        "--data",
-        str(DEMO_DATA),
-        "--model",
-        "cnn3",
-        "--image-size",
-        str(DEMO_SIZE),
-        "--epochs",
-        "15",
-        "--augment",
-        "flip",
-        "--out",
-        str(out),
-    ]
-    print("demo: python gender_train.py " + " ".join(argv))
-    args = gender_train.build_parser().parse_args(argv)
-    run_dir = gender_train.train(args)
-    best = run_dir / "best.keras"
-    print(f"\ndemo: python gender_mAP.py {run_dir / 'val.txt'} {best}")
-    status = gender_mAP.main([str(run_dir / "val.txt"), str(best)])
-    image = DEMO_DATA / "woman" / "0000.png"
-    # shapes, not faces: the face detector would find none, so classify the whole image
-    print(f"\ndemo: python gender_single_predict.py {image} {best} --no-detect")
-    return status or gender_single_predict.main([str(image), str(best), "--no-detect"])

@@ -6,7 +6,15 @@ respect to it, sum, keep the positive part. Works for every model of the registr
 chains (input -> scaling -> convolutions or a nested backbone Model -> head).
 """
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+    from gender.faces import Face
 
 HEATMAP_WEIGHT = 0.45  # share of the colour map in the overlay; the rest is the photo
 
@@ -34,7 +42,7 @@ def _feature_layer(model):
     raise ValueError(f"model {model.name} has no convolutional layer to explain")
 
 
-def grad_cam(model, image: np.ndarray) -> tuple[np.ndarray, float]:
+def grad_cam(model: "keras.Model", image: np.ndarray) -> tuple[np.ndarray, float]:
     """Class activation map for the predicted class of one model-sized image.
 
     Args:
@@ -85,7 +93,7 @@ def _logit(p):
     return keras.ops.log(p) - keras.ops.log(1 - p)
 
 
-def overlay(rgb: np.ndarray, heatmap: np.ndarray, mask=None) -> np.ndarray:
+def overlay(rgb: np.ndarray, heatmap: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """The photo with a JET colour map of `heatmap` (resized to it) blended on top (RGB uint8).
 
     Args:
@@ -103,7 +111,9 @@ def overlay(rgb: np.ndarray, heatmap: np.ndarray, mask=None) -> np.ndarray:
     return np.uint8(np.clip((1 - alpha) * rgb + alpha * colours, 0, 255) + 0.5)
 
 
-def face_heatmap(heatmap: np.ndarray, matrix: np.ndarray, crop_size, image_shape):
+def face_heatmap(
+    heatmap: np.ndarray, matrix: np.ndarray, crop_size: Sequence[int], image_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """A face crop's heatmap mapped back onto the photo, with the mask of where the crop lies.
 
     Args:
@@ -122,7 +132,9 @@ def face_heatmap(heatmap: np.ndarray, matrix: np.ndarray, crop_size, image_shape
     return heat, mask
 
 
-def explain_image(model, rgb: np.ndarray, size, faces=None) -> np.ndarray:
+def explain_image(
+    model: "keras.Model", rgb: np.ndarray, size: Sequence[int], faces: "list[Face] | None" = None
+) -> np.ndarray:
     """The photo with the Grad-CAM of the predicted class laid over it (RGB uint8).
 
     Args:

@@ -1,150 +1,27 @@
-"""Load a trained model with the run.json that describes it; export it as TFLite and SavedModel.
+"""Export a trained model as TFLite and SavedModel; bundle a run as a default model.
 
-Exports (`python gender_train.py --export WEIGHTS`) sit beside the weights with the same stem:
+Exports (`python gender_train.py export WEIGHTS`) sit beside the weights with the same stem:
 best.keras -> best.tflite, best_saved_model/, best.export.json (class names, input size, model).
-This module imports no TensorFlow at import time: the fast predict path imports it for
-PRETRAINED_DIR and `export_paths` only.
+Models are loaded with `gender.predictor.load_trained`; TensorFlow is imported only when a
+function here runs.
 """
 
 import json
 import os
 import shutil
 import tempfile
-import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gender import CLASS_NAMES, UserError
+from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
-
-
-def resolve_weights(weights) -> Path:
-    """A weights argument as a file: a run folder means its best.keras."""
-    path = Path(weights)
-    if path.is_dir():
-        for name in ("best.keras", "last.keras"):
-            if (path / name).is_file():
-                return path / name
-        raise UserError(f"{path}: folder holds no best.keras or last.keras")
-    if not path.exists():
-        raise UserError(f"{path}: weights file not found")
-    return path
-
-
-def load_trained(weights):
-    """Load a model saved by the trainer.
-
-    Accepts a .keras file, a run folder, or a .weights.h5 file with run.json beside it.
-
-    Returns:
-        (model, info): info is the run.json dict, with at least 'model' and 'image_size'.
-    """
+if TYPE_CHECKING:
     import keras
 
-    import models.layers  # noqa: F401  registers the custom layers before loading
 
-    # gender.runs imports Keras: kept out of the import chain of the fast (LiteRT) path
-    from gender.runs import model_info_name, read_run_info
-
-    path = resolve_weights(weights)
-    info = read_run_info(path.parent, model_info_name(path))
-    if path.name.endswith(".weights.h5"):
-        model = _build_and_load_weights(path, info)
-    elif path.suffix == ".keras":
-        model = open_keras(path, keras.saving.load_model, compile=False)
-    else:
-        raise UserError(f"{path}: expected a .keras model (or .weights.h5 with run.json)")
-    check_gender_model(path, model)
-    input_size = tuple(model.input_shape[1:3])
-    if info.get("image_size") and tuple(info["image_size"]) != input_size:
-        raise UserError(
-            f"{path}: model input is {input_size} but run.json says {tuple(info['image_size'])}"
-        )
-    info.setdefault("image_size", list(input_size))
-    info.setdefault("model", model.name)
-    info.setdefault("class_names", list(CLASS_NAMES))
-    return model, info
-
-
-def open_keras(path: Path, load, **kwargs):
-    """`load(path, **kwargs)` (keras.saving.load_model) with every failure as one UserError line.
-
-    A truncated file (an interrupted copy or save) is called corrupt, where Keras would say
-    "File not found"; a Lambda layer (code inside the file) gets a complete one-line refusal.
-    """
-    if not zipfile.is_zipfile(path):
-        raise UserError(
-            f"{path}: corrupt or not a Keras model file (a .keras file is a zip archive; "
-            "truncated by an interrupted save or copy?)"
-        )
-    try:
-        return load(path, **kwargs)
-    except Exception as err:  # Keras raises many types for a bad file; all mean the same here
-        text = " ".join(str(err).split())
-        if "Lambda" in text or "safe_mode" in text:
-            raise UserError(
-                f"{path}: refused: it holds a Lambda layer, i.e. Python code that would run on "
-                "loading (Keras safe_mode); only models built by this toolkit load"
-            ) from None
-        reason = text.split(". ")[0] if text else type(err).__name__
-        raise UserError(f"{path}: not a loadable Keras model ({reason})") from None
-
-
-def check_gender_model(path, model) -> None:
-    """Refuse a model that is not one image in, one sigmoid P(woman) out (UserError)."""
-    import keras
-
-    if len(model.inputs) != 1:
-        raise UserError(f"{path}: the model has {len(model.inputs)} inputs; expected one image")
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[3] != 3:
-        raise UserError(f"{path}: model input {shape[1:]} is not an RGB image (H, W, 3)")
-    if shape[1] is None or shape[2] is None:
-        raise UserError(f"{path}: model input size is not fixed ({shape[1:]}); expected H, W, 3")
-    if len(model.outputs) != 1 or tuple(model.output_shape) != (None, 1):
-        raise UserError(
-            f"{path}: not a gender model (output shape {model.output_shape}, "
-            "expected one P(woman) unit)"
-        )
-    last = model.layers[-1]
-    while isinstance(last, keras.Model) and last.layers:  # a nested model ending the chain
-        last = last.layers[-1]
-    if getattr(last, "activation", None) is not keras.activations.sigmoid:
-        name = getattr(getattr(last, "activation", None), "__name__", type(last).__name__)
-        raise UserError(
-            f"{path}: the output is not a probability (last layer {last.name!r} ends with "
-            f"{name}, expected sigmoid)"
-        )
-
-
-def _build_and_load_weights(path: Path, info: dict):
-    from models import create_model
-
-    if not info.get("model"):
-        raise UserError(f"{path}: a .weights.h5 file needs the run.json of its run beside it")
-    model = create_model(info["model"], image_size=info["image_size"])
-    try:
-        model.load_weights(path)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0][:120]
-        raise UserError(
-            f"{path}: weights do not fit model {info['model']} at {info['image_size']} ({reason})"
-        ) from None
-    return model
-
-
-def check_image_size(info: dict, requested) -> tuple[int, int]:
-    """The model's input size; a different --image-size is an error, not a silent resize."""
-    size = tuple(info["image_size"])
-    if requested is not None and tuple(requested) != size:
-        raise UserError(
-            f"--image-size {requested[0]}x{requested[1]}: this model was trained at "
-            f"{size[0]}x{size[1]}; leave --image-size out to use it"
-        )
-    return size
-
-
-def export_paths(weights) -> dict[str, Path]:
+def export_paths(weights: str | Path) -> dict[str, Path]:
     """Where the exports of a .keras file go: {'tflite', 'saved_model', 'json'} beside it."""
     path = Path(weights)
     stem = path.name.removesuffix(".weights.h5").removesuffix(".keras")
@@ -155,7 +32,7 @@ def export_paths(weights) -> dict[str, Path]:
     }
 
 
-def export_info(model, info: dict) -> dict:
+def export_info(model: "keras.Model", info: dict) -> dict:
     """What a runtime needs to use an export without Keras: labels, input size and range."""
     return {
         "model": info.get("model", model.name),
@@ -169,7 +46,7 @@ def export_info(model, info: dict) -> dict:
     }
 
 
-def export_saved_model(model, folder) -> Path:
+def export_saved_model(model: "keras.Model", folder: str | Path) -> Path:
     """Write `model` as a TensorFlow SavedModel (endpoint `serve`), atomically.
 
     The whole folder is written under a temporary name and renamed, so a reader never sees half
@@ -211,7 +88,7 @@ def _write_saved_model(model, folder: Path, shape=None, endpoint=None) -> None:
     archive.write_out(str(folder), verbose=False)
 
 
-def export_tflite(model, path) -> Path:
+def export_tflite(model: "keras.Model", path: str | Path) -> Path:
     """Write `model` as a TFLite flat buffer for the LiteRT interpreter, atomically."""
     return _write_tflite(lambda folder: _write_saved_model(model, folder), path)
 
@@ -237,7 +114,7 @@ def _write_tflite(write_saved_model, path) -> Path:
     return path
 
 
-def export_detector(out_dir=None) -> dict[str, Path]:
+def export_detector(out_dir: str | Path | None = None) -> dict[str, Path]:
     """Convert the `mtcnn` package's three networks to TFLite for `gender.lite_faces`.
 
     The bundled files in weights/detector/ were made with mtcnn 1.0.0 by
@@ -269,7 +146,7 @@ def export_detector(out_dir=None) -> dict[str, Path]:
     return written
 
 
-def export_all(weights, out=None) -> dict[str, Path]:
+def export_all(weights: str | Path, out: str | Path | None = None) -> dict[str, Path]:
     """Export a trained model (a .keras file or run folder) as TFLite, SavedModel and JSON.
 
     Args:
@@ -295,7 +172,11 @@ def _write_lite_export(model, info: dict, source_name: str, paths: dict) -> None
     write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
 
 
-def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Path]:
+def bundle(
+    run_dir: str | Path,
+    out_dir: str | Path = PRETRAINED_DIR,
+    average_epochs: Sequence[int] | None = None,
+) -> dict[str, Path]:
     """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`.
 
     The model is re-saved without its optimizer state (a third of a checkpoint's size), and the
@@ -307,6 +188,7 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
         {'keras', 'json', 'tflite', 'export_json'}: the files written.
     """
     from gender.atomic import atomic_path, write_text
+    from gender.config import run_config
     from gender.runs import RUN_FILE, read_run_info
 
     run_dir = Path(run_dir)
@@ -315,6 +197,7 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
     info = read_run_info(run_dir)
     if not info.get("task"):
         raise UserError(f"{run_dir / RUN_FILE}: no 'task' (train with --task face|pedestrian)")
+    task = run_config(info).task
     source = {"bundled_from": str(run_dir)}
     if average_epochs:
         model = average_checkpoints(run_dir, info, average_epochs)
@@ -322,7 +205,6 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
     else:
         model, _ = load_trained(run_dir)
     out_dir = Path(out_dir)
-    task = info["task"]
     paths = {"keras": out_dir / f"{task}.keras", "json": out_dir / f"{task}.json"}
     with atomic_path(paths["keras"]) as tmp:
         model.save(tmp)  # loaded with compile=False: no optimizer state to carry
@@ -332,7 +214,7 @@ def bundle(run_dir, out_dir=PRETRAINED_DIR, average_epochs=None) -> dict[str, Pa
     return {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
 
 
-def average_checkpoints(run_dir, info: dict, epochs):
+def average_checkpoints(run_dir: str | Path, info: dict, epochs: Sequence[int]) -> "keras.Model":
     """One model whose weights are the mean of a run's epoch_NNN.keras checkpoints.
 
     Checkpoints of one phase of one run start from the same weights and stay in one basin, so

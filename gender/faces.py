@@ -4,7 +4,10 @@ The detector is MTCNN from the `mtcnn` package (its three small networks ship in
 nothing is downloaded at run time). The package runs on TensorFlow, whose import alone takes
 seconds, so the fast path (a LiteRT model, `fast=True`) runs the same networks converted to
 TFLite (weights/detector/) with `gender.lite_faces`, which finds the same faces without
-TensorFlow; the Keras path and training keep the package. Both are loaded on first use.
+TensorFlow; single photos predicted under Keras keep the package. Both load on first use.
+
+Which detector runs is decided once, in `_detector`, by what is installed; `gender.predictor`
+asks for the fast one when its model runs under LiteRT. Drawing lives in `gender.output`.
 
 `face_crops` is the one function that turns a photo into model inputs: prediction, evaluation and
 training with --detect-faces and `dataset.py crop` all call it (directly or through
@@ -12,13 +15,17 @@ training with --detect-faces and `dataset.py crop` all call it (directly or thro
 """
 
 import functools
-import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gender import UserError
+
+if TYPE_CHECKING:
+    from gender.data import Samples
 
 # The crop reproduces the framing of the aligned UTKFace crops (one of the two sets the bundled
 # face model learns from). Measured by running the detector on 80 adult UTK images (200x200): the
@@ -107,7 +114,7 @@ def detect_faces(rgb: np.ndarray, fast: bool = False) -> list[Face]:
     return faces
 
 
-def crop_matrix(face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+def crop_matrix(face: Face, size: Sequence[int], margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """The 2x3 affine map from image pixels to an upright crop of `size` = (height, width).
 
     The crop is `margin` eye distances wide, its eye line horizontal and EYE_LINE of the way down.
@@ -134,7 +141,9 @@ def crop_matrix(face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     return np.hstack([rotation, offset[:, None]])
 
 
-def align_crop(rgb: np.ndarray, face: Face, size, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+def align_crop(
+    rgb: np.ndarray, face: Face, size: Sequence[int], margin: float = DEFAULT_MARGIN
+) -> np.ndarray:
     """The face turned upright by its eyes and cropped: (height, width, 3) uint8 RGB.
 
     Pixels outside the photo repeat its edge: tight web crops need some, a black band would be
@@ -164,7 +173,9 @@ def align_crop(rgb: np.ndarray, face: Face, size, margin: float = DEFAULT_MARGIN
     return resize(big, size)
 
 
-def face_crops(rgb: np.ndarray, size, margin: float = DEFAULT_MARGIN, fast: bool = False) -> list:
+def face_crops(
+    rgb: np.ndarray, size: Sequence[int], margin: float = DEFAULT_MARGIN, fast: bool = False
+) -> list[tuple[Face, np.ndarray]]:
     """Detect and crop every face: [(Face, crop)], largest face first; [] when there is none.
 
     The one path from a photo to model inputs (see the module docstring); `fast` as in
@@ -191,13 +202,15 @@ class CropSummary:
         )
 
 
-def largest_faces(paths, size, summary: CropSummary, label: str = "detecting faces"):
+def largest_faces(
+    paths: Sequence[str], size: Sequence[int], summary: CropSummary, label: str = "detecting faces"
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield (index, rgb, crop) for each readable image: its largest face, or crop None.
 
     A labelled folder shows one person per image, so when a picture holds several faces the
     largest is taken as that person. Unreadable images are reported, counted and not yielded.
     """
-    from gender.data import warn
+    from gender.console import Progress, warn
     from gender.images import BadImageError, read_image
 
     progress = Progress(len(paths), label)
@@ -218,7 +231,13 @@ def largest_faces(paths, size, summary: CropSummary, label: str = "detecting fac
     progress.done()
 
 
-def decode_face_crops(samples, size, cache_dir=None, whole_if_none=False, label="detecting faces"):
+def decode_face_crops(
+    samples: "Samples",
+    size: Sequence[int],
+    cache_dir: str | Path | None = None,
+    whole_if_none: bool = False,
+    label: str = "detecting faces",
+) -> tuple[np.ndarray, "Samples", np.ndarray, CropSummary]:
     """`decode_images` with detection: the largest face of each image, aligned and cropped.
 
     Args:
@@ -244,100 +263,6 @@ def decode_face_crops(samples, size, cache_dir=None, whole_if_none=False, label=
     if not kept:
         raise UserError("no image with a face" if summary.none else "no readable images")
     return store[: len(kept)], samples.subset(kept), np.array(has_face, bool), summary
-
-
-def model_task(info: dict) -> str:
-    """'face' or 'pedestrian' from a run.json; runs that do not say are face models."""
-    return info.get("task") or info.get("flags", {}).get("task") or "face"
-
-
-def require_face_model(info: dict) -> None:
-    """--detect-faces is for face models: a pedestrian model sees whole bodies."""
-    if model_task(info) != "face":
-        raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
-
-
-class Progress:
-    """A one-line progress count on stderr (a line per 10% when stderr is not a terminal)."""
-
-    def __init__(self, total: int, label: str):
-        self.total, self.label = total, label
-        self.tty = sys.stderr.isatty()
-        self.shown = -1
-
-    def update(self, done: int) -> None:
-        if self.tty:
-            print(f"\r{self.label}: {done}/{self.total}", end="", file=sys.stderr, flush=True)
-            return
-        tenth = done * 10 // max(self.total, 1)
-        if tenth > self.shown:
-            self.shown = tenth
-            print(f"{self.label}: {done}/{self.total}", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        end = "\r" if self.tty else ""
-        print(f"{end}{self.label}: {self.total}/{self.total}", file=sys.stderr, flush=True)
-
-
-def draw_faces(rgb: np.ndarray, faces, labels) -> np.ndarray:
-    """A copy of the image with each face's box and its label text drawn on it (RGB)."""
-    import cv2
-
-    out = rgb.copy()
-    thickness = max(1, round(max(rgb.shape[:2]) / 300))
-    for face, text in zip(faces, labels):
-        x1, y1, x2, y2 = (round(v) for v in face.box)
-        colour = (230, 60, 60) if text.startswith("woman") else (60, 110, 230)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        scale = max(0.4, (x2 - x1) / 250)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        top = max(0, y1 - th - base - 2)  # above the box, or inside it at the top edge
-        cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), colour, -1)
-        cv2.putText(
-            out,
-            text,
-            (x1 + 1, top + th + 1),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            thickness,
-            cv2.LINE_AA,
-        )
-    return out
-
-
-def write_image(path, rgb: np.ndarray) -> None:
-    """Write an RGB image atomically; the format comes from the suffix (.jpg, .png).
-
-    Encoded in memory and written by Python: cv2.imwrite crashes on file names that are not
-    valid UTF-8.
-    """
-    import cv2
-
-    from gender.atomic import atomic_path
-    from gender.images import is_image_file
-
-    if not is_image_file(path):
-        raise UserError(f"{path}: not an image file name (use .jpg or .png)")
-    ok, encoded = cv2.imencode(Path(path).suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise UserError(f"{path}: OpenCV cannot write this format")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
-
-
-def predict_faces(model, rgb: np.ndarray, size, batch_size: int = 64) -> list:
-    """[(Face, p_woman)] for every face in the photo, largest first; [] when there is none.
-
-    A LiteRT model detects without TensorFlow too; a Keras one with the `mtcnn` package.
-    """
-    from gender.lite import LiteModel
-
-    crops = face_crops(rgb, size, fast=isinstance(model, LiteModel))
-    if not crops:
-        return []
-    p_woman = model.predict(np.stack([crop for _, crop in crops]), batch_size=batch_size, verbose=0)
-    return [(face, float(p)) for (face, _), p in zip(crops, p_woman.ravel())]
 
 
 def whole_image_face(rgb: np.ndarray) -> Face:

@@ -5,16 +5,28 @@ cache can keep is one decided before caching: each image is cached in `views` ve
 original, its mirror image, ...), and each epoch feeds one of them at random.
 """
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from gender.data import new_array
+
+if TYPE_CHECKING:
+    import keras
 
 VIEWS = ("original", "flip")  # the default: the image and its mirror
 
 
 def compute_features(
-    prefix, images, views=VIEWS, batch_size: int = 64, cache_dir=None, augment=None
-):
+    prefix: "keras.Model",
+    images: np.ndarray,
+    views: Sequence[str] = VIEWS,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    augment: Callable | None = None,
+) -> list[np.ndarray]:
     """Prefix outputs for every image and view.
 
     Args:

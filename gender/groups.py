@@ -9,6 +9,7 @@ counted under NO_GROUP, never dropped.
 import csv
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from gender import UserError
@@ -38,7 +39,7 @@ PRESETS = {
 }
 
 
-def group_names(paths, source: str) -> list[str]:
+def group_names(paths: Sequence[str], source: str) -> list[str]:
     """The group of each path from `source`: a PRESETS name, a CSV file, or a regex (group 1)."""
     if source in PRESETS:
         pattern, name_of = PRESETS[source]

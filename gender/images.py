@@ -29,13 +29,13 @@ DEFAULT_MAX_FILE_MB = 200
 class BadImageError(UserError):
     """An image file that cannot be used; the message names the file and the problem."""
 
-    def __init__(self, path, problem: str):
+    def __init__(self, path: str | Path, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
 
 
-def is_image_file(path) -> bool:
+def is_image_file(path: str | Path) -> bool:
     """True when the name has an image extension (the content is checked only on reading)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
@@ -129,7 +129,7 @@ def _read_regular_file(path: Path) -> bytes:
             raise BadImageError(path, f"cannot be read ({err.strerror})") from None
 
 
-def read_image(path) -> np.ndarray:
+def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB, turned upright by its EXIF orientation (phone photos).
 
     Grayscale, CMYK, 16-bit and alpha images are converted (alpha is dropped: the models see RGB).
@@ -212,7 +212,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def load_image(path, size: tuple[int, int]) -> np.ndarray:
+def load_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """Read an image file and resize it: (height, width, 3) uint8 RGB, what every model takes."""
     return resize(read_image(path), size)
 

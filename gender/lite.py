@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def available() -> bool:
     return True
 
 
-def lite_files(weights):
+def lite_files(weights: str | Path) -> tuple[Path, Path] | None:
     """The (.tflite, .export.json) pair exported beside `weights` (same stem), or None.
 
     face.keras -> face.tflite + face.export.json; a run folder -> its best.tflite.
@@ -59,7 +60,7 @@ class LiteModel:
         threads: CPU threads for the interpreter (XNNPACK).
     """
 
-    def __init__(self, path, info: dict, threads: int = THREADS):
+    def __init__(self, path: str | Path, info: dict, threads: int = THREADS) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
@@ -87,7 +88,7 @@ class LiteModel:
                 self.interpreter.allocate_tensors()
             self._batch = batch
 
-    def predict(self, images, batch_size: int = 64, verbose=0) -> np.ndarray:
+    def predict(self, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
         """P(woman) as (N, 1) float32 for (N, H, W, 3) images (uint8 or float, 0..255)."""
         images = np.asarray(images)
         outputs = []
@@ -101,7 +102,7 @@ class LiteModel:
         return np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
 
 
-def load_lite(weights, threads: int = THREADS):
+def load_lite(weights: str | Path, threads: int = THREADS) -> tuple["LiteModel", dict]:
     """Load the .tflite export of `weights` (or a .tflite file) with its JSON.
 
     Returns:
@@ -132,7 +133,7 @@ def load_lite(weights, threads: int = THREADS):
 
 
 @contextlib.contextmanager
-def without_delegate_banner():
+def without_delegate_banner() -> Iterator[None]:
     """Drop LiteRT's "INFO: Created ... XNNPACK delegate" line, which C++ writes to fd 2.
 
     Anything else written meanwhile (a real warning or error) is passed on to stderr.

@@ -27,7 +27,7 @@ THRESHOLDS = {"pnet": 0.6, "rnet": 0.7, "onet": 0.8}
 NMS_PNET_SCALE, NMS_PNET_ALL, NMS_RNET, NMS_ONET = 0.5, 0.7, 0.7, 0.7
 
 
-def detector_files(folder=DETECTOR_DIR) -> dict[str, Path] | None:
+def detector_files(folder: str | Path = DETECTOR_DIR) -> dict[str, Path] | None:
     """{'pnet': path, 'rnet': path, 'onet': path} when all three .tflite files exist, else None."""
     paths = {name: Path(folder) / f"mtcnn_{name}.tflite" for name in NETWORKS}
     return paths if all(path.is_file() for path in paths.values()) else None
@@ -48,7 +48,7 @@ class LiteDetector:
         threads: CPU threads for each interpreter.
     """
 
-    def __init__(self, folder=DETECTOR_DIR, threads: int = THREADS):
+    def __init__(self, folder: str | Path = DETECTOR_DIR, threads: int = THREADS) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         files = detector_files(folder)
@@ -162,7 +162,9 @@ def pnet_boxes(offsets: np.ndarray, scores: np.ndarray, threshold: float) -> np.
     return boxes[np.argsort(boxes[:, 5])[::-1]]
 
 
-def nms(boxes: np.ndarray, threshold: float, method: str = "union", sort: bool = True):
+def nms(
+    boxes: np.ndarray, threshold: float, method: str = "union", sort: bool = True
+) -> np.ndarray:
     """The package's NMS (smart_nms_from_bboxes for one image): a box is dropped when any box
     ahead of it overlaps it more than `threshold`, even one that was itself dropped."""
     if len(boxes) == 0:

@@ -8,17 +8,32 @@ images by p = P(woman); AP(man) by 1 - p; mAP is the mean of the two. The report
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from gender import CLASS_NAMES
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from gender.data import Samples
+
 THRESHOLD = 0.5
 
 
-def average_precision(is_positive, scores) -> float:
+class FaceCounts(Protocol):
+    """What face_report reads of a detection summary (`gender.faces.CropSummary`)."""
+
+    found: int
+    none: int
+    several: int
+
+
+def average_precision(is_positive: "ArrayLike", scores: "ArrayLike") -> float:
     """AP of one class: `is_positive` (N,) bool, `scores` (N,) higher = more likely positive."""
     is_positive = np.asarray(is_positive, bool)
     if not is_positive.any():
@@ -26,7 +41,7 @@ def average_precision(is_positive, scores) -> float:
     return float(average_precision_score(is_positive, np.asarray(scores, float)))
 
 
-def mean_ap(labels, p_woman) -> tuple[dict[str, float], float]:
+def mean_ap(labels: "ArrayLike", p_woman: "ArrayLike") -> tuple[dict[str, float], float]:
     """Per-class AP and their mean; labels (N,) 0/1, p_woman (N,) in [0, 1]."""
     labels, p_woman = np.asarray(labels), np.asarray(p_woman, float)
     ap = {
@@ -36,7 +51,7 @@ def mean_ap(labels, p_woman) -> tuple[dict[str, float], float]:
     return ap, float(np.mean(list(ap.values())))
 
 
-def evaluate(labels, p_woman, threshold: float = THRESHOLD) -> dict:
+def evaluate(labels: "ArrayLike", p_woman: "ArrayLike", threshold: float = THRESHOLD) -> dict:
     """Every reported number for one evaluation, as a JSON-ready dict.
 
     `confusion_rates["woman==>man"]` is the fraction of true women predicted man (each true class's
@@ -118,7 +133,9 @@ def format_report(report: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def group_report(labels, p_woman, groups, threshold: float = THRESHOLD) -> dict:
+def group_report(
+    labels: "ArrayLike", p_woman: "ArrayLike", groups: Sequence[str], threshold: float = THRESHOLD
+) -> dict:
     """Accuracy and each class's error rate per group, and the worst group.
 
     The worst is the group and class with the highest error rate (the gap users meet, e.g. "women
@@ -172,7 +189,13 @@ def format_groups(report: dict) -> str:
     return "\n".join(lines)
 
 
-def face_report(samples, p_woman, has_face, crops, threshold: float) -> dict:
+def face_report(
+    samples: "Samples",
+    p_woman: np.ndarray,
+    has_face: np.ndarray,
+    crops: FaceCounts,
+    threshold: float,
+) -> dict:
     """Detection counts and accuracy with and without the images where no face was found."""
     correct = (p_woman >= threshold).astype(int) == samples.labels
     return {
@@ -186,7 +209,7 @@ def face_report(samples, p_woman, has_face, crops, threshold: float) -> dict:
     }
 
 
-def errors_csv(samples, p_woman, threshold: float) -> str:
+def errors_csv(samples: "Samples", p_woman: np.ndarray, threshold: float) -> str:
     """CSV text listing the misclassified images: path, true and predicted class, P(woman)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -198,16 +221,14 @@ def errors_csv(samples, p_woman, threshold: float) -> str:
     return buffer.getvalue()
 
 
-def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
+def save_plots(folder: Path, report: dict, labels: "ArrayLike", p_woman: "ArrayLike") -> None:
     """Write folder/confusion_matrix.png and folder/pr_curves.png for one evaluation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend to choose
 
     from gender.atomic import atomic_path
 
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = Figure(figsize=(4, 4))
+    ax = fig.subplots()
     matrix = report["confusion_matrix"]
     ax.imshow(matrix, cmap="Blues")
     middle = (max(map(max, matrix)) + min(map(min, matrix))) / 2
@@ -228,9 +249,9 @@ def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
     fig.tight_layout()
     with atomic_path(folder / "confusion_matrix.png") as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
     for label, name in enumerate(CLASS_NAMES):
         scores = p_woman if label == 1 else 1 - p_woman
         precision, recall, _ = precision_recall_curve(labels == label, scores)
@@ -240,4 +261,3 @@ def save_plots(folder: Path, report: dict, labels, p_woman) -> None:
     fig.tight_layout()
     with atomic_path(folder / "pr_curves.png") as tmp:
         fig.savefig(tmp, dpi=100)
-    plt.close(fig)

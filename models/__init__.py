@@ -10,11 +10,14 @@ Every builder has the same contract:
   default is the model's default.
 """
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import gender  # noqa: F401  the TensorFlow environment (gender/__init__.py) before Keras loads
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ MODELS: dict[str, ModelEntry] = {}
 
 def register_model(
     image_size: tuple[int, int], description: str, learning_rate: float = 1e-3, blocks: tuple = ()
-):
+) -> Callable[[Callable], Callable]:
     """Register a builder under its function name with its defaults and backbone blocks."""
 
     def decorator(build):
@@ -53,7 +56,9 @@ def get_entry(name: str) -> ModelEntry:
     return MODELS[name]
 
 
-def create_model(name: str, image_size=None, **kwargs):
+def create_model(
+    name: str, image_size: Sequence[int] | None = None, **kwargs: object
+) -> "keras.Model":
     """Build model `name` at `image_size` (height, width), default the model's own size.
 
     A keyword given as None takes the builder's default.
@@ -71,7 +76,7 @@ def default_trainable_blocks(name: str) -> int:
     return default or 0
 
 
-def set_trainable_blocks(model, name: str, count: int) -> None:
+def set_trainable_blocks(model: "keras.Model", name: str, count: int) -> None:
     """Let the top `count` backbone blocks of a built (or loaded) model `name` train."""
     import keras
 

@@ -5,10 +5,18 @@ cnn5: seed 001's 5-layer network (3 convs of 32 + 2 dense layers).
 cnn7: seed 001's 7-layer network (convs 32, 32, 32, 64, 64 + 2 dense); 91,329 parameters at 150x150.
 """
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from models import register_model
 
+if TYPE_CHECKING:
+    import keras
 
-def build_cnn(filters, image_size, dropout: float = 0.5, name: str = "cnn"):
+
+def build_cnn(
+    filters: Sequence[int], image_size: Sequence[int], dropout: float = 0.5, name: str = "cnn"
+) -> "keras.Model":
     """Conv 3x3 (valid) + ReLU + max-pool 2 per entry of `filters`; Flatten, Dense 64, sigmoid."""
     import keras
 
@@ -35,15 +43,30 @@ def build_cnn(filters, image_size, dropout: float = 0.5, name: str = "cnn"):
 
 
 @register_model(image_size=(128, 64), description="3 conv (32,32,64), pedestrian seed")
-def cnn3(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+def cnn3(
+    image_size: Sequence[int] | None = None,
+    backbone_weights: str | None = None,
+    dropout: float = 0.5,
+    trainable_blocks: int | None = None,
+) -> "keras.Model":
     return build_cnn((32, 32, 64), image_size, dropout, name="cnn3")
 
 
 @register_model(image_size=(150, 150), description="3 conv (32,32,32) + 2 dense, seed 001")
-def cnn5(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+def cnn5(
+    image_size: Sequence[int] | None = None,
+    backbone_weights: str | None = None,
+    dropout: float = 0.5,
+    trainable_blocks: int | None = None,
+) -> "keras.Model":
     return build_cnn((32, 32, 32), image_size, dropout, name="cnn5")
 
 
 @register_model(image_size=(150, 150), description="5 conv (32,32,32,64,64) + 2 dense, seed 001")
-def cnn7(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=None):
+def cnn7(
+    image_size: Sequence[int] | None = None,
+    backbone_weights: str | None = None,
+    dropout: float = 0.5,
+    trainable_blocks: int | None = None,
+) -> "keras.Model":
     return build_cnn((32, 32, 32, 64, 64), image_size, dropout, name="cnn7")

@@ -1,6 +1,12 @@
 """ImageNet MobileNetV2 with a one-unit head (seed 002's best model on unseen people)."""
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from models import register_model
+
+if TYPE_CHECKING:
+    import keras
 
 # Bottom to top, as layer-name prefixes; the last block is the final 1x1 conv with its BN and ReLU.
 BLOCKS = (
@@ -15,7 +21,12 @@ BLOCKS = (
     description="ImageNet MobileNetV2, frozen, one-unit head",
     blocks=BLOCKS,
 )
-def mobilenetv2(image_size=None, backbone_weights=None, dropout=0.2, trainable_blocks=0):
+def mobilenetv2(
+    image_size: Sequence[int] | None = None,
+    backbone_weights: str | None = None,
+    dropout: float = 0.2,
+    trainable_blocks: int = 0,
+) -> "keras.Model":
     import keras
 
     from models.layers import classifier_head, resolve_backbone_weights, set_trainable_blocks

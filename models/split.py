@@ -25,7 +25,7 @@ def _parents(layer, index) -> list[int]:
     return found
 
 
-def frozen_cut(backbone) -> int | None:
+def frozen_cut(backbone: keras.Model) -> int | None:
     """Index of the backbone layer whose output is the last clean cut before any trainable layer.
 
     A clean cut is a layer whose output is the only tensor that later layers read from the part
@@ -43,7 +43,7 @@ def frozen_cut(backbone) -> int | None:
     return None
 
 
-def split_frozen_prefix(model):
+def split_frozen_prefix(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     """(prefix, suffix) models with suffix(prefix(x)) == model(x), or None if nothing is frozen.
 
     prefix: raw RGB -> the backbone's tensor at its last clean cut before a trainable layer.

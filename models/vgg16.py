@@ -1,6 +1,12 @@
 """ImageNet VGG16 with a small dense classifier (the pedestrian seed's second network)."""
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from models import register_model
+
+if TYPE_CHECKING:
+    import keras
 
 BLOCKS = tuple((f"block{i}_",) for i in range(1, 6))  # bottom to top
 
@@ -10,7 +16,12 @@ BLOCKS = tuple((f"block{i}_",) for i in range(1, 6))  # bottom to top
     description="ImageNet VGG16, block 5 fine-tuned + dense 256",
     blocks=BLOCKS,
 )
-def vgg16(image_size=None, backbone_weights=None, dropout=0.5, trainable_blocks=1):
+def vgg16(
+    image_size: Sequence[int] | None = None,
+    backbone_weights: str | None = None,
+    dropout: float = 0.5,
+    trainable_blocks: int = 1,
+) -> "keras.Model":
     import keras
 
     from models.layers import (

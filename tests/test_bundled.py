@@ -13,8 +13,8 @@ from conftest import REPO
 import gender_mAP
 import gender_single_predict
 from gender import TASKS
-from gender.export import load_trained
 from gender.images import load_image
+from gender.predictor import load_trained
 
 PRETRAINED = REPO / "weights" / "pretrained"
 LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(probability [01]\.\d{3}, "

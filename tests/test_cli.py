@@ -254,6 +254,33 @@ def test_resume_of_a_folder_that_is_no_run(tmp_path, capsys):
     assert "empty_run" in error_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--data", "d"], ["train", "--data", "d"]),
+        (["--resume", "r", "--epochs", "2"], ["resume", "r", "--epochs", "2"]),
+        (["--export", "w", "--out", "o"], ["export", "w", "--out", "o"]),
+        (["--out", "o", "--bundle=r"], ["bundle", "r", "--out", "o"]),
+        (["--demo", "--out", "o"], ["demo", "--out", "o"]),
+        (["resume", "r"], ["resume", "r"]),
+    ],
+)
+def test_train_mode_flags_map_onto_subcommands(argv, expected):
+    assert gender_train.with_mode(argv) == expected
+
+
+def test_train_config_reads_an_old_run_json():
+    """A run.json from before TrainConfig: a str --data, no task, flags that are modes now."""
+    from gender.config import TrainConfig, run_config
+
+    old = {"model": "cnn7", "flags": {"data": "faces", "model": "cnn7", "epochs": 30,
+                                      "lr": None, "resume": None, "demo": False}}  # fmt: skip
+    config = run_config(old)
+    assert config.data == ["faces"] and config.epochs == 30 and config.task == "face"
+    assert config.lr is None and config.cache_views == TrainConfig.cache_views
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the demo writes data/demo_synthetic under the working folder

@@ -63,8 +63,8 @@ def test_export_round_trip_same_outputs(exported, eval_images):
     import tensorflow as tf
 
     from gender.data import decode_images
-    from gender.export import load_trained
     from gender.lite import load_lite
+    from gender.predictor import load_trained
 
     keras_model, info = load_trained(exported / "best.keras")
     images, _ = decode_images(list_folder(eval_images), info["image_size"])
@@ -79,16 +79,16 @@ def test_export_round_trip_same_outputs(exported, eval_images):
 
 
 def test_fast_path_agrees_with_keras_path(exported, eval_images):
-    """load_model picks LiteRT when the export is there; its answers are Keras' to 1e-4."""
-    from gender.predict import load_model, predict_samples
+    """Predictor picks LiteRT when the export is there; its answers are Keras' to 1e-4."""
+    from gender.predictor import Predictor
 
     samples = list_folder(eval_images)
     results = {}
     for backend in ("lite", "keras"):
-        model, info = load_model(exported / "best.keras", backend)
-        assert info["backend"] == backend
-        results[backend] = predict_samples(model, samples, info["image_size"])[0]
-    assert load_model(exported / "best.keras")[1]["backend"] == "lite"  # auto
+        predictor = Predictor.load(exported / "best.keras", backend=backend)
+        assert predictor.backend == backend
+        results[backend] = predictor.folder(samples).p_woman
+    assert Predictor.load(exported / "best.keras").backend == "lite"  # auto
     np.testing.assert_allclose(results["lite"], results["keras"], atol=TOLERANCE, rtol=0)
 
 

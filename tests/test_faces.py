@@ -21,7 +21,7 @@ import gender_single_predict
 from gender.faces import EYE_LINE, align_crop, detect_faces, face_crops
 from gender.images import read_image
 from gender.lite_faces import crop_and_resize
-from gender.predict import NO_FACE
+from gender_single_predict import NO_FACE
 
 # Where the face is in grace_hopper.jpg (x1, y1, x2, y2), read off the photo: hairline to chin.
 HOPPER_FACE = (175, 110, 355, 340)

@@ -1,0 +1,152 @@
+"""What the prediction CLIs show: answer lines, CSV tables and pictures, from Predictor results.
+
+The one place that turns `gender.predictor` dataclasses into text and images, so
+gender_single_predict.py, the demo and a library caller print the same thing.
+"""
+
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gender import UserError
+from gender.faces import Face, whole_image_face
+from gender.predictor import FaceResult, FolderResult, PhotoResult, Predictor, predicted_class
+
+FACE_COLUMNS = ["path", "face", "x1", "y1", "x2", "y2", "label", "probability", "p_woman"]
+IMAGE_COLUMNS = ["path", "label", "probability", "p_woman"]
+
+
+def verdict(p_woman: float) -> str:
+    """One image's or face's answer in words, as the single-image lines print it."""
+    label, probability = predicted_class(p_woman)
+    return f"{label} (probability {probability:.3f}, P(woman) = {p_woman:.3f})"
+
+
+def face_lines(photo: PhotoResult) -> list[str]:
+    """`path: face i at x1,y1,x2,y2 = ...: verdict` for each face of one photo."""
+    lines = []
+    for i, result in enumerate(photo.faces, 1):
+        box = ",".join(str(round(v)) for v in result.face.box)
+        lines.append(f"{photo.path}: face {i} at x1,y1,x2,y2 = {box}: {verdict(result.p_woman)}")
+    return lines
+
+
+def faces_csv(photos: list[PhotoResult]) -> str:
+    """One CSV row per face; a photo without a face gets one `no face` row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(FACE_COLUMNS)
+    for photo in photos:
+        if not photo.faces:
+            writer.writerow([photo.path, 0, "", "", "", "", "no face", "", ""])
+        for i, result in enumerate(photo.faces, 1):
+            box = [round(v) for v in result.face.box]
+            p = result.p_woman
+            writer.writerow(
+                [photo.path, i, *box, result.label, f"{result.probability:.4f}", f"{p:.4f}"]
+            )
+    return buffer.getvalue()
+
+
+def images_csv(result: FolderResult) -> str:
+    """One CSV row per image: path, predicted class, its probability, P(woman)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(IMAGE_COLUMNS)
+    for path, p in zip(result.samples.paths, result.p_woman):
+        label, probability = predicted_class(p)
+        writer.writerow([path, label, f"{probability:.4f}", f"{p:.4f}"])
+    return buffer.getvalue()
+
+
+def emit(text: str, path: str | Path | None = None) -> None:
+    """Write `text` to the file `path` (atomically), or to stdout without one."""
+    if path:
+        from gender.atomic import write_text
+
+        write_text(path, text)
+    else:
+        sys.stdout.write(text)
+
+
+def write_pictures(
+    predictor: Predictor,
+    rgb: np.ndarray,
+    results: list[FaceResult],
+    detected: bool,
+    annotate: str | Path | None = None,
+    explain: str | Path | None = None,
+) -> None:
+    """Write --annotate (boxes and labels) and --explain (Grad-CAM) for one photo and say so.
+
+    Args:
+        results: the photo's faces; with detected=False one `whole_image_result`, and the
+            heatmap covers the whole image.
+    """
+    if annotate:
+        labels = [f"{r.label} {r.probability:.2f}" for r in results]
+        write_image(annotate, draw_faces(rgb, [r.face for r in results], labels))
+        print(f"boxes and labels drawn in {annotate}")
+    if explain:
+        from gender.explain import add_legend
+
+        faces = [r.face for r in results] if detected else None
+        text = ", ".join(f"{r.label} {r.probability:.2f}" for r in results)
+        write_image(explain, add_legend(predictor.explain(rgb, faces), f"Grad-CAM of {text}"))
+        print(f"Grad-CAM heatmap written to {explain}")
+
+
+def whole_image_result(rgb: np.ndarray, p_woman: float) -> FaceResult:
+    """The answer for an image classified undetected, as a face covering all of it."""
+    return FaceResult(whole_image_face(rgb), float(p_woman))
+
+
+def draw_faces(rgb: np.ndarray, faces: Sequence[Face], labels: Sequence[str]) -> np.ndarray:
+    """A copy of the image with each face's box and its label text drawn on it (RGB)."""
+    import cv2
+
+    out = rgb.copy()
+    thickness = max(1, round(max(rgb.shape[:2]) / 300))
+    for face, text in zip(faces, labels):
+        x1, y1, x2, y2 = (round(v) for v in face.box)
+        colour = (230, 60, 60) if text.startswith("woman") else (60, 110, 230)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        scale = max(0.4, (x2 - x1) / 250)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        top = max(0, y1 - th - base - 2)  # above the box, or inside it at the top edge
+        cv2.rectangle(out, (x1, top), (x1 + tw + 2, top + th + base + 2), colour, -1)
+        cv2.putText(
+            out,
+            text,
+            (x1 + 1, top + th + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
+    return out
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
+    """Write an RGB image atomically; the format comes from the suffix (.jpg, .png).
+
+    Encoded in memory and written by Python: cv2.imwrite crashes on file names that are not
+    valid UTF-8.
+    """
+    import cv2
+
+    from gender.atomic import atomic_path
+    from gender.images import is_image_file
+
+    if not is_image_file(path):
+        raise UserError(f"{path}: not an image file name (use .jpg or .png)")
+    ok, encoded = cv2.imencode(Path(path).suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"{path}: OpenCV cannot write this format")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())

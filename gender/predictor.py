@@ -1,0 +1,406 @@
+"""One way to use a trained model: `Predictor.load(weights)`, then methods that return values.
+
+A Predictor owns three things that used to be picked in several places:
+- the backend: the .keras model under Keras, or its .tflite export under LiteRT (`gender.lite`),
+  both behind `Backend.predict(images, batch_size=...)` -> (N, 1) P(woman);
+- the run info (run.json or `<stem>.json` beside the weights, or the export's JSON): input size,
+  model name and task;
+- the face detector: the LiteRT networks when the backend is LiteRT, the `mtcnn` package when
+  the model runs under Keras anyway (`gender.faces` falls back to the package when LiteRT or the
+  detector files are missing).
+
+Nothing here prints or writes files (except `gender.console`'s warnings and progress count on
+stderr): the CLIs and `gender.output` turn the dataclasses into text, CSV and pictures.
+Importing this module does not import TensorFlow: with a .tflite export beside the weights, a
+prediction never pays TensorFlow's start-up time.
+"""
+
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from gender import CLASS_NAMES, UserError
+from gender.console import Progress
+from gender.data import Samples, decode_images
+from gender.faces import CropSummary, Face, face_crops
+from gender.runs import model_task, require_face_model
+
+if TYPE_CHECKING:
+    import keras
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
+BACKENDS = ("auto", "lite", "keras")
+CHUNK = 512  # images decoded at a time: bounded memory on folders of any size
+
+
+class Backend(Protocol):
+    """What a Predictor runs: a Keras model or a `gender.lite.LiteModel`."""
+
+    def predict(self, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
+        """(N, H, W, 3) RGB 0..255 -> (N, 1) P(woman)."""
+        ...
+
+
+def predicted_class(p_woman: float) -> tuple[str, float]:
+    """The predicted class name and the probability of that class."""
+    is_woman = p_woman >= 0.5
+    return CLASS_NAMES[int(is_woman)], p_woman if is_woman else 1 - p_woman
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face found in a photo (or the whole image, undetected) and its P(woman)."""
+
+    face: Face
+    p_woman: float
+
+    @property
+    def label(self) -> str:
+        return predicted_class(self.p_woman)[0]
+
+    @property
+    def probability(self) -> float:
+        """The probability of `label`."""
+        return predicted_class(self.p_woman)[1]
+
+
+@dataclass
+class PhotoResult:
+    """Every face of one photo, largest first; no faces when none was found."""
+
+    path: str
+    rgb: np.ndarray  # the decoded photo, for pictures drawn over it
+    faces: list[FaceResult]
+
+
+@dataclass
+class FolderResult:
+    """P(woman) for the readable images of a set, in order; the unreadable ones are left out."""
+
+    samples: Samples  # the images kept, with their labels (zeros when unknown)
+    p_woman: np.ndarray  # (N,) float
+    skipped: int  # unreadable images (each reported as a warning)
+    has_face: np.ndarray | None = None  # (N,) bool with detection, else None
+    crops: CropSummary | None = None  # detection counts with detection, else None
+
+
+def default_weights(task: str) -> Path:
+    """The bundled model for `task` (weights/pretrained/<task>.keras)."""
+    path = PRETRAINED_DIR / f"{task}.keras"
+    if not path.is_file():
+        raise UserError(
+            f"no weights given and no bundled model at {path}; pass a WEIGHTS file "
+            "(e.g. weights/<run>/best.keras from gender_train.py)"
+        )
+    return path
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A weights argument as a file: a run folder means its best.keras."""
+    path = Path(weights)
+    if path.is_dir():
+        for name in ("best.keras", "last.keras"):
+            if (path / name).is_file():
+                return path / name
+        raise UserError(f"{path}: folder holds no best.keras or last.keras")
+    if not path.exists():
+        raise UserError(f"{path}: weights file not found")
+    return path
+
+
+def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
+    """Load a model saved by the trainer with Keras.
+
+    Accepts a .keras file, a run folder, or a .weights.h5 file with run.json beside it.
+
+    Returns:
+        (model, info): info is the run.json dict, with at least 'model' and 'image_size'.
+    """
+    from gender.runs import model_info_name, read_run_info
+
+    path = resolve_weights(weights)
+    info = read_run_info(path.parent, model_info_name(path))
+    if path.name.endswith(".weights.h5"):
+        model = _build_and_load_weights(path, info)
+    elif path.suffix == ".keras":
+        model = open_keras(path, compile=False)
+    else:
+        raise UserError(f"{path}: expected a .keras model (or .weights.h5 with run.json)")
+    check_gender_model(path, model)
+    input_size = tuple(model.input_shape[1:3])
+    if info.get("image_size") and tuple(info["image_size"]) != input_size:
+        raise UserError(
+            f"{path}: model input is {input_size} but run.json says {tuple(info['image_size'])}"
+        )
+    info.setdefault("image_size", list(input_size))
+    info.setdefault("model", model.name)
+    info.setdefault("class_names", list(CLASS_NAMES))
+    return model, info
+
+
+def open_keras(path: str | Path, compile: bool = True) -> "keras.Model":
+    """keras.saving.load_model(path) with every failure as one UserError line.
+
+    A truncated file (an interrupted copy or save) is called corrupt, where Keras would say
+    "File not found"; a Lambda layer (code inside the file) gets a complete one-line refusal.
+
+    Args:
+        compile: also restore the optimizer state (resuming a run); False for prediction.
+    """
+    import keras
+
+    import models.layers  # noqa: F401  registers the custom layers before loading
+
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"{path}: corrupt or not a Keras model file (a .keras file is a zip archive; "
+            "truncated by an interrupted save or copy?)"
+        )
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as err:  # Keras raises many types for a bad file; all mean the same here
+        text = " ".join(str(err).split())
+        if "Lambda" in text or "safe_mode" in text:
+            raise UserError(
+                f"{path}: refused: it holds a Lambda layer, i.e. Python code that would run on "
+                "loading (Keras safe_mode); only models built by this toolkit load"
+            ) from None
+        reason = text.split(". ")[0] if text else type(err).__name__
+        raise UserError(f"{path}: not a loadable Keras model ({reason})") from None
+
+
+def check_gender_model(path: str | Path, model: "keras.Model") -> None:
+    """Refuse a model that is not one image in, one sigmoid P(woman) out (UserError)."""
+    import keras
+
+    if len(model.inputs) != 1:
+        raise UserError(f"{path}: the model has {len(model.inputs)} inputs; expected one image")
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[3] != 3:
+        raise UserError(f"{path}: model input {shape[1:]} is not an RGB image (H, W, 3)")
+    if shape[1] is None or shape[2] is None:
+        raise UserError(f"{path}: model input size is not fixed ({shape[1:]}); expected H, W, 3")
+    if len(model.outputs) != 1 or tuple(model.output_shape) != (None, 1):
+        raise UserError(
+            f"{path}: not a gender model (output shape {model.output_shape}, "
+            "expected one P(woman) unit)"
+        )
+    last = model.layers[-1]
+    while isinstance(last, keras.Model) and last.layers:  # a nested model ending the chain
+        last = last.layers[-1]
+    if getattr(last, "activation", None) is not keras.activations.sigmoid:
+        name = getattr(getattr(last, "activation", None), "__name__", type(last).__name__)
+        raise UserError(
+            f"{path}: the output is not a probability (last layer {last.name!r} ends with "
+            f"{name}, expected sigmoid)"
+        )
+
+
+def _build_and_load_weights(path: Path, info: dict):
+    from models import create_model
+
+    if not info.get("model"):
+        raise UserError(f"{path}: a .weights.h5 file needs the run.json of its run beside it")
+    model = create_model(info["model"], image_size=info["image_size"])
+    try:
+        model.load_weights(path)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0][:120]
+        raise UserError(
+            f"{path}: weights do not fit model {info['model']} at {info['image_size']} ({reason})"
+        ) from None
+    return model
+
+
+def check_image_size(info: dict, requested: Sequence[int] | None) -> tuple[int, int]:
+    """The model's input size; a different --image-size is an error, not a silent resize."""
+    size = tuple(info["image_size"])
+    if requested is not None and tuple(requested) != size:
+        raise UserError(
+            f"--image-size {requested[0]}x{requested[1]}: this model was trained at "
+            f"{size[0]}x{size[1]}; leave --image-size out to use it"
+        )
+    return size
+
+
+def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, dict, str]:
+    """(model, info, backend name) for prediction.
+
+    Args:
+        backend: "lite" runs the .tflite export beside the weights (face.keras -> face.tflite)
+            with LiteRT; "keras" loads the .keras file with TensorFlow; "auto" takes the
+            export when there is one and ai_edge_litert is installed, else Keras.
+    """
+    from gender import lite
+
+    path = resolve_weights(weights)
+    if backend != "keras" and lite.lite_files(path):
+        if lite.available():
+            model, info = lite.load_lite(path)
+            return model, info, "lite"
+        if backend == "lite":
+            raise UserError("--backend lite needs the ai-edge-litert package (pip install it)")
+    elif backend == "lite":
+        raise UserError(
+            f"{path}: no .tflite export beside it; run python gender_train.py --export {path}"
+        )
+    model, info = load_trained(path)
+    return model, info, "keras"
+
+
+class Predictor:
+    """A trained gender model ready to classify crops, photos and folders.
+
+    Build one with `Predictor.load`; the attributes say what was loaded: `model` (the backend),
+    `info` (its run info), `backend` ("keras" or "lite"), `weights` (the file), `size` (input
+    height, width), `task` ("face" or "pedestrian").
+    """
+
+    def __init__(
+        self,
+        model: Backend,
+        info: dict,
+        backend: str,
+        weights: str | Path,
+        size: Sequence[int] | None = None,
+    ) -> None:
+        self.model, self.info, self.backend, self.weights = model, info, backend, Path(weights)
+        self.size = check_image_size(info, size)
+        self.task = model_task(info)
+        # Photos are searched with the LiteRT detector when the model runs under LiteRT (no
+        # TensorFlow at all); under Keras TensorFlow is loaded anyway and the package runs.
+        self.fast_detector = backend == "lite"
+
+    @classmethod
+    def load(
+        cls,
+        weights: str | Path | None = None,
+        task: str = "face",
+        backend: str = "auto",
+        image_size: Sequence[int] | None = None,
+    ) -> "Predictor":
+        """From a .keras file, a run folder, or (weights None) the bundled model for `task`.
+
+        Args:
+            backend: "auto", "lite" or "keras" (see `load_backend`).
+            image_size: (height, width) the caller expects; a different model size is an error.
+        """
+        path = resolve_weights(weights or default_weights(task))
+        model, info, name = load_backend(path, backend)
+        return cls(model, info, name, path, image_size)
+
+    def classify(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """P(woman) (N,) float for (N, H, W, 3) RGB images of the model's size."""
+        if len(images) == 0:
+            return np.zeros(0)
+        return self.model.predict(images, batch_size=batch_size, verbose=0).ravel().astype(float)
+
+    def faces(self, rgb: np.ndarray, batch_size: int = 64) -> list[FaceResult]:
+        """Every face in a photo with its P(woman), largest first; [] when there is none."""
+        crops = face_crops(rgb, self.size, fast=self.fast_detector)
+        if not crops:
+            return []
+        p_woman = self.classify(np.stack([crop for _, crop in crops]), batch_size)
+        return [FaceResult(face, float(p)) for (face, _), p in zip(crops, p_woman)]
+
+    def photo(self, path: str | Path, batch_size: int = 64) -> PhotoResult:
+        """Read one photo and classify its faces (a BadImageError if it cannot be read)."""
+        from gender.images import read_image
+
+        rgb = read_image(path)
+        return PhotoResult(str(path), rgb, self.faces(rgb, batch_size))
+
+    def wants_detection(self, inputs: Sequence, detect_faces: bool, no_detect: bool) -> bool:
+        """Whether inputs are searched for faces: photos of a face model by default; folders
+        are usually crops, so only on request; never for a pedestrian model."""
+        if no_detect:
+            return False
+        if detect_faces:
+            require_face_model(self.info)
+        if self.task != "face":
+            return False
+        return detect_faces or not any(Path(item).is_dir() for item in inputs)
+
+    def folder(
+        self,
+        samples: Samples,
+        batch_size: int = 64,
+        skip_bad: bool = True,
+        detect: bool = False,
+        progress: bool = True,
+    ) -> FolderResult:
+        """P(woman) for every readable image of `samples`.
+
+        Args:
+            skip_bad: a bad image is reported and skipped; False makes it an error.
+            detect: classify each image's largest face (an image without one: the whole
+                image), with `has_face` and `crops` filled in.
+            progress: a set of several chunks (more than CHUNK images) says on stderr how far
+                it is (`gender.console.Progress`); False keeps stderr quiet.
+        """
+        if detect:
+            from gender.faces import decode_face_crops
+
+            require_face_model(self.info)
+            images, kept, has_face, crops = decode_face_crops(
+                samples, self.size, whole_if_none=True
+            )
+            p_woman = self.classify(images, batch_size)
+            return FolderResult(kept, p_woman, len(samples) - len(kept), has_face, crops)
+        p_woman, kept = self._classify_chunks(samples, batch_size, skip_bad, progress)
+        return FolderResult(kept, p_woman, len(samples) - len(kept))
+
+    def _classify_chunks(
+        self, samples: Samples, batch_size: int, skip_bad: bool, progress: bool
+    ) -> tuple[np.ndarray, Samples]:
+        probabilities, kept_paths, kept_labels = [], [], []
+        starts = range(0, len(samples), CHUNK)
+        # one chunk is a few seconds at most; longer runs say how far they are (stderr)
+        counter = Progress(len(samples), "predicting") if progress and len(starts) > 1 else None
+
+        def decode(start):
+            chunk = samples.subset(range(start, min(start + CHUNK, len(samples))))
+            return decode_images(chunk, self.size, skip_bad=skip_bad)
+
+        # Decode chunk k+1 while the model runs on chunk k: OpenCV and the model release the GIL.
+        with ThreadPoolExecutor(1) as ahead:
+            pending = ahead.submit(decode, starts[0]) if starts else None
+            for k in range(len(starts)):
+                try:
+                    images, chunk = pending.result()
+                except UserError:
+                    if not skip_bad:
+                        raise
+                    images = None  # every image of this chunk was bad (each already reported)
+                pending = ahead.submit(decode, starts[k + 1]) if k + 1 < len(starts) else None
+                if images is None:
+                    continue
+                probabilities.append(self.classify(images, batch_size))
+                kept_paths += chunk.paths
+                kept_labels.append(chunk.labels)
+                if counter:
+                    counter.update(min(starts[k] + CHUNK, len(samples)))
+        if counter:
+            counter.done()
+        if not kept_paths:
+            raise UserError("none of the images could be read")
+        kept = Samples(kept_paths, np.concatenate(kept_labels))
+        return np.concatenate(probabilities).astype(float), kept
+
+    def explain(self, rgb: np.ndarray, faces: list[Face] | None = None) -> np.ndarray:
+        """A Grad-CAM heatmap of the predicted class drawn over the photo (Keras backend only).
+
+        Args:
+            faces: compute it on each face crop and draw it back over the face; None: on the
+                whole image.
+        """
+        if self.backend != "keras":
+            raise UserError("--explain needs the Keras model (--backend keras)")
+        from gender.explain import explain_image
+
+        return explain_image(self.model, rgb, self.size, faces)

@@ -1,0 +1,105 @@
+"""The Keras callback that writes a run folder while training (see `gender.runs`)."""
+
+import time
+from pathlib import Path
+
+import keras
+
+from gender.atomic import atomic_path
+from gender.runs import link_over, write_history, write_run_info
+
+
+def versions() -> dict[str, str]:
+    import tensorflow as tf
+
+    return {"keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Save every epoch's checkpoint, best/last, the history table and curves, and run.json.
+
+    Args:
+        run_dir: the run folder.
+        info: the run.json dict; updated with epochs_done, best_epoch and best metric.
+        monitor: the logged metric that picks best.keras (lower is better).
+        keep: how many epoch_NNN.keras files to keep (0 = all).
+        history: rows of earlier epochs when resuming.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        info: dict,
+        monitor: str,
+        keep: int = 0,
+        history: list[dict] | None = None,
+    ) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.info = info
+        self.monitor = monitor
+        self.keep = keep
+        self.history = list(history or [])
+        scores = [row[monitor] for row in self.history if monitor in row]
+        self.best = min(scores) if scores else float("inf")
+        self._started = 0.0
+        # The model to save when Keras trains another one: the suffix of a cached model shares
+        # its layers with the full model, and the full model is what the other scripts load.
+        self.full_model = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        number = epoch + 1  # epochs are numbered from 1 in file names and tables
+        row = {"epoch": number, "seconds": round(time.perf_counter() - self._started, 2)}
+        row.update({k: float(v) for k, v in logs.items()})
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.history.append(row)
+
+        # run.json's epochs_done is the commit, written last: a kill before it leaves at most
+        # files of the uncommitted epoch, which gender.runs.reconcile_run discards on resume.
+        checkpoint = self.run_dir / f"epoch_{number:03d}.keras"
+        with atomic_path(checkpoint) as tmp:
+            (self.full_model or self.model).save(tmp)
+        write_history(self.run_dir, self.history)
+        plot_curves(self.history, self.run_dir / "curves.png")
+        link_over(checkpoint, self.run_dir / "last.keras")
+        score = row.get(self.monitor)
+        if score is not None and score < self.best:
+            self.best = score
+            link_over(checkpoint, self.run_dir / "best.keras")
+            self.info.update(best_epoch=number, best_metric={self.monitor: score})
+        self.info["epochs_done"] = number
+        write_run_info(self.run_dir, self.info)
+        self._rotate(number)  # after the commit: the committed epoch's checkpoint always exists
+
+    def _rotate(self, number: int) -> None:
+        if self.keep <= 0:
+            return
+        old = self.run_dir / f"epoch_{number - self.keep:03d}.keras"
+        if number - self.keep >= 1 and old.exists():
+            old.unlink()  # best.keras and last.keras are separate links and stay
+
+
+def plot_curves(history: list[dict], path: str | Path) -> None:
+    """Loss and accuracy per epoch for train and validation (seed 001's Figure 2), as a PNG."""
+    # The object API needs no pyplot and so no global backend choice (matplotlib.use).
+    from matplotlib.figure import Figure
+
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = [row.get(prefix + metric) for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
