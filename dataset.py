@@ -4,6 +4,7 @@
     python dataset.py split DIR --out OUT --val 0.2 [--by-person]   # OUT/{train,val}/{man,woman}
     python dataset.py check DIR                            # list unreadable or suspicious files
     python dataset.py crop DIR --out OUT                   # OUT/{man,woman}: aligned face crops
+    python dataset.py pack DIR --out SHARDS [--val 0.2] [--by-person]  # TFRecord shards + manifest
 Nothing here changes, moves or deletes the images: split links (or copies) them.
 """
 
@@ -24,7 +25,7 @@ from gender.data import (
     write_truth_table,
 )
 
-COMMANDS = ("truth", "split", "check", "crop")
+COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument(
         "--image-size", default="200", help="crop size, N or HxW (default 200, as UTKFace)"
     )
+    pack = sub.add_parser(
+        "pack", help="write DIR as sharded TFRecords with a manifest, for streaming training"
+    )
+    pack.add_argument("data", metavar="DIR")
+    pack.add_argument("--out", required=True, metavar="SHARDS")
+    pack.add_argument(
+        "--val",
+        type=float,
+        default=0.2,
+        help="validation fraction when DIR has no train/val (default 0.2; 0 = none)",
+    )
+    pack.add_argument(
+        "--by-person",
+        nargs="?",
+        const=DEFAULT_PERSON_PATTERN,
+        metavar="REGEX",
+        help="split by person and store each image's person id (group 1 of REGEX on the "
+        "file name, default %(const)r)",
+    )
+    pack.add_argument(
+        "--shards", type=int, help="shard files per split (default: ~64 MB each, at least 16)"
+    )
+    pack.add_argument("--seed", type=int, default=1337)
     return parser
 
 
@@ -72,6 +96,7 @@ def main(argv=None) -> int:
             "split": make_split,
             "check": check_files,
             "crop": crop_faces,
+            "pack": pack_shards,
         }
         return commands[args.command](args)
     except UserError as err:
@@ -183,6 +208,33 @@ def crop_faces(args) -> int:
     if no_face:
         write_text(out / "no_face.txt", TRUTH_HEADER + "".join(no_face))
         print(f"the {len(no_face)} images without a face are listed in {out / 'no_face.txt'}")
+    return 0
+
+
+def pack_shards(args) -> int:
+    """Shards for data sets bigger than memory (gender_train.py --data SHARDS streams them)."""
+    from gender.shards import pack
+
+    source, out = Path(args.data), Path(args.out)
+    _outside(source, out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: already exists and is not empty")
+    splits = load_samples(source)
+    if "all" in splits:
+        samples = splits["all"]
+        if args.val > 0:
+            train, val = split_samples(samples, args.val, args.seed, args.by_person)
+            splits = {"train": train, "val": val}
+        else:
+            splits = {"train": samples}
+    manifest = pack(
+        splits, out, person_pattern=args.by_person, source=source, seed=args.seed,
+        shards=args.shards,
+    )  # fmt: skip
+    for name, entry in manifest["splits"].items():
+        counts = ", ".join(f"{k} {v}" for k, v in entry["counts"].items())
+        print(f"{name}: {entry['count']} images ({counts}) in {len(entry['shards'])} shards")
+    print(f"manifest: {out / 'manifest.json'}")
     return 0
 
 

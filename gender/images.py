@@ -141,10 +141,18 @@ def read_image(path: str | Path) -> np.ndarray:
         BadImageError: missing, not a regular file, unreadable, not an image, truncated, or
             more than max_pixels() pixels (refused from its header, before decoding).
     """
+    path = Path(path)
+    return decode_image_bytes(_read_regular_file(path), path)
+
+
+def decode_image_bytes(data: bytes, path="<bytes>") -> np.ndarray:
+    """Decode an image file's bytes as read_image does: (H, W, 3) uint8 RGB.
+
+    Packed shards (gender/shards.py) store the bytes as they were on disk and decode them here at
+    training time, so a streamed image is the same array as the one read from its file.
+    """
     import cv2  # imported here so that listing files does not pay for OpenCV
 
-    path = Path(path)
-    data = _read_regular_file(path)
     if not data:
         raise BadImageError(path, "empty file")
     # libjpeg fills a truncated JPEG with grey and only warns, so check the end-of-image marker
