@@ -6,6 +6,7 @@ python gender_train.py resume weights/cnn7-20261122-101500      # continue an in
 python gender_train.py export weights/cnn7-20261122-101500/best.keras   # + .tflite, SavedModel
 python gender_train.py bundle weights/mobilenetv2-20261123-163729       # the bundled default
 python gender_train.py demo                          # synthetic data, about 30 s on a CPU
+TF_CONFIG='{"cluster": ...}' python gender_train.py --data SHARDS ...  # one per worker (README)
 The seeds' flags still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
 """
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--epochs", type=positive_int, help="a new maximum, to extend a finished run"
     )
+    add_devices_flag(resume)
     export = sub.add_parser(
         "export",
         help="write a trained model as TFLite and SavedModel (with a JSON of its labels and "
@@ -186,6 +188,17 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="keep only the newest N epoch checkpoints (default 0 = all)",
     )
+    add_devices_flag(run)
+
+
+def add_devices_flag(parser) -> None:
+    """--devices (issue 14): where to train, not what; so not part of the TrainConfig."""
+    parser.add_argument(
+        "--devices",
+        default="auto",
+        help="auto: all local GPUs when there are 2+, or the workers TF_CONFIG names "
+        "(README, Scaling out); a list such as gpu:0,gpu:1; or default (one device)",
+    )
 
 
 def epoch_list(text: str) -> list[int]:
@@ -235,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
         else:
             config, resume = train_config(args), None
-        run_dir = train(config, resume)
+        run_dir = train(config, resume, args.devices)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -245,23 +258,25 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"run folder: {run_dir}")
+    if run_dir is not None:  # None: a multi-worker worker, which writes no run folder
+        print(f"run folder: {run_dir}")
     return 0
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The train mode's flags as a TrainConfig (every flag is a field of the same name)."""
-    values = {k: v for k, v in vars(args).items() if k != "mode"}
+    values = {k: v for k, v in vars(args).items() if k not in ("mode", "devices")}
     values["epochs"] = values.get("epochs") or DEFAULT_EPOCHS
     values["data"] = values.get("data") or []
     return TrainConfig(**values)
 
 
-def train(config: TrainConfig, resume=None) -> Path:
-    """Train as `config` says (continuing the run folder `resume`) and return the run folder."""
+def train(config: TrainConfig, resume=None, devices: str = "auto") -> Path | None:
+    """Train as `config` says (continuing the run folder `resume`) and return the run folder;
+    None on a multi-worker worker other than the chief (it writes no run folder)."""
     from gender.training import train as train_run
 
-    return train_run(config, resume)
+    return train_run(config, resume, devices)
 
 
 def export(args: argparse.Namespace) -> int:

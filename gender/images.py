@@ -145,7 +145,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return decode_image_bytes(_read_regular_file(path), path)
 
 
-def decode_image_bytes(data: bytes, path="<bytes>") -> np.ndarray:
+def decode_image_bytes(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     """Decode an image file's bytes as read_image does: (H, W, 3) uint8 RGB.
 
     Packed shards (gender/shards.py) store the bytes as they were on disk and decode them here at

@@ -17,12 +17,19 @@ prediction uses, so a streamed image is the array the in-memory loader would hav
 import json
 import math
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from gender.data import Samples
 
 MANIFEST = "manifest.json"
 FORMAT = "gender-shards/1"
@@ -50,12 +57,12 @@ class PackedSplit:
         return dict(self.class_counts)
 
 
-def is_packed(folder) -> bool:
+def is_packed(folder: str | Path) -> bool:
     """True for a folder that `dataset.py pack` wrote (it holds manifest.json)."""
     return (Path(folder) / MANIFEST).is_file()
 
 
-def open_packed(folder) -> dict[str, PackedSplit]:
+def open_packed(folder: str | Path) -> dict[str, PackedSplit]:
     """Read a packed folder's manifest: {'train': PackedSplit, 'val': PackedSplit (if any)}."""
     folder = Path(folder)
     try:
@@ -80,7 +87,14 @@ def open_packed(folder) -> dict[str, PackedSplit]:
     return splits
 
 
-def pack(splits, out, person_pattern=None, source=None, seed: int = 1337, shards=None) -> dict:
+def pack(
+    splits: Mapping[str, "Samples"],
+    out: str | Path,
+    person_pattern: str | None = None,
+    source: str | Path | None = None,
+    seed: int = 1337,
+    shards: int | None = None,
+) -> dict:
     """Write `splits` ({'train': Samples, 'val': Samples}) as shards in `out`; return the manifest.
 
     Every image is decoded once to check it (a bad file is reported and skipped, so no epoch
@@ -158,7 +172,7 @@ def _bytes(value: bytes):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def parse_record(serialized):
+def parse_record(serialized: "tf.Tensor") -> dict:
     """A serialized record -> dict of scalar tensors image (bytes), label, person, path."""
     import tensorflow as tf
 
@@ -173,15 +187,15 @@ def parse_record(serialized):
 
 def stream_dataset(
     split: PackedSplit,
-    image_size,
+    image_size: tuple[int, int],
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
     num_pipelines: int = 1,
     pipeline_index: int = 0,
     repeat: bool = False,
-    augment=None,
-):
+    augment: Callable | None = None,
+) -> "tf.data.Dataset":
     """Batches of ((B, H, W, 3) uint8, (B, 1) float32 labels) streamed from a split's shards.
 
     Args:
@@ -232,7 +246,7 @@ def stream_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def read_records(split: PackedSplit):
+def read_records(split: PackedSplit) -> Iterator[dict]:
     """Every record of a split as dicts of Python values (for tests and checks; small sets)."""
     import tensorflow as tf
 

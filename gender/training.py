@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import gender.data
 from gender import CLASS_NAMES, UserError
 from gender.config import TrainConfig, read_run_config
+from gender.shards import PackedSplit, is_packed
 
 if TYPE_CHECKING:
     from models import ModelEntry
@@ -50,30 +51,42 @@ def plan_phases(config: TrainConfig, entry: "ModelEntry", default_blocks: int) -
     ]
 
 
-def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Train as `config` says and return the run folder.
+def train(
+    config: TrainConfig, resume: str | Path | None = None, devices: str | None = None
+) -> Path | None:
+    """Train as `config` says and return the run folder (None on a worker other than the chief).
 
     Args:
         resume: a run folder to continue from its last.keras (its config from `resume_config`).
+        devices: where to train, see gender.distribute.select_strategy (None: automatic).
     """
     import keras
     import numpy as np
 
     import models
+    from gender import distribute
     from gender.augment import parse_augment
     from gender.images import parse_image_size
     from gender.recorder import RunRecorder, versions
-    from gender.runs import new_run_dir, read_run_info
+    from gender.runs import read_run_info
 
+    # issue 14: first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
+    # models and optimizers are then made inside distribute.scope(strategy).
+    strategy = distribute.select_strategy(devices)
     history, model = [], None
     if resume:
-        history, model = _resume_state(Path(resume))
+        with distribute.scope(strategy):
+            history, model = _resume_state(Path(resume))
     if not config.data:
         raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
     if not resume:  # before hours of decoding: a run folder that cannot be made fails now
         from gender.atomic import check_output
 
-        images = [folder for data in config.data for folder in gender.data.class_folders(data)]
+        images = [
+            folder
+            for data in config.data
+            for folder in ([Path(data)] if is_packed(data) else gender.data.class_folders(data))
+        ]
         check_output(config.out, images, folder=True)
     entry = models.get_entry(config.model)
     image_size = parse_image_size(config.image_size) if config.image_size else entry.image_size
@@ -82,29 +95,39 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
     keras.utils.set_random_seed(config.seed)
 
     if model is None:  # built before the run folder exists: a bad flag leaves nothing behind
-        model = models.create_model(
-            config.model,
-            image_size=image_size,
-            backbone_weights=config.backbone_weights,
-            trainable_blocks=phases[0].trainable_blocks,
-        )
+        with distribute.scope(strategy):
+            model = models.create_model(
+                config.model,
+                image_size=image_size,
+                backbone_weights=config.backbone_weights,
+                trainable_blocks=phases[0].trainable_blocks,
+            )
+    distributed = distribute.describe(strategy, config.batch_size)
     train_set, val_set = _load_splits(config)
-    print(
-        f"decoding {len(train_set) + len(val_set or [])} images at "
-        f"{image_size[0]}x{image_size[1]} ..."
-    )
-    run_dir = Path(resume) if resume else new_run_dir(config.out, config.model)
-    train_x, train_set = _decode(config, "train", train_set, image_size, run_dir / "cache")
-    val_x = None
-    if val_set:
-        val_x, val_set = _decode(config, "val", val_set, image_size, run_dir / "cache")
-        gender.data.write_truth_table(run_dir / "val.txt", val_set)
-    print(
-        f"decoded images: train {gender.data.storage(train_x)}"
-        + (f", val {gender.data.storage(val_x)}" if val_set else "")
-        + f" (RAM budget {gender.data.memory_budget_bytes() / 2**20:,.0f} MB for all arrays "
-        "together, GENDER_MEMORY_BUDGET_MB; over it, files in the run folder)"
-    )
+    # issue 14: only the chief writes the run folder; other workers get a temporary one
+    run_dir = distribute.run_folder(config.out, config.model, resume)
+    if isinstance(train_set, PackedSplit):  # streamed from shards: nothing decoded up front
+        train_x = val_x = None
+        packed_val = Path(config.data[0]) / "val.txt"
+        if val_set and packed_val.is_file():
+            shutil.copyfile(packed_val, run_dir / "val.txt")
+        print(f"streaming packed shards from {config.data[0]} (decoded per batch, in tf.data)")
+    else:
+        print(
+            f"decoding {len(train_set) + len(val_set or [])} images at "
+            f"{image_size[0]}x{image_size[1]} ..."
+        )
+        train_x, train_set = _decode(config, "train", train_set, image_size, run_dir / "cache")
+        val_x = None
+        if val_set:
+            val_x, val_set = _decode(config, "val", val_set, image_size, run_dir / "cache")
+            gender.data.write_truth_table(run_dir / "val.txt", val_set)
+        print(
+            f"decoded images: train {gender.data.storage(train_x)}"
+            + (f", val {gender.data.storage(val_x)}" if val_set else "")
+            + f" (RAM budget {gender.data.memory_budget_bytes() / 2**20:,.0f} MB for all "
+            "arrays together, GENDER_MEMORY_BUDGET_MB; over it, files in the run folder)"
+        )
 
     counts = train_set.counts()
     class_weight = None
@@ -116,7 +139,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
         }
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}" + ("" if distribute.is_chief() else " (temporary: a worker)"))
     print(
         f"model {config.model}: input {image_size[0]}x{image_size[1]}, {model.count_params():,} "
         f"parameters, {trainable:,} trainable in phase {phases[0].name}"
@@ -136,6 +159,13 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
         f"  {-(-len(train_set) // config.batch_size)} steps per epoch at batch size "
         f"{config.batch_size}; class weights: {weights_text}"
     )
+    if strategy is not None:
+        print(
+            f"  {distributed['strategy']}: {distributed['replicas']} replicas on "
+            f"{distributed['workers']} worker(s), {distributed['per_replica_batch_size']} images "
+            f"per replica a step (the global batch is --batch-size)"
+            + ("" if distribute.is_chief() else "; this worker writes no run folder")
+        )
     print(
         "  phases: "
         + "; ".join(
@@ -146,7 +176,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
     )
 
     info = (
-        read_run_info(run_dir)
+        read_run_info(Path(resume))  # a worker's own run_dir is a temporary folder
         if resume
         else {
             "model": config.model,
@@ -158,6 +188,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
             "data": {"train": counts, "val": val_set.counts() if val_set else {}},
         }
     )
+    info["distribute"] = distributed
     info["flags"]["epochs"] = config.epochs  # a resume may extend the run
     info["phases"] = [vars(p) for p in phases]
     recorder = RunRecorder(
@@ -167,19 +198,34 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> Path:
     for phase in phases:
         if len(recorder.history) >= phase.last_epoch:
             continue
-        _fit_phase(
-            model,
-            phase,
-            config,
-            (train_x, train_set),
-            (val_x, val_set),
-            class_weight,
-            recorder,
-            run_dir,
-            keep_optimizer,
-        )
+        if strategy is None and train_x is not None:
+            _fit_phase(
+                model,
+                phase,
+                config,
+                (train_x, train_set),
+                (val_x, val_set),
+                class_weight,
+                recorder,
+                run_dir,
+                keep_optimizer,
+            )
+        else:  # issue 14: under a tf.distribute strategy, or streaming packed shards
+            _fit_phase_custom(
+                strategy,
+                model,
+                phase,
+                config,
+                (train_x, train_set),
+                (val_x, val_set),
+                class_weight,
+                recorder,
+                keep_optimizer,
+            )
         keep_optimizer = False
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: possibly gigabytes
+    if not distribute.finish(run_dir):  # a worker other than the chief: its folder is gone
+        return None
     _print_summary(run_dir, info)
     return run_dir
 
@@ -265,6 +311,68 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, run_dir
     )
 
 
+def _fit_phase_custom(
+    strategy, model, phase, config, train, val, class_weight, recorder, keep_optimizer
+):
+    """issue 14: train one phase with gender.distribute's custom step (under a tf.distribute
+    strategy, or on streamed shards). The frozen-prefix cache is off here: every step runs the
+    whole model on freshly augmented images."""
+    import keras
+
+    import models
+    from gender import distribute
+    from gender.augment import build_augmenter, parse_augment
+    from gender.images import parse_image_size
+    from gender.shards import stream_dataset
+
+    (train_x, train_set), (val_x, val_set) = train, val
+    if phase.trainable_blocks is not None:
+        models.set_trainable_blocks(model, config.model, phase.trainable_blocks)
+    augment_names = parse_augment(config.augment)
+    seed = config.seed + len(recorder.history)
+    print(
+        f"phase {phase.name}: augment {','.join(augment_names) or 'none'}"
+        + ("; frozen-prefix cache off (custom training step)" if config.cache == "auto" else "")
+    )
+    # augmentation seeds differ per worker: otherwise every worker would draw the same changes
+    augment = build_augmenter(augment_names, seed + distribute.task_index())
+    if train_x is not None:
+        feed = distribute.in_memory_feed(
+            train_x, train_set.labels, config.batch_size, seed, augment
+        )
+        val_ds = (
+            gender.data.make_dataset(val_x, val_set.labels, config.batch_size, shuffle=False)
+            if val_set
+            else None
+        )
+    else:
+        image_size = (
+            parse_image_size(config.image_size)
+            if config.image_size
+            else models.get_entry(config.model).image_size
+        )
+        feed = distribute.packed_feed(train_set, image_size, config.batch_size, seed, augment)
+        val_ds = (
+            stream_dataset(val_set, image_size, config.batch_size, shuffle=False)
+            if val_set
+            else None
+        )
+    recorder.full_model = None
+    callbacks = [
+        recorder,
+        keras.callbacks.EarlyStopping(
+            monitor=recorder.monitor, patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=recorder.monitor, factor=0.5, patience=max(2, config.patience // 3)
+        ),
+    ]
+    distribute.fit_phase(
+        strategy, model, phase.learning_rate, keep_optimizer, feed, val_ds, class_weight,
+        callbacks, len(recorder.history), phase.last_epoch,
+    )  # fmt: skip
+
+
 def cache_views(augment_names: Sequence[str], count: int) -> tuple[str, ...]:
     """Which versions of each image to cache: original, mirror, then random augmentations."""
     views = ["original"]
@@ -295,8 +403,16 @@ def _load_splits(config):
     """(train, val) Samples pooled over the --data folders.
 
     A folder with its own train/val keeps them; any other folder is split here (by person with
-    --by-person), so no folder's people end up on both sides.
+    --by-person), so no folder's people end up on both sides. A packed folder (dataset.py pack)
+    gives its PackedSplit pair instead: it was split when it was packed.
     """
+    from gender.shards import open_packed
+
+    if any(is_packed(folder) for folder in config.data):
+        if len(config.data) > 1:
+            raise UserError("--data: a packed folder (manifest.json) cannot be pooled with others")
+        splits = open_packed(config.data[0])
+        return splits["train"], splits.get("val")
     trains, vals = [], []
     for folder in config.data:
         splits = gender.data.load_samples(folder)

@@ -19,10 +19,18 @@ CORE = {
     "gender.images",
     "gender.runs",
 }
-DATA = {"gender.augment", "gender.data", "gender.features", "gender.groups", "gender.metrics"}
+DATA = {
+    "gender.augment",
+    "gender.data",
+    "gender.features",
+    "gender.groups",
+    "gender.metrics",
+    "gender.shards",
+}
 PIPELINE = {
     "gender.config",
     "gender.demo",
+    "gender.distribute",
     "gender.explain",
     "gender.export",
     "gender.faces",

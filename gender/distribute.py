@@ -1,0 +1,342 @@
+"""Training past one device with tf.distribute: strategy choice, chief-only files, the custom step.
+
+Which strategy (select_strategy, called before any other TensorFlow op):
+    TF_CONFIG names a cluster of 2+ tasks  -> MultiWorkerMirroredStrategy (one process per machine)
+    --devices gpu:0,gpu:1 (or auto: 2+ GPUs) -> MirroredStrategy on this machine
+    otherwise                              -> none: the default device and model.fit
+Under a strategy, `model.fit` does not work with Keras 3 (keras-team/keras issue 20585; measured
+here, ../shared/NOTES.md: PerReplica values reach a tensor conversion at the first step), so
+fit_phase trains the same Keras model with a custom step: strategy.run on each replica's batch,
+per-example loss averaged over the global batch with tf.nn.compute_average_loss, tape.gradient,
+optimizer.apply_gradients (Keras all-reduces the gradients), strategy.reduce for the logs. The
+callbacks (RunRecorder, EarlyStopping, ReduceLROnPlateau) are driven by hand with the same logs
+on every worker, so every worker takes the same decisions.
+
+--batch-size stays the global batch: each of R replicas gets batch/R images a step, so a run on
+2 workers takes the same steps, on the same images, as a run on one.
+
+Only the chief writes the run folder. The other workers write theirs to a temporary folder and
+delete it at the end (TensorFlow's multi-worker guide does the same): saving may read variables
+through collectives, so every worker must save when the chief does.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gender import UserError
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from gender.shards import PackedSplit
+
+
+def tf_config() -> dict:
+    """The parsed TF_CONFIG environment variable ({} when unset)."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"TF_CONFIG is not valid JSON ({err})") from None
+
+
+def cluster_size() -> int:
+    """The number of tasks TF_CONFIG names (0 when unset)."""
+    return sum(len(tasks) for tasks in tf_config().get("cluster", {}).values())
+
+
+def is_chief() -> bool:
+    """Whether this process writes the run folder: the 'chief' task, else worker 0, else alone."""
+    config = tf_config()
+    task = config.get("task", {})
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return (
+        task.get("type") == "worker"
+        and task.get("index", 0) == 0
+        and ("chief" not in config.get("cluster", {}))
+    )
+
+
+def task_index() -> int:
+    """This worker's number in TF_CONFIG (0 when unset): varies augmentation seeds per worker."""
+    task = tf_config().get("task", {})
+    return int(task.get("index", 0)) + (1000 if task.get("type") == "chief" else 0)
+
+
+def select_strategy(devices: str | None = None) -> "tf.distribute.Strategy | None":
+    """The tf.distribute strategy for this process, or None for the default device (model.fit).
+
+    Must be called before TensorFlow runs anything: MultiWorkerMirroredStrategy configures the
+    collective ops of the process when it is created.
+
+    Args:
+        devices: None or 'auto' (2+ GPUs -> MirroredStrategy), 'default' (never mirror), or a
+            comma list of devices such as 'gpu:0,gpu:1' ('cpu:0' alone runs the custom step on
+            one device, for checking it).
+    """
+    import tensorflow as tf
+
+    if cluster_size() > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if devices in (None, "auto"):
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
+    if devices == "default":
+        return None
+    names = [d.strip().lower().split("device:")[-1].lstrip("/") for d in devices.split(",")]
+    available = {d.name.lower().split("device:")[-1] for d in tf.config.list_logical_devices()}
+    missing = [name for name in names if name not in available]
+    if missing or not names:
+        raise UserError(
+            f"--devices {devices}: {', '.join(missing) or 'no device'} not found; this machine "
+            f"has {', '.join(sorted(available))}"
+        )
+    return tf.distribute.MirroredStrategy([f"/{name}" for name in names])
+
+
+def scope(strategy: "tf.distribute.Strategy | None") -> AbstractContextManager:
+    """strategy.scope(), or a do-nothing context without a strategy."""
+    import contextlib
+
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def describe(strategy: "tf.distribute.Strategy | None", batch_size: int) -> dict:
+    """What run.json and the start-up lines say about the strategy."""
+    if strategy is None:
+        return {"strategy": "default", "replicas": 1, "workers": 1, "global_batch_size": batch_size}
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UserError(
+            f"--batch-size {batch_size} (the global batch) must be a multiple of the "
+            f"{replicas} replicas"
+        )
+    return {
+        # MultiWorkerMirroredStrategy's class is named CollectiveAllReduceStrategy
+        "strategy": "MultiWorkerMirroredStrategy" if cluster_size() > 1 else "MirroredStrategy",
+        "replicas": replicas,
+        "workers": max(1, cluster_size()),
+        "global_batch_size": batch_size,
+        "per_replica_batch_size": batch_size // replicas,
+    }
+
+
+def run_folder(out: str | Path, model_name: str, resume: str | Path | None = None) -> Path:
+    """The run folder: the chief's real one, or a temporary folder for any other worker."""
+    from gender.runs import new_run_dir
+
+    if not is_chief():
+        return Path(tempfile.mkdtemp(prefix=f"gender-worker{task_index()}-"))
+    return Path(resume) if resume else new_run_dir(out, model_name)
+
+
+def finish(run_dir: Path) -> bool:
+    """Remove a non-chief worker's temporary folder; True on the chief (its folder stays)."""
+    if is_chief():
+        return True
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"worker {task_index()}: done (the chief wrote the run folder)")
+    return False
+
+
+@dataclass
+class Feed:
+    """How each worker builds its training batches (see in_memory_feed and packed_feed).
+
+    make(input_context) -> tf.data.Dataset of per-replica batches for that input pipeline.
+    steps: global steps per epoch. repeat: the dataset loops for ever (one iterator per phase).
+    """
+
+    make: Callable  # (tf.distribute.InputContext) -> tf.data.Dataset
+    steps: int
+    repeat: bool
+
+
+def in_memory_feed(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    augment: Callable | None = None,
+) -> Feed:
+    """Decoded arrays, cut the way a one-device run cuts them, then split between replicas.
+
+    Every worker holds all the images and draws the same global batches (same seed); replica r
+    of R takes rows [r*b/R, (r+1)*b/R) of each, so together they train what one device would.
+    """
+    import tensorflow as tf
+
+    from gender.data import make_dataset
+
+    def make(context):
+        replicas, pipelines = context.num_replicas_in_sync, context.num_input_pipelines
+        per_pipeline = replicas // pipelines
+        first = context.input_pipeline_id * per_pipeline
+        ds = make_dataset(images, labels, batch_size, shuffle=True, seed=seed)
+
+        def piece(x, y, r):
+            b = tf.shape(x)[0]
+            lo, hi = (r * b) // replicas, ((r + 1) * b) // replicas
+            return x[lo:hi], y[lo:hi]
+
+        ds = ds.flat_map(
+            lambda x, y: tf.data.Dataset.range(first, first + per_pipeline).map(
+                lambda r: piece(x, y, tf.cast(r, tf.int32))
+            )
+        )
+        if augment is not None:
+            ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    return Feed(make, -(-len(labels) // batch_size), repeat=False)
+
+
+def packed_feed(
+    split: "PackedSplit",
+    image_size: tuple[int, int],
+    batch_size: int,
+    seed: int,
+    augment: Callable | None = None,
+) -> Feed:
+    """Streamed shards: each worker reads its own shard files (sharding by file), for ever.
+
+    Workers hold different numbers of images, so an epoch is a fixed number of global steps
+    (the images / the global batch) taken from a repeating stream rather than one pass.
+    """
+    from gender.shards import stream_dataset
+
+    def make(context):
+        return stream_dataset(
+            split,
+            image_size,
+            context.get_per_replica_batch_size(batch_size),
+            shuffle=True,
+            seed=seed + context.input_pipeline_id,
+            num_pipelines=context.num_input_pipelines,
+            pipeline_index=context.input_pipeline_id,
+            repeat=True,
+            augment=augment,
+        )
+
+    return Feed(make, -(-len(split) // batch_size), repeat=True)
+
+
+def fit_phase(
+    strategy: "tf.distribute.Strategy | None",
+    model: "keras.Model",
+    learning_rate: float,
+    keep_optimizer: bool,
+    feed: Feed,
+    val_ds: "tf.data.Dataset | None",
+    class_weight: dict[int, float] | None,
+    callbacks: Sequence["keras.callbacks.Callback"],
+    first_epoch: int,
+    last_epoch: int,
+) -> None:
+    """Train epochs first_epoch+1 .. last_epoch with the custom step; validate after each.
+
+    Args:
+        strategy: a tf.distribute strategy, or None for the default one (streamed data on one
+            device also trains here).
+        model: built (or loaded) inside strategy.scope().
+        keep_optimizer: continue with model.optimizer (a resumed run's Adam state).
+        val_ds: a local tf.data set of (images, labels) batches, or None. Every worker
+            evaluates all of it on its own copy of the weights: no collectives, same numbers.
+        callbacks: Keras callbacks, called as model.fit would call them.
+    """
+    import keras
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        if not (keep_optimizer and model.optimizer is not None):
+            # compile: the .keras checkpoints then carry the optimizer and loss, as fit's do.
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate),
+                loss="binary_crossentropy",
+                metrics=["accuracy"],
+            )
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+    weights = [1.0, 1.0] if not class_weight else [class_weight[0], class_weight[1]]
+    weights = tf.constant(weights, tf.float32)
+
+    def replica_step(x, y):
+        # the whole step's batch over all replicas: the last batch of an epoch can be short
+        size = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, tf.shape(y)[0]
+        )
+        with tf.GradientTape() as tape:
+            p = model(x, training=True)
+            per_example = keras.losses.binary_crossentropy(y, p) * tf.gather(
+                weights, tf.cast(y[:, 0], tf.int32)
+            )  # (b,)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=size)
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(p > 0.5, tf.float32), y), tf.float32))
+        return tf.reduce_sum(per_example), correct, tf.cast(tf.shape(y)[0], tf.float32)
+
+    @tf.function
+    def train_step(iterator):
+        sums = strategy.run(replica_step, args=next(iterator))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(x, y):
+        p = model(x, training=False)
+        correct = tf.cast(tf.equal(tf.cast(p > 0.5, tf.float32), y), tf.float32)
+        return (
+            tf.reduce_sum(keras.losses.binary_crossentropy(y, p)),
+            tf.reduce_sum(correct),
+            tf.cast(tf.shape(y)[0], tf.float32),
+        )
+
+    dataset = strategy.distribute_datasets_from_function(feed.make)
+    iterator = iter(dataset) if feed.repeat else None
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    model.stop_training = False
+    for epoch in range(first_epoch, last_epoch):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        started = time.perf_counter()
+        epoch_iterator = iterator if feed.repeat else iter(dataset)
+        totals = [0.0, 0.0, 0.0]
+        for _ in range(feed.steps):
+            totals = [t + float(v) for t, v in zip(totals, train_step(epoch_iterator))]
+        logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}  # fit's order
+        if val_ds is not None:
+            sums = [0.0, 0.0, 0.0]
+            for x, y in val_ds:
+                sums = [s + float(v) for s, v in zip(sums, eval_step(x, y))]
+            logs.update(val_accuracy=sums[1] / sums[2], val_loss=sums[0] / sums[2])
+        print(
+            f"epoch {epoch + 1}/{last_epoch}: {feed.steps} steps, "
+            f"{time.perf_counter() - started:.1f} s, "
+            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()),
+            flush=True,
+        )
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
