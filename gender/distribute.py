@@ -320,8 +320,15 @@ def fit_phase(
         started = time.perf_counter()
         epoch_iterator = iterator if feed.repeat else iter(dataset)
         totals = [0.0, 0.0, 0.0]
-        for _ in range(feed.steps):
-            totals = [t + float(v) for t, v in zip(totals, train_step(epoch_iterator))]
+        try:
+            for _ in range(feed.steps):
+                totals = [t + float(v) for t, v in zip(totals, train_step(epoch_iterator))]
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+            # a peer stopped (crash, kill, lost machine): the collectives were aborted
+            raise UserError(
+                f"training stopped in epoch {epoch + 1}: {err.message.splitlines()[0]} "
+                "(another worker stopped?); start every worker again with --resume RUN_DIR"
+            ) from None
         logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}  # fit's order
         if val_ds is not None:
             sums = [0.0, 0.0, 0.0]
