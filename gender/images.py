@@ -129,6 +129,11 @@ def _read_regular_file(path: Path) -> bytes:
             raise BadImageError(path, f"cannot be read ({err.strerror})") from None
 
 
+def read_image_bytes(path: str | Path) -> bytes:
+    """An image file's bytes, refused as read_image refuses them (not a regular file, too big)."""
+    return _read_regular_file(Path(path))
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB, turned upright by its EXIF orientation (phone photos).
 

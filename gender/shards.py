@@ -105,7 +105,7 @@ def pack(
 
     from gender.atomic import write_text
     from gender.data import person_ids, warn, write_truth_table
-    from gender.images import BadImageError, decode_image_bytes
+    from gender.images import BadImageError, decode_image_bytes, read_image_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,8 +131,8 @@ def pack(
         try:
             for i in rng.permutation(len(samples)):
                 path, label = samples.paths[i], int(samples.labels[i])
-                data = Path(path).read_bytes()
                 try:
+                    data = read_image_bytes(path)
                     decode_image_bytes(data, path)
                 except BadImageError as err:
                     warn(f"{err} (skipped)")

@@ -447,12 +447,17 @@ def _resume_state(run_dir: Path):
     An interrupted run folder is first brought back to its last committed epoch
     (`gender.runs.reconcile_run`).
     """
+    from gender import distribute
     from gender.predictor import check_gender_model, open_keras
     from gender.runs import read_history, read_run_info, reconcile_run
 
     resume_config(run_dir)  # the same check, for a caller that built its config elsewhere
     info = read_run_info(run_dir)
-    history, last = reconcile_run(run_dir, info, read_history(run_dir))
+    if distribute.is_chief():
+        history, last = reconcile_run(run_dir, info, read_history(run_dir))
+    else:  # issue 14: a worker only reads the chief's folder, as of its last committed epoch
+        done = min(int(info.get("epochs_done", 0)), len(read_history(run_dir)))
+        history, last = read_history(run_dir)[:done], run_dir / f"epoch_{done:03d}.keras"
     # with its optimizer state, so Adam continues smoothly
     model = open_keras(last, compile=True)
     check_gender_model(last, model)
