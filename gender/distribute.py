@@ -327,7 +327,8 @@ def fit_phase(
             # a peer stopped (crash, kill, lost machine): the collectives were aborted
             raise UserError(
                 f"training stopped in epoch {epoch + 1}: {err.message.splitlines()[0]} "
-                "(another worker stopped?); start every worker again with --resume RUN_DIR"
+                "(another worker stopped?); start every worker again with: "
+                "gender_train.py resume RUN_DIR"
             ) from None
         logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}  # fit's order
         if val_ds is not None:

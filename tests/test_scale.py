@@ -236,12 +236,13 @@ def test_two_workers_resume_after_a_worker_is_killed(tmp_path):
         pytest.fail("the chief still ran 150 s after its peer was killed")
     print(f"the chief stopped {time.monotonic() - killed:.0f} s after its peer was killed")
     assert code == 2, code
-    assert "start every worker again with --resume" in (tmp_path / "first-0.log").read_text()
+    log = (tmp_path / "first-0.log").read_text()
+    assert "start every worker again with: gender_train.py resume" in log
     (run_dir,) = run_dirs(out)
     done = len(read_history(run_dir))
     assert 1 <= done < 4
 
-    procs = start_workers(["--resume", str(run_dir)], tmp_path, "resume")
+    procs = start_workers(["resume", str(run_dir)], tmp_path, "resume")
     assert wait_all(procs, tmp_path, "resume") == [0, 0]
     assert f"after epoch {done}" in (tmp_path / "resume-0.log").read_text()
     rows = read_history(run_dir)
