@@ -312,7 +312,6 @@ def test_resnet_exports_to_litert_with_the_same_outputs(name, tmp_path):
     np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-4)
 
 
-@pytest.mark.slow
 def test_resnet_loads_a_local_weights_file(tmp_path):
     # No ImageNet ResNet file here (no download in tests): a saved random backbone stands in.
     keras.utils.set_random_seed(1)
