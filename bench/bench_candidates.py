@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             model.save(keras_file)
             batch = rng.integers(0, 256, (args.images, *size, 3), dtype=np.uint8)
             keras_rate = images_per_second(
-                lambda x: model.predict(x, batch_size=64, verbose=0), batch, args.repeats
+                lambda x, m=model: m.predict(x, batch_size=64, verbose=0), batch, args.repeats
             )
             tflite_file = export_tflite(model, keras_file.with_suffix(".tflite"))
             lite = LiteModel(tflite_file, {"image_size": list(size)})
