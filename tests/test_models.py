@@ -301,7 +301,8 @@ def test_resnet_preprocessing_is_keras_caffe_step():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RESNETS)
 def test_resnet_exports_to_litert_with_the_same_outputs(name, tmp_path):
-    # 40-130 s each on 2 CPU cores: the converter walks 24-58 M weights.
+    # 11, 25 and 70 s on 2 shared CPU cores (130 s for resnet50 under heavy load): the converter
+    # walks 24-58 M weights.
     from gender.export import export_tflite
     from gender.lite import LiteModel
 
