@@ -121,14 +121,14 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--backbone-weights",
         default="imagenet",
-        help="vgg16/mobilenetv2 backbone: imagenet (download), a local "
+        help="transfer models (vgg16, mobilenetv2, resnet*): imagenet (download), a local "
         ".weights.h5 file, or none (random init) (default imagenet)",
     )
     model.add_argument(
         "--trainable-blocks",
         type=int,
         help="top backbone blocks fine-tuned after the head, 0 = frozen backbone "
-        "(default vgg16 1, mobilenetv2 0)",
+        "(default vgg16 1, mobilenetv2 0, resnet* 1 = conv5)",
     )
     model.add_argument(
         "--head-epochs",

@@ -22,11 +22,15 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_CANDIDATES = (
     "cnn7@150x150",
+    "cnn7se@150x150",
     "mobilenetv2@96x96",
     "mobilenetv2@128x128",
     "mobilenetv2@160x160",
     "mobilenetv2@224x96",
     "vgg16@128x128",
+    "resnet50@128x128",
+    "resnet101@128x128",
+    "resnet152@128x128",
 )
 
 

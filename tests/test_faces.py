@@ -468,8 +468,8 @@ def test_train_detect_faces_needs_a_face_of_each_class(portraits, tmp_path, caps
 # --- gender/explain.py --------------------------------------------------------------------------
 
 
-SMALL_MODELS = ("cnn3", "cnn5", "cnn7")
-TRANSFER_MODELS = ("mobilenetv2", "vgg16")  # 5-10 s each to build: slow
+SMALL_MODELS = ("cnn3", "cnn5", "cnn7", "cnn7se")
+TRANSFER_MODELS = ("mobilenetv2", "resnet101", "resnet152", "resnet50", "vgg16")  # 5-10 s each
 
 
 def test_grad_cam_tests_cover_the_registry():

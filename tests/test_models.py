@@ -6,11 +6,12 @@ import pytest
 from conftest import SHARED_WEIGHTS
 
 from gender import UserError
-from models import create_model, list_models
+from models import create_model, list_models, set_trainable_blocks
+from models.layers import SqueezeExcite
 
 # The smallest convenient input per model. cnn7's five valid-conv + pool stages need at least
 # 94x94 (at 64x64 the feature map shrinks to nothing); every other model works at 32x32.
-SMALL_SIZE = {"cnn7": (96, 96)}
+SMALL_SIZE = {"cnn7": (96, 96), "cnn7se": (96, 96)}
 
 
 def small_size(name):
@@ -21,11 +22,24 @@ def uint8_batch(size, n=2, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, *size, 3), dtype=np.uint8)
 
 
-def test_registry_lists_the_five_models():
-    assert list_models() == ["cnn3", "cnn5", "cnn7", "mobilenetv2", "vgg16"]
+RESNETS = ("resnet50", "resnet101", "resnet152")
 
 
-@pytest.mark.parametrize("name", list_models())
+def test_registry_lists_the_nine_models():
+    assert list_models() == [
+        "cnn3", "cnn5", "cnn7", "cnn7se", "mobilenetv2", *sorted(RESNETS), "vgg16"]  # fmt: skip
+
+
+# The deeper ResNets share resnet50's builder; saving and reloading their 43 and 58 M weights takes
+# 25-35 s each on 2 idle cores whatever the input size, so the default suite only builds and runs
+# them (test_resnet_depths_build_and_run).
+DEEP_RESNETS = ("resnet101", "resnet152")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in DEEP_RESNETS else n for n in list_models()],
+)
 def test_forward_save_and_reload(name, tmp_path):
     size = small_size(name)
     model = create_model(name, image_size=size, backbone_weights=None)
@@ -64,6 +78,45 @@ def test_unknown_model_name_lists_the_choices():
 def test_cnn7_at_150_has_the_seed_parameter_count():
     model = create_model("cnn7", image_size=(150, 150))
     assert model.count_params() == 91_329
+
+
+def test_cnn7se_is_cnn7_plus_one_se_block_per_stage():
+    cnn7 = create_model("cnn7", image_size=(150, 150))
+    model = create_model("cnn7se", image_size=(150, 150))
+    assert model.count_params() == 94_397
+    se = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    assert [layer.name for layer in se] == ["se1", "se2", "se3", "se4", "se5"]
+    # Each block: Dense(C -> C/8) and Dense(C/8 -> C) with biases, for C = 32, 32, 32, 64, 64.
+    per_block = [2 * c * (c // 8) + c // 8 + c for c in (32, 32, 32, 64, 64)]
+    assert [layer.count_params() for layer in se] == per_block
+    assert model.count_params() - cnn7.count_params() == sum(per_block)
+    # The SE blocks sit between the stages: same layers otherwise, in the same order.
+    others = [layer.name for layer in model.layers if not isinstance(layer, SqueezeExcite)]
+    assert others == [layer.name for layer in cnn7.layers]
+
+
+def test_squeeze_excite_scales_each_channel_by_its_gate():
+    layer = SqueezeExcite(ratio=4)
+    x = np.random.default_rng(0).uniform(0, 1, (2, 5, 5, 8)).astype("float32")
+    y = np.asarray(layer(x))
+    w1, b1, w2, b2 = layer.get_weights()
+    assert w1.shape == (8, 2) and w2.shape == (2, 8)
+    pooled = x.mean(axis=(1, 2))  # squeeze: (B, C)
+    gates = 1 / (1 + np.exp(-(np.maximum(pooled @ w1 + b1, 0) @ w2 + b2)))  # excite: (B, C)
+    np.testing.assert_allclose(y, x * gates[:, None, None, :], rtol=1e-5, atol=1e-6)
+    assert SqueezeExcite.from_config(layer.get_config()).ratio == 4
+
+
+def test_cnn7se_exports_to_litert_with_the_same_outputs(tmp_path):
+    from gender.export import export_tflite
+    from gender.lite import LiteModel
+
+    keras.utils.set_random_seed(0)
+    model = create_model("cnn7se", image_size=(96, 96))
+    export_tflite(model, tmp_path / "m.tflite")
+    lite = LiteModel(tmp_path / "m.tflite", {"image_size": [96, 96]})
+    x = uint8_batch((96, 96), n=4)
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_cnn7_too_small_input_is_a_user_error():
@@ -139,6 +192,136 @@ def test_missing_backbone_weights_file_is_a_user_error(tmp_path):
     missing = tmp_path / "nope.weights.h5"
     with pytest.raises(UserError, match="nope.weights.h5"):
         create_model("vgg16", image_size=(32, 32), backbone_weights=str(missing))
+
+
+# --- ResNets ------------------------------------------------------------------------------------
+
+STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")  # bottom to top; conv1 includes pool1
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    """One random-init ResNet50 at 64x64 (a 2x2 conv5 map); tests set its trainable stages."""
+    keras.utils.set_random_seed(0)
+    return create_model("resnet50", image_size=(64, 64))
+
+
+def _stage(layer_name):
+    return "conv1" if layer_name.startswith("pool1_") else layer_name.split("_")[0]
+
+
+@pytest.mark.parametrize(
+    "name, blocks, params",
+    [
+        ("resnet50", (3, 4, 6, 3), 23_589_761),
+        ("resnet101", (3, 4, 23, 3), 42_660_225),
+        ("resnet152", (3, 8, 36, 3), 58_372_993),
+    ],
+)
+def test_resnet_depths_build_and_run(name, blocks, params):
+    model = create_model(name, image_size=(32, 32))  # the smallest input: a 1x1 conv5 map
+    assert model.count_params() == params
+    outs = {layer.name for layer in _backbone(model).layers if layer.name.endswith("_out")}
+    assert outs == {
+        f"conv{stage}_block{i}_out" for stage, n in enumerate(blocks, 2) for i in range(1, n + 1)
+    }
+    y = np.asarray(model(uint8_batch((32, 32)).astype("float32"), training=False))
+    assert y.shape == (2, 1) and np.isfinite(y).all() and ((y >= 0) & (y <= 1)).all()
+
+
+def test_resnet_default_fine_tunes_conv5_only(resnet50):
+    base = _backbone(resnet50)
+    assert {_stage(n) for n in _trainable_names(base)} == {"conv5"}
+    head = [w for w in resnet50.trainable_weights if not any(w is v for v in base.weights)]
+    assert {w.path.split("/")[0] for w in head} == {"p_woman"}
+
+
+@pytest.mark.parametrize("count", range(6))
+def test_trainable_blocks_unfreezes_exactly_the_top_resnet_stages(resnet50, count):
+    # The trainer's fine-tune phase calls models.set_trainable_blocks on the built model.
+    set_trainable_blocks(resnet50, "resnet50", count)
+    base = _backbone(resnet50)
+    named = set(STAGES[len(STAGES) - count :])
+    weighted = [layer for layer in base.layers if layer.weights]
+    expected = {
+        layer.name
+        for layer in weighted
+        if _stage(layer.name) in named and not isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert _trainable_names(base) == expected
+    assert {_stage(n) for n in expected} == named  # every named stage has layers that train
+    # BatchNorm never trains (its ImageNet statistics would drift), frozen stages not at all.
+    assert not any(
+        layer.trainable for layer in weighted if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    assert len(base.trainable_weights) == sum(len(base.get_layer(n).weights) for n in expected)
+    set_trainable_blocks(resnet50, "resnet50", 1)  # back to the default for the other tests
+
+
+def test_trainable_blocks_counts_five_resnet_stages(resnet50):
+    with pytest.raises(UserError, match="--trainable-blocks 6: expected 0..5"):
+        set_trainable_blocks(resnet50, "resnet50", 6)
+
+
+@pytest.mark.parametrize("count, boundary", [(1, "conv4_block6_out"), (2, "conv3_block4_out")])
+def test_resnet_frozen_prefix_ends_at_the_last_frozen_stage(resnet50, count, boundary):
+    from models.split import split_frozen_prefix
+
+    set_trainable_blocks(resnet50, "resnet50", count)
+    prefix, suffix = split_frozen_prefix(resnet50)
+    base = _backbone(resnet50)
+    assert prefix.output_shape == base.get_layer(boundary).output.shape
+    x = uint8_batch((64, 64), n=3).astype("float32")
+    full = np.asarray(resnet50(x, training=False))
+    np.testing.assert_allclose(np.asarray(suffix(prefix(x), training=False)), full, atol=1e-5)
+    assert not prefix.trainable_weights
+    assert {id(w) for w in suffix.trainable_weights} == {id(w) for w in resnet50.trainable_weights}
+    set_trainable_blocks(resnet50, "resnet50", 1)
+
+
+def test_resnet_grad_cam_uses_the_last_stage(resnet50):
+    from gender.explain import _feature_layer, grad_cam
+
+    outer, inner = _feature_layer(resnet50)
+    assert outer is _backbone(resnet50) and inner.name == "conv5_block3_out"
+    heatmap, p_woman = grad_cam(resnet50, uint8_batch((64, 64), n=1)[0])
+    assert heatmap.shape == (2, 2) and np.isfinite(heatmap).all()
+    assert 0 <= heatmap.min() and heatmap.max() <= 1
+
+
+def test_resnet_preprocessing_is_keras_caffe_step():
+    # The layer inside the model must match keras.applications.resnet.preprocess_input.
+    from models.layers import CaffePreprocess
+
+    x = uint8_batch((8, 8), n=2).astype("float32")
+    expected = keras.applications.resnet.preprocess_input(x.copy())
+    np.testing.assert_allclose(np.asarray(CaffePreprocess()(x)), expected, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RESNETS)
+def test_resnet_exports_to_litert_with_the_same_outputs(name, tmp_path):
+    # 11, 25 and 70 s on 2 shared CPU cores (130 s for resnet50 under heavy load): the converter
+    # walks 24-58 M weights.
+    from gender.export import export_tflite
+    from gender.lite import LiteModel
+
+    model = create_model(name, image_size=(64, 64))
+    export_tflite(model, tmp_path / "m.tflite")
+    lite = LiteModel(tmp_path / "m.tflite", {"image_size": [64, 64]})
+    x = uint8_batch((64, 64), n=4)
+    np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-4)
+
+
+def test_resnet_loads_a_local_weights_file(tmp_path):
+    # No ImageNet ResNet file here (no download in tests): a saved random backbone stands in.
+    keras.utils.set_random_seed(1)
+    source = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "resnet50_notop.weights.h5"
+    source.save_weights(path)
+    base = _backbone(create_model("resnet50", image_size=(32, 32), backbone_weights=str(path)))
+    for a, b in zip(source.get_weights(), base.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 # --- real ImageNet weights (local files only; never downloaded) -------------------------------

@@ -67,3 +67,25 @@ def test_cached_and_uncached_training_give_the_same_model(vgg16_runs):
         np.testing.assert_allclose(a, b, atol=1e-5)
     # and training did something: epoch 2 differs from epoch 1
     assert _changed_layers(*vgg16_runs["off"])
+
+
+@pytest.mark.slow
+def test_resnet_fine_tunes_exactly_the_named_stages(image_tree, tmp_path):
+    # --trainable-blocks 2 on a ResNet: conv4 and conv5 (less their BatchNorms) and the head
+    # change in the fine-tune epoch, through the frozen-prefix cache cut at conv3's output.
+    argv = ["--data", str(image_tree), "--model", "resnet50", "--image-size", str(IMAGE_SIZE),
+            "--backbone-weights", "none", "--epochs", "2", "--head-epochs", "1",
+            "--trainable-blocks", "2", "--augment", "none", "--batch-size", "8",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    (run,) = run_dirs(tmp_path)
+    head, tuned = (keras.saving.load_model(run / f"epoch_{i:03d}.keras") for i in (1, 2))
+    base = _backbone(tuned)
+    expected = {
+        layer.name
+        for layer in base.layers
+        if layer.weights
+        and layer.name.startswith(("conv4_", "conv5_"))
+        and not isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert _changed_layers(head, tuned) == expected | {"p_woman"}
