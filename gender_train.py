@@ -117,7 +117,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "in photos at prediction, pedestrian models never do (default face)",
     )
     model.add_argument("--image-size", help="HxW or N (default: the model's own size)")
-    model = parser.add_argument_group("transfer models (vgg16, mobilenetv2)")
+    model = parser.add_argument_group("transfer models (vgg16, mobilenetv2, resnet50/101/152)")
     model.add_argument(
         "--backbone-weights",
         default="imagenet",
