@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threshold",
         type=probability,
-        default=0.5,
-        help="P(woman) at or above which an image counts as woman, in (0, 1) (default 0.5)",
+        help="P(woman) at or above which an image counts as woman, in (0, 1) (default: the "
+        "model's own, chosen on its validation split when bundled with --threshold val; else 0.5)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
@@ -133,6 +133,8 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
     weights, info, size = given or predictor.weights, predictor.info, predictor.size
+    if args.threshold is None:
+        args.threshold = predictor.threshold
 
     report = evaluate(kept.labels, p_woman, args.threshold)
     report.update(

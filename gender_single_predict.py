@@ -116,12 +116,12 @@ def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
     # One bad image alone is an error naming it; among many it is reported and skipped.
     result = predictor.folder(samples, args.batch_size, skip_bad=len(paths) > 1)
     if single and not args.csv:
-        print(f"{result.samples.paths[0]}: {verdict(result.p_woman[0])}")
+        print(f"{result.samples.paths[0]}: {verdict(result.p_woman[0], result.threshold)}")
     if args.annotate or args.explain:
         from gender.images import read_image
 
         rgb = read_image(paths[0])
-        faces = [whole_image_result(rgb, result.p_woman[0])]
+        faces = [whole_image_result(rgb, result.p_woman[0], result.threshold)]
         write_pictures(predictor, rgb, faces, False, args.annotate, args.explain)
     if single and not args.csv:
         return 0

@@ -18,7 +18,7 @@ from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
 from gender.data import DEFAULT_PERSON_PATTERN
-from gender.flags import positive_int, tolerant_console
+from gender.flags import positive_int, probability, tolerant_console
 
 MODES = ("train", "resume", "export", "bundle", "demo")
 # The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N,N,...",
         type=epoch_list,
         help="bundle the mean of these epochs' checkpoints instead of best.keras",
+    )
+    bundle.add_argument(
+        "--threshold",
+        type=threshold_choice,
+        help="store a decision threshold on P(woman) with the model: a number in (0, 1), or "
+        "val for the one giving both classes the same error rate on the run's validation split "
+        "(default: none, i.e. 0.5)",
     )
     demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
     demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
@@ -201,6 +208,11 @@ def add_devices_flag(parser) -> None:
     )
 
 
+def threshold_choice(text: str) -> str | float:
+    """bundle --threshold: 'val' or a probability."""
+    return text if text == "val" else probability(text)
+
+
 def epoch_list(text: str) -> list[int]:
     """--average-epochs: comma-separated epoch numbers, 1 or more."""
     try:
@@ -287,7 +299,12 @@ def export(args: argparse.Namespace) -> int:
     if args.mode == "export":
         paths = export_all(args.weights, args.out)
     else:  # a run's best model becomes weights/pretrained/<task>.keras (what predict uses)
-        paths = bundle(args.run_dir, args.out or PRETRAINED_DIR, average_epochs=args.average_epochs)
+        paths = bundle(
+            args.run_dir,
+            args.out or PRETRAINED_DIR,
+            average_epochs=args.average_epochs,
+            threshold=args.threshold,
+        )
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

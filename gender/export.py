@@ -43,6 +43,8 @@ def export_info(model: "keras.Model", info: dict) -> dict:
         "input_range": [0, 255],
         "output": f"(B, 1) sigmoid P({CLASS_NAMES[1]})",
         "resize": "OpenCV INTER_AREA when shrinking, INTER_LINEAR when enlarging, no aspect kept",
+        # the decision threshold on P(woman), when the bundle chose one (else 0.5)
+        **({"threshold": info["threshold"]} if "threshold" in info else {}),
     }
 
 
@@ -176,13 +178,16 @@ def bundle(
     run_dir: str | Path,
     out_dir: str | Path = PRETRAINED_DIR,
     average_epochs: Sequence[int] | None = None,
+    threshold: str | float | None = None,
 ) -> dict[str, Path]:
     """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`.
 
     The model is re-saved without its optimizer state (a third of a checkpoint's size), and the
     run's run.json is copied as `<task>.json` with the run folder it came from. With
     `average_epochs`, the bundled model is the mean of those epochs' checkpoints instead of
-    best.keras (see `average_checkpoints`), and the JSON lists them.
+    best.keras (see `average_checkpoints`), and the JSON lists them. `threshold` stores a
+    decision threshold on P(woman) with the model: a number, or "val" for the one that equalises
+    the two classes' error rates on the run's validation split (val.txt; `equal_error_threshold`).
 
     Returns:
         {'keras', 'json', 'tflite', 'export_json'}: the files written.
@@ -204,14 +209,37 @@ def bundle(
         source["averaged_epochs"] = sorted(set(average_epochs))
     else:
         model, _ = load_trained(run_dir)
+    if threshold == "val":
+        source.update(validation_threshold(model, info, run_dir))
+    elif threshold is not None:
+        source["threshold"] = float(threshold)
+    info = {**info, **source}
     out_dir = Path(out_dir)
     paths = {"keras": out_dir / f"{task}.keras", "json": out_dir / f"{task}.json"}
     with atomic_path(paths["keras"]) as tmp:
         model.save(tmp)  # loaded with compile=False: no optimizer state to carry
-    write_text(paths["json"], json.dumps({**info, **source}, indent=2) + "\n")
+    write_text(paths["json"], json.dumps(info, indent=2) + "\n")
     exports = export_paths(paths["keras"])
     _write_lite_export(model, info, paths["keras"].name, exports)
     return {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
+
+
+def validation_threshold(model: "keras.Model", info: dict, run_dir: Path) -> dict:
+    """{'threshold', 'threshold_source'}: equal error rates on the run's val.txt."""
+    from gender.data import read_truth_table
+    from gender.metrics import equal_error_threshold
+    from gender.predictor import Predictor
+
+    table = run_dir / "val.txt"
+    if not table.is_file():
+        raise UserError(f"{table}: no validation table to choose --threshold val on")
+    samples = read_truth_table(table)
+    result = Predictor(model, info, "keras", run_dir / "best.keras").folder(samples, 64)
+    threshold = equal_error_threshold(result.samples.labels, result.p_woman)
+    return {
+        "threshold": round(threshold, 4),
+        "threshold_source": f"equal error rates on {table} ({len(result.samples)} images)",
+    }
 
 
 def average_checkpoints(run_dir: str | Path, info: dict, epochs: Sequence[int]) -> "keras.Model":

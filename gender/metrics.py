@@ -133,6 +133,27 @@ def format_report(report: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def equal_error_threshold(labels, p_woman) -> float:
+    """The P(woman) threshold at which men's and women's error rates are closest to equal.
+
+    A model trained on one class mix leans to the class it saw more of; on a new camera the two
+    error rates drift apart at 0.5. Chosen on a validation split, this threshold spreads the errors
+    evenly instead. Ties go to the candidate with the higher balanced accuracy, then to the one
+    nearest 0.5; candidates are midpoints between consecutive distinct scores.
+    """
+    labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
+    scores = np.unique(p_woman)
+    candidates = np.concatenate([[0.5], (scores[1:] + scores[:-1]) / 2])
+    best = None
+    for t in candidates:
+        man_error = float(np.mean(p_woman[labels == 0] >= t))
+        woman_error = float(np.mean(p_woman[labels == 1] < t))
+        key = (abs(man_error - woman_error), man_error + woman_error, abs(t - 0.5))
+        if best is None or key < best[0]:
+            best = (key, float(t))
+    return best[1]
+
+
 def group_report(
     labels: "ArrayLike", p_woman: "ArrayLike", groups: Sequence[str], threshold: float = THRESHOLD
 ) -> dict:

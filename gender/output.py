@@ -20,9 +20,9 @@ FACE_COLUMNS = ["path", "face", "x1", "y1", "x2", "y2", "label", "probability", 
 IMAGE_COLUMNS = ["path", "label", "probability", "p_woman"]
 
 
-def verdict(p_woman: float) -> str:
+def verdict(p_woman: float, threshold: float = 0.5) -> str:
     """One image's or face's answer in words, as the single-image lines print it."""
-    label, probability = predicted_class(p_woman)
+    label, probability = predicted_class(p_woman, threshold)
     return f"{label} (probability {probability:.3f}, P(woman) = {p_woman:.3f})"
 
 
@@ -31,7 +31,8 @@ def face_lines(photo: PhotoResult) -> list[str]:
     lines = []
     for i, result in enumerate(photo.faces, 1):
         box = ",".join(str(round(v)) for v in result.face.box)
-        lines.append(f"{photo.path}: face {i} at x1,y1,x2,y2 = {box}: {verdict(result.p_woman)}")
+        answer = verdict(result.p_woman, result.threshold)
+        lines.append(f"{photo.path}: face {i} at x1,y1,x2,y2 = {box}: {answer}")
     return lines
 
 
@@ -58,7 +59,7 @@ def images_csv(result: FolderResult) -> str:
     writer = csv.writer(buffer)
     writer.writerow(IMAGE_COLUMNS)
     for path, p in zip(result.samples.paths, result.p_woman):
-        label, probability = predicted_class(p)
+        label, probability = predicted_class(p, result.threshold)
         writer.writerow([path, label, f"{probability:.4f}", f"{p:.4f}"])
     return buffer.getvalue()
 
@@ -100,9 +101,9 @@ def write_pictures(
         print(f"Grad-CAM heatmap written to {explain}")
 
 
-def whole_image_result(rgb: np.ndarray, p_woman: float) -> FaceResult:
+def whole_image_result(rgb: np.ndarray, p_woman: float, threshold: float = 0.5) -> FaceResult:
     """The answer for an image classified undetected, as a face covering all of it."""
-    return FaceResult(whole_image_face(rgb), float(p_woman))
+    return FaceResult(whole_image_face(rgb), float(p_woman), threshold)
 
 
 def draw_faces(rgb: np.ndarray, faces: Sequence[Face], labels: Sequence[str]) -> np.ndarray:

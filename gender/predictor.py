@@ -46,9 +46,9 @@ class Backend(Protocol):
         ...
 
 
-def predicted_class(p_woman: float) -> tuple[str, float]:
-    """The predicted class name and the probability of that class."""
-    is_woman = p_woman >= 0.5
+def predicted_class(p_woman: float, threshold: float = 0.5) -> tuple[str, float]:
+    """The predicted class (woman when P(woman) >= `threshold`) and that class's probability."""
+    is_woman = p_woman >= threshold
     return CLASS_NAMES[int(is_woman)], p_woman if is_woman else 1 - p_woman
 
 
@@ -58,15 +58,16 @@ class FaceResult:
 
     face: Face
     p_woman: float
+    threshold: float = 0.5  # the model's decision threshold (Predictor.threshold)
 
     @property
     def label(self) -> str:
-        return predicted_class(self.p_woman)[0]
+        return predicted_class(self.p_woman, self.threshold)[0]
 
     @property
     def probability(self) -> float:
         """The probability of `label`."""
-        return predicted_class(self.p_woman)[1]
+        return predicted_class(self.p_woman, self.threshold)[1]
 
 
 @dataclass
@@ -87,6 +88,7 @@ class FolderResult:
     skipped: int  # unreadable images (each reported as a warning)
     has_face: np.ndarray | None = None  # (N,) bool with detection, else None
     crops: CropSummary | None = None  # detection counts with detection, else None
+    threshold: float = 0.5  # the model's decision threshold (Predictor.threshold)
 
 
 def default_weights(task: str) -> Path:
@@ -272,6 +274,9 @@ class Predictor:
         self.model, self.info, self.backend, self.weights = model, info, backend, Path(weights)
         self.size = check_image_size(info, size)
         self.task = model_task(info)
+        # P(woman) at or above which the answer is woman: 0.5 unless the bundle chose one on its
+        # validation split (gender_train.py bundle --threshold val: equal error rates there).
+        self.threshold = float(info.get("threshold", 0.5))
         # Photos are searched with the LiteRT detector when the model runs under LiteRT (no
         # TensorFlow at all); under Keras TensorFlow is loaded anyway and the package runs.
         self.fast_detector = backend == "lite"
@@ -306,7 +311,7 @@ class Predictor:
         if not crops:
             return []
         p_woman = self.classify(np.stack([crop for _, crop in crops]), batch_size)
-        return [FaceResult(face, float(p)) for (face, _), p in zip(crops, p_woman)]
+        return [FaceResult(face, float(p), self.threshold) for (face, _), p in zip(crops, p_woman)]
 
     def photo(self, path: str | Path, batch_size: int = 64) -> PhotoResult:
         """Read one photo and classify its faces (a BadImageError if it cannot be read)."""
@@ -351,9 +356,10 @@ class Predictor:
                 samples, self.size, whole_if_none=True
             )
             p_woman = self.classify(images, batch_size)
-            return FolderResult(kept, p_woman, len(samples) - len(kept), has_face, crops)
+            skipped = len(samples) - len(kept)
+            return FolderResult(kept, p_woman, skipped, has_face, crops, self.threshold)
         p_woman, kept = self._classify_chunks(samples, batch_size, skip_bad, progress)
-        return FolderResult(kept, p_woman, len(samples) - len(kept))
+        return FolderResult(kept, p_woman, len(samples) - len(kept), threshold=self.threshold)
 
     def _classify_chunks(
         self, samples: Samples, batch_size: int, skip_bad: bool, progress: bool

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, SHARED_WEIGHTS, error_line, predict_in_fresh_process
 
+import gender_mAP
 import gender_single_predict
 import gender_train
 from gender.data import Samples, list_folder
@@ -268,3 +269,40 @@ def test_average_epochs_needs_bundle(capsys):
         gender_train.main(["--average-epochs", "1,2"])
     assert exit_info.value.code == 2
     assert "--average-epochs goes with --bundle" in capsys.readouterr().err
+
+
+def test_bundle_threshold_val_is_stored_and_used_by_default(trained_run, tmp_path, capsys):
+    from gender.data import read_truth_table
+    from gender.metrics import equal_error_threshold
+    from gender.predictor import Predictor
+
+    out = tmp_path / "pretrained"
+    argv = ["bundle", str(trained_run), "--out", str(out), "--threshold", "val"]
+    assert gender_train.main(argv) == 0
+    task = json.loads((trained_run / "run.json").read_text())["task"]
+    info = json.loads((out / f"{task}.json").read_text())
+    assert "val.txt" in info["threshold_source"]
+    assert json.loads((out / f"{task}.export.json").read_text())["threshold"] == info["threshold"]
+    # the stored threshold equalises the errors of the model's own P(woman) on val.txt
+    val = read_truth_table(trained_run / "val.txt")
+    result = Predictor.load(trained_run / "best.keras", backend="keras").folder(val, 64)
+    expected = equal_error_threshold(result.samples.labels, result.p_woman)
+    assert info["threshold"] == pytest.approx(expected, abs=1e-4)
+    # evaluation uses it unless --threshold is given, on both backends
+    report_path = tmp_path / "r.json"
+    for backend, extra, wanted in (
+        ("keras", [], info["threshold"]),
+        ("lite", [], info["threshold"]),
+        ("keras", ["--threshold", "0.3"], 0.3),
+    ):
+        argv = [str(trained_run / "val.txt"), str(out / f"{task}.keras"), "--backend", backend,
+                "--json", str(report_path), *extra]  # fmt: skip
+        assert gender_mAP.main(argv) == 0
+        assert json.loads(report_path.read_text())["threshold"] == pytest.approx(wanted), backend
+    capsys.readouterr()
+
+
+def test_bundle_threshold_must_be_val_or_a_probability(trained_run, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gender_train.main(["bundle", str(trained_run), "--out", str(tmp_path), "--threshold", "2"])
+    assert "Traceback" not in capsys.readouterr().err

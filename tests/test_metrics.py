@@ -98,3 +98,19 @@ def test_report_text_has_the_seed_lines():
     assert "AP man(%): 83.33" in text
     woman_man = next(line for line in text.splitlines() if line.startswith("woman==>man"))
     assert woman_man.split()[-1] == "0.333"
+
+
+def test_equal_error_threshold_hand_computed():
+    from gender.metrics import equal_error_threshold
+
+    # men 0.1 0.2 0.6 0.7, women 0.65 0.8 0.9 0.95: at 0.5 men's error is 2/4, women's 0/4;
+    # between 0.7 and 0.8 men's is 0 and women's 1/4; between 0.65 and 0.7 both are 1/4.
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    p_woman = [0.1, 0.2, 0.6, 0.7, 0.65, 0.8, 0.9, 0.95]
+    assert equal_error_threshold(labels, p_woman) == pytest.approx(0.675)
+
+
+def test_equal_error_threshold_keeps_half_when_it_is_already_even():
+    from gender.metrics import equal_error_threshold
+
+    assert equal_error_threshold([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9]) == 0.5
