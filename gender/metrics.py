@@ -133,7 +133,7 @@ def format_report(report: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def equal_error_threshold(labels, p_woman) -> float:
+def equal_error_threshold(labels: "ArrayLike", p_woman: "ArrayLike") -> float:
     """The P(woman) threshold at which men's and women's error rates are closest to equal.
 
     A model trained on one class mix leans to the class it saw more of; on a new camera the two
