@@ -5,8 +5,10 @@ folder, read-only, or one of the user's images is refused in one line before any
 """
 
 import contextlib
+import fnmatch
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -39,6 +41,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
+        _test_pause(path)
         try:
             os.replace(tmp, path)
         except OSError as err:
@@ -46,6 +49,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _test_pause(path: Path) -> None:
+    """TEST HOOK (tests/test_resume_kill.py), off unless GENDER_TEST_PAUSE_IN_SAVE is set.
+
+    `SECONDS[:PATTERN]`: sleep that long after the temporary file is written and before it is
+    renamed over `path` (only for file names matching the glob PATTERN, when given), so a test
+    can kill the process while an interrupted save's temporary exists. Read at each call.
+    """
+    hook = os.environ.get("GENDER_TEST_PAUSE_IN_SAVE")
+    if not hook:
+        return
+    seconds, _, pattern = hook.partition(":")
+    if not pattern or fnmatch.fnmatch(path.name, pattern):
+        time.sleep(float(seconds))
 
 
 def write_text(path: str | Path, text: str) -> None:

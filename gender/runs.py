@@ -102,7 +102,7 @@ def reconcile_run(run_dir: str | Path, info: dict, history: list[dict]) -> tuple
     run.json's epochs_done is the commit (`gender.recorder.RunRecorder` writes it last). This
     deletes temporaries of interrupted saves and the decoded-image cache, trims history.csv
     rows and epoch checkpoints past epochs_done, and points last.keras and best.keras back at
-    committed checkpoints.
+    committed checkpoints (or removes them when no epoch was committed: epochs_done 0).
 
     Returns:
         (history, checkpoint): the committed rows, and the checkpoint to resume from.
@@ -129,6 +129,11 @@ def reconcile_run(run_dir: str | Path, info: dict, history: list[dict]) -> tuple
     best = run_dir / f"epoch_{int(info.get('best_epoch') or 0):03d}.keras"
     if best.is_file():
         link_over(best, run_dir / "best.keras")
+    if done == 0:  # killed in the first epoch: any last.keras or best.keras is uncommitted
+        for name in ("last.keras", "best.keras"):
+            if (run_dir / name).is_file():
+                (run_dir / name).unlink()
+                print(f"removed {name}: its epoch was not committed to {RUN_FILE}")
     return history[:done], run_dir / "last.keras"
 
 

@@ -191,10 +191,16 @@ def train(
     info["distribute"] = distributed
     info["flags"]["epochs"] = config.epochs  # a resume may extend the run
     info["phases"] = [vars(p) for p in phases]
+    if not resume:  # epoch 0 committed: a run killed during its first epoch can be resumed
+        from gender.runs import write_run_info
+
+        info["epochs_done"] = 0
+        write_run_info(run_dir, info)
     recorder = RunRecorder(
         run_dir, info, monitor="val_loss" if val_set else "loss", keep=config.keep, history=history
     )
-    keep_optimizer = resume is not None  # the first phase resumed keeps Adam's state
+    # the first phase resumed keeps Adam's state (a run resumed at epoch 0 has none)
+    keep_optimizer = resume is not None and bool(history)
     for phase in phases:
         if len(recorder.history) >= phase.last_epoch:
             continue
@@ -434,18 +440,28 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
     """The config of the run in `run_dir`, to continue it; a new `epochs` may extend it."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    if not (run_dir / "run.json").is_file() or not (run_dir / "last.keras").is_file():
+    if not (run_dir / "run.json").is_file() or not (
+        (run_dir / "last.keras").is_file() or _epochs_done(run_dir) == 0
+    ):
         raise UserError(f"{run_dir}: not a run folder with run.json and last.keras to resume")
     if epochs:
         config.epochs = epochs
     return config
 
 
+def _epochs_done(run_dir: Path) -> int | None:
+    from gender.runs import read_run_info
+
+    done = read_run_info(run_dir).get("epochs_done")
+    return None if done is None else int(done)
+
+
 def _resume_state(run_dir: Path):
     """(history, model) of the run being resumed: its committed epochs and last.keras.
 
     An interrupted run folder is first brought back to its last committed epoch
-    (`gender.runs.reconcile_run`).
+    (`gender.runs.reconcile_run`). A run killed before its first commit (epochs_done 0) has no
+    model yet: (history, None), and training starts over with the run's seed.
     """
     from gender import distribute
     from gender.predictor import check_gender_model, open_keras
@@ -458,6 +474,9 @@ def _resume_state(run_dir: Path):
     else:  # issue 14: a worker only reads the chief's folder, as of its last committed epoch
         done = min(int(info.get("epochs_done", 0)), len(read_history(run_dir)))
         history, last = read_history(run_dir)[:done], run_dir / f"epoch_{done:03d}.keras"
+    if not history:
+        print(f"resuming {run_dir} after epoch 0 (no epoch was committed: starting over)")
+        return history, None
     # with its optimizer state, so Adam continues smoothly
     model = open_keras(last, compile=True)
     check_gender_model(last, model)
