@@ -110,6 +110,10 @@ class LiteDetector:
         height, width = image.shape[:2]
         found = []
         scales = scale_pyramid(width, height)
+        # Rows that are all 0 (the black border `gender.faces` adds) shrink to 0 in the width
+        # pass, so it runs on the others only: the same pixels, a third less work on a portrait.
+        content = np.flatnonzero(image.reshape(height, -1).any(axis=1))
+        top, bottom = (content[0], content[-1] + 1) if len(content) else (0, 0)
         for scale in scales[scales <= MIN_SIZE / min(min_face, MIN_SIZE / scales[-1])]:
             # tf.image.resize(..., AREA) truncates the float size; cv2's INTER_AREA agrees with it
             # to 1e-4 on [-1, 1] images. Every level is shrunk from the full image: making small
@@ -117,7 +121,11 @@ class LiteDetector:
             # Area averaging is separable: shrinking the width, then the height, gives the same
             # pixels to float rounding (5e-5 of 255) in half the time of one 2-D shrink.
             size = (int(width * scale), int(height * scale))
-            narrow = cv2.resize(image, (size[0], height), interpolation=cv2.INTER_AREA)
+            narrow = np.zeros((height, size[0], 3), np.float32)
+            if bottom > top:
+                narrow[top:bottom] = cv2.resize(
+                    image[top:bottom], (size[0], bottom - top), interpolation=cv2.INTER_AREA
+                )
             scaled = normalise(cv2.resize(narrow, size, interpolation=cv2.INTER_AREA))
             out = self._run("pnet", scaled[None])
             boxes = pnet_boxes(out[4], out[2], THRESHOLDS["pnet"])
