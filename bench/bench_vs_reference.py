@@ -15,7 +15,7 @@ onnxruntime); without one the reference side is skipped with a message.
 
 import argparse
 import os
-import statistics
+import resource
 import subprocess
 import sys
 import time
@@ -75,14 +75,23 @@ def make_portraits(folder: Path, per_class: int, seed: int = 0) -> Path:
     return folder
 
 
-def wall(command: list[str]) -> float:
-    """Seconds from process start to exit; a failed command stops the bench."""
+def wall(command: list[str]) -> tuple[float, float]:
+    """(wall seconds from process start to exit, CPU seconds it used on all threads); a failed
+    command stops the bench."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode not in (0, 3):  # 3: no face found, still an answer
         raise SystemExit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stderr}")
-    return seconds
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, cpu
+
+
+def median_pair(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The run of median wall time, as (wall, CPU)."""
+    return sorted(runs)[len(runs) // 2]
 
 
 def main(argv=None) -> int:
@@ -116,7 +125,7 @@ def main(argv=None) -> int:
     import tempfile
 
     crop = str(next(iter(sorted((FACES_UTK / "woman").iterdir()))))
-    portraits = make_portraits(PORTRAITS, args.portraits)
+    portraits = make_portraits(PORTRAITS / str(args.portraits), args.portraits)
     portrait = str(sorted((portraits / "man").iterdir())[1])
     predict = [sys.executable, str(ROOT / "gender_single_predict.py")]
     evaluate = [sys.executable, str(ROOT / "gender_mAP.py")]
@@ -126,7 +135,7 @@ def main(argv=None) -> int:
         workloads = [
             ("cold predict, one 200 px crop (--no-detect)",
              [*predict, crop, weights, "--no-detect", *backend], "crop", crop),
-            (f"cold predict, one portrait with detection ({Path(portrait).name})",
+            (f"cold predict, one portrait, detection ({Path(portrait).name})",
              [*predict, portrait, weights, *backend], "photo", portrait),
             (f"gender_mAP.py on {2 * args.crops} faces_utk crops",
              [*evaluate, str(crops), weights, *backend], "crops", str(crops)),
@@ -142,20 +151,25 @@ def main(argv=None) -> int:
                 ours.append(wall(toolkit_command))
                 if reference:
                     theirs.append(wall([reference, str(REFERENCE), mode, target]))
-            rows.append(
-                (name, statistics.median(ours), statistics.median(theirs) if theirs else None)
-            )
+            rows.append((name, median_pair(ours), median_pair(theirs) if theirs else None))
 
-    print(f"\n{'workload':58} {'toolkit s':>9} {'reference s':>11} {'ratio':>6}")
-    for name, ours, theirs in rows:
-        ratio = f"{ours / theirs:6.2f}" if theirs else "     -"
-        reference_time = f"{theirs:11.2f}" if theirs else "    skipped"
-        print(f"{name:58} {ours:9.2f} {reference_time} {ratio}")
+    print(
+        f"\n{'workload':56} {'toolkit s':>9} {'reference s':>11} {'ratio':>6}   "
+        f"{'CPU s':>11} {'CPU ratio':>9}"
+    )
+    for name, (ours, ours_cpu), theirs in rows:
+        if theirs:
+            ratio, reference_time = f"{ours / theirs[0]:6.2f}", f"{theirs[0]:11.2f}"
+            cpu = f"{ours_cpu:5.2f}/{theirs[1]:<5.2f} {ours_cpu / theirs[1]:9.2f}"
+        else:
+            ratio, reference_time, cpu = "     -", "    skipped", f"{ours_cpu:5.2f}"
+        print(f"{name:56} {ours:9.2f} {reference_time} {ratio}   {cpu}")
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
         f"(medians of {args.runs} whole-process runs a side, alternating; backend {args.backend}; "
-        f"ratio = toolkit / reference, target <= 0.5)\nload average at the end (1, 5, 15 min): "
-        f"{load}"
+        "ratio = toolkit / reference wall time, target <= 0.5; CPU s: toolkit/reference CPU "
+        "time of all threads, which other jobs on the machine disturb less)\n"
+        f"load average at the end (1, 5, 15 min): {load}"
     )
     return 0
 
