@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         default="auto",
         help="auto: the .tflite export beside the weights with LiteRT when there is one "
-        "(faster), else Keras; keras forces the .keras model (default auto)",
+        "(faster), else Keras; int8: its int8 export (.int8.tflite, faster still); keras "
+        "forces the .keras model (default auto)",
     )
     parser.add_argument(
         "--threshold",
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
     parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
+    parser.add_argument(
+        "--min-face",
+        type=positive_int,
+        metavar="PIXELS",
+        help="smallest face side to look for (group photos with small faces); default a tenth "
+        "of each photo's shorter side, at least 20 px",
+    )
     parser.add_argument(
         "--detect-faces",
         action="store_true",
@@ -129,6 +137,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         task=args.task,
         backend=args.backend,
         image_size=parse_image_size(args.image_size) if args.image_size else None,
+        min_face=args.min_face,
     )
     result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops

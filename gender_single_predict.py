@@ -48,12 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         default="auto",
         help="auto: the .tflite export beside the weights with LiteRT (no TensorFlow start-up) "
-        "when there is one, else Keras; --explain always uses Keras (default auto)",
+        "when there is one, else Keras; int8: its int8 export (.int8.tflite); --explain "
+        "always uses Keras (default auto)",
     )
     parser.add_argument(
         "--no-detect",
         action="store_true",
         help="classify each whole image as it is (for crops; pedestrian models never detect)",
+    )
+    parser.add_argument(
+        "--min-face",
+        type=positive_int,
+        metavar="PIXELS",
+        help="smallest face side to look for (group photos with small faces); default a tenth "
+        "of each photo's shorter side, at least 20 px",
     )
     parser.add_argument(
         "--detect-faces",
@@ -96,6 +104,7 @@ def predict(args: argparse.Namespace) -> int:
         task=args.task,
         backend="keras" if args.explain else args.backend,
         image_size=parse_image_size(args.image_size) if args.image_size else None,
+        min_face=args.min_face,
     )
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     if (args.annotate or args.explain) and not single:

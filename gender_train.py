@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("weights", metavar="WEIGHTS", help="a .keras model or run folder")
     export.add_argument("--out", help="folder for the exports (default: beside the weights)")
+    export.add_argument(
+        "--calibration",
+        metavar="DATA",
+        help="images for the int8 export (a man/woman folder or a .txt table; ~200 are used); "
+        "default the run's val.txt beside the weights; without either no int8 export",
+    )
     bundle = sub.add_parser(
         "bundle",
         help="make a run's best model the bundled default for its task: weights/pretrained/"
@@ -297,7 +303,7 @@ def export(args: argparse.Namespace) -> int:
     from gender.predictor import PRETRAINED_DIR
 
     if args.mode == "export":
-        paths = export_all(args.weights, args.out)
+        paths = export_all(args.weights, args.out, args.calibration)
     else:  # a run's best model becomes weights/pretrained/<task>.keras (what predict uses)
         paths = bundle(
             args.run_dir,

@@ -33,19 +33,22 @@ def available() -> bool:
     return True
 
 
-def lite_files(weights: str | Path) -> tuple[Path, Path] | None:
+def lite_files(weights: str | Path, int8: bool = False) -> tuple[Path, Path] | None:
     """The (.tflite, .export.json) pair exported beside `weights` (same stem), or None.
 
-    face.keras -> face.tflite + face.export.json; a run folder -> its best.tflite.
+    face.keras -> face.tflite + face.export.json; a run folder -> its best.tflite. int8: the
+    full-integer export instead (face.int8.tflite), with the same JSON.
     """
     path = Path(weights)
     if path.is_dir():
         path = path / "best.keras"
     if path.suffix == ".tflite":
         stem = path.with_suffix("")
+        stem = stem.with_name(stem.name.removesuffix(".int8"))
     else:
         stem = path.with_name(path.name.removesuffix(".weights.h5").removesuffix(".keras"))
-    tflite, meta = stem.with_name(stem.name + ".tflite"), stem.with_name(stem.name + ".export.json")
+    suffix = ".int8.tflite" if int8 or path.name.endswith(".int8.tflite") else ".tflite"
+    tflite, meta = stem.with_name(stem.name + suffix), stem.with_name(stem.name + ".export.json")
     if tflite.is_file() and meta.is_file():
         return tflite, meta
     return None
@@ -84,7 +87,10 @@ class LiteModel:
         if batch != self._batch:
             shape = [batch, *self.input_shape[1:]]
             self.interpreter.resize_tensor_input(self._input["index"], shape)
-            with without_delegate_banner():
+            if self._batch == 0:  # LiteRT's banner comes with the first allocation only
+                with without_delegate_banner():
+                    self.interpreter.allocate_tensors()
+            else:
                 self.interpreter.allocate_tensors()
             self._batch = batch
 
@@ -102,8 +108,13 @@ class LiteModel:
         return np.concatenate(outputs) if outputs else np.zeros((0, 1), np.float32)
 
 
-def load_lite(weights: str | Path, threads: int = THREADS) -> tuple["LiteModel", dict]:
+def load_lite(
+    weights: str | Path, threads: int = THREADS, int8: bool = False
+) -> tuple["LiteModel", dict]:
     """Load the .tflite export of `weights` (or a .tflite file) with its JSON.
+
+    Args:
+        int8: the full-integer export (.int8.tflite) instead of the float32 one.
 
     Returns:
         (model, info) as `gender.export.load_trained` returns them, model being a LiteModel.
@@ -111,11 +122,13 @@ def load_lite(weights: str | Path, threads: int = THREADS) -> tuple["LiteModel",
     Raises:
         UserError: no export beside the weights, or a bad export.
     """
-    found = lite_files(weights)
+    found = lite_files(weights, int8)
     if found is None:
+        kind = ".int8.tflite" if int8 else ".tflite"
         raise UserError(
-            f"{weights}: no .tflite and .export.json beside it; "
-            "create them with python gender_train.py --export WEIGHTS"
+            f"{weights}: no {kind} and .export.json beside it; create them with "
+            "python gender_train.py export WEIGHTS"
+            + (" (int8 needs images to calibrate on: --calibration DATA)" if int8 else "")
         )
     tflite, meta = found
     try:

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     import keras
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
-BACKENDS = ("auto", "lite", "keras")
+BACKENDS = ("auto", "lite", "int8", "keras")
 CHUNK = 512  # images decoded at a time: bounded memory on folders of any size
+FIRST_CHUNK = 64
 
 
 class Backend(Protocol):
@@ -235,12 +236,19 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
 
     Args:
         backend: "lite" runs the .tflite export beside the weights (face.keras -> face.tflite)
-            with LiteRT; "keras" loads the .keras file with TensorFlow; "auto" takes the
-            export when there is one and ai_edge_litert is installed, else Keras.
+            with LiteRT; "int8" its full-integer export (face.int8.tflite: smaller, faster,
+            within a few thousandths of float32, README); "keras" loads the .keras file with
+            TensorFlow; "auto" takes the float32 export when there is one and ai_edge_litert is
+            installed, else Keras.
     """
     from gender import lite
 
     path = resolve_weights(weights)
+    if backend == "int8":
+        if not lite.available():
+            raise UserError("--backend int8 needs the ai-edge-litert package (pip install it)")
+        model, info = lite.load_lite(path, int8=True)
+        return model, info, "int8"
     if backend != "keras" and lite.lite_files(path):
         if lite.available():
             model, info = lite.load_lite(path)
@@ -259,8 +267,9 @@ class Predictor:
     """A trained gender model ready to classify crops, photos and folders.
 
     Build one with `Predictor.load`; the attributes say what was loaded: `model` (the backend),
-    `info` (its run info), `backend` ("keras" or "lite"), `weights` (the file), `size` (input
-    height, width), `task` ("face" or "pedestrian").
+    `info` (its run info), `backend` ("keras", "lite" or "int8"), `weights` (the file), `size`
+    (input height, width), `task` ("face" or "pedestrian"), `min_face` (the smallest face side
+    the detector looks for, pixels; None: a tenth of the photo's shorter side, at least 20).
     """
 
     def __init__(
@@ -270,8 +279,11 @@ class Predictor:
         backend: str,
         weights: str | Path,
         size: Sequence[int] | None = None,
+        min_face: float | None = None,
     ) -> None:
         self.model, self.info, self.backend, self.weights = model, info, backend, Path(weights)
+        # smallest face side sought, in pixels; None: a tenth of each photo's shorter side
+        self.min_face = min_face
         self.size = check_image_size(info, size)
         self.task = model_task(info)
         # P(woman) at or above which the answer is woman: 0.5 unless the bundle chose one on its
@@ -279,7 +291,7 @@ class Predictor:
         self.threshold = float(info.get("threshold", 0.5))
         # Photos are searched with the LiteRT detector when the model runs under LiteRT (no
         # TensorFlow at all); under Keras TensorFlow is loaded anyway and the package runs.
-        self.fast_detector = backend == "lite"
+        self.fast_detector = backend in ("lite", "int8")
 
     @classmethod
     def load(
@@ -288,16 +300,19 @@ class Predictor:
         task: str = "face",
         backend: str = "auto",
         image_size: Sequence[int] | None = None,
+        min_face: float | None = None,
     ) -> "Predictor":
         """From a .keras file, a run folder, or (weights None) the bundled model for `task`.
 
         Args:
-            backend: "auto", "lite" or "keras" (see `load_backend`).
+            backend: "auto", "lite", "int8" or "keras" (see `load_backend`).
             image_size: (height, width) the caller expects; a different model size is an error.
+            min_face: the smallest face side to look for in photos, in pixels (group photos
+                with small faces); None: a tenth of each photo's shorter side, at least 20.
         """
         path = resolve_weights(weights or default_weights(task))
         model, info, name = load_backend(path, backend)
-        return cls(model, info, name, path, image_size)
+        return cls(model, info, name, path, image_size, min_face)
 
     def classify(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """P(woman) (N,) float for (N, H, W, 3) RGB images of the model's size."""
@@ -307,7 +322,7 @@ class Predictor:
 
     def faces(self, rgb: np.ndarray, batch_size: int = 64) -> list[FaceResult]:
         """Every face in a photo with its P(woman), largest first; [] when there is none."""
-        crops = face_crops(rgb, self.size, fast=self.fast_detector)
+        crops = face_crops(rgb, self.size, fast=self.fast_detector, min_face=self.min_face)
         if not crops:
             return []
         p_woman = self.classify(np.stack([crop for _, crop in crops]), batch_size)
@@ -349,33 +364,58 @@ class Predictor:
                 it is (`gender.console.Progress`); False keeps stderr quiet.
         """
         if detect:
-            from gender.faces import decode_face_crops
-
             require_face_model(self.info)
-            images, kept, has_face, crops = decode_face_crops(
-                samples, self.size, whole_if_none=True
-            )
-            p_woman = self.classify(images, batch_size)
-            skipped = len(samples) - len(kept)
-            return FolderResult(kept, p_woman, skipped, has_face, crops, self.threshold)
+            return self._classify_faces(samples, batch_size)
         p_woman, kept = self._classify_chunks(samples, batch_size, skip_bad, progress)
         return FolderResult(kept, p_woman, len(samples) - len(kept), threshold=self.threshold)
+
+    def _classify_faces(self, samples: Samples, batch_size: int) -> FolderResult:
+        """The largest face of each image (else the whole image), classified a batch at a time
+        while worker threads decode and detect the next images (`largest_faces`)."""
+        from gender.faces import largest_faces
+        from gender.images import resize
+
+        summary = CropSummary()
+        kept, has_face, p_woman, batch = [], [], [], []
+        faces = largest_faces(samples.paths, self.size, summary, min_face=self.min_face)
+        for i, rgb, crop in faces:
+            batch.append(crop if crop is not None else resize(rgb, self.size))
+            kept.append(i)
+            has_face.append(crop is not None)
+            if len(batch) == batch_size:
+                p_woman.append(self.classify(np.stack(batch), batch_size))
+                batch = []
+        if batch:
+            p_woman.append(self.classify(np.stack(batch), batch_size))
+        if not kept:
+            raise UserError("no readable images")
+        return FolderResult(
+            samples.subset(kept),
+            np.concatenate(p_woman),
+            len(samples) - len(kept),
+            np.array(has_face, bool),
+            summary,
+            self.threshold,
+        )
 
     def _classify_chunks(
         self, samples: Samples, batch_size: int, skip_bad: bool, progress: bool
     ) -> tuple[np.ndarray, Samples]:
         probabilities, kept_paths, kept_labels = [], [], []
-        starts = range(0, len(samples), CHUNK)
+        # A small first chunk: the model starts after 64 images are decoded, not 512.
+        starts = [s for s in (0, *range(FIRST_CHUNK, len(samples), CHUNK)) if s < len(samples)]
+        bounds = [*starts[1:], len(samples)]
         # one chunk is a few seconds at most; longer runs say how far they are (stderr)
-        counter = Progress(len(samples), "predicting") if progress and len(starts) > 1 else None
+        several = progress and len(samples) > CHUNK
+        counter = Progress(len(samples), "predicting") if several else None
 
-        def decode(start):
-            chunk = samples.subset(range(start, min(start + CHUNK, len(samples))))
+        def decode(k):
+            chunk = samples.subset(range(starts[k], bounds[k]))
             return decode_images(chunk, self.size, skip_bad=skip_bad)
 
         # Decode chunk k+1 while the model runs on chunk k: OpenCV and the model release the GIL.
         with ThreadPoolExecutor(1) as ahead:
-            pending = ahead.submit(decode, starts[0]) if starts else None
+            pending = ahead.submit(decode, 0) if starts else None
             for k in range(len(starts)):
                 try:
                     images, chunk = pending.result()
@@ -383,14 +423,14 @@ class Predictor:
                     if not skip_bad:
                         raise
                     images = None  # every image of this chunk was bad (each already reported)
-                pending = ahead.submit(decode, starts[k + 1]) if k + 1 < len(starts) else None
+                pending = ahead.submit(decode, k + 1) if k + 1 < len(starts) else None
                 if images is None:
                     continue
                 probabilities.append(self.classify(images, batch_size))
                 kept_paths += chunk.paths
                 kept_labels.append(chunk.labels)
                 if counter:
-                    counter.update(min(starts[k] + CHUNK, len(samples)))
+                    counter.update(bounds[k])
         if counter:
             counter.done()
         if not kept_paths:

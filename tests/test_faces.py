@@ -211,6 +211,83 @@ def test_lite_detector_on_a_large_photo(hopper):
     assert iou(fast.box, [2.5 * v for v in HOPPER_FACE]) > 0.7
 
 
+def pasted_portraits(count=6, seed=0):
+    """faces_web / faces_utk faces pasted at a portrait's scale (30-45% of the shorter side) into
+    500-800 px frames on a plain, blurred background; [] without ../shared data."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name in ("faces_web", "faces_utk"):
+        for label in ("man", "woman"):
+            folder = SHARED_DATA / name / label
+            for path in sorted(folder.iterdir())[: count // 4 + 1] if folder.is_dir() else []:
+                face = read_image(path)
+                height, width = (int(v) for v in rng.integers(500, 801, 2))
+                frame = cv2.resize(face[:16, :16], (width, height), interpolation=cv2.INTER_CUBIC)
+                frame = cv2.GaussianBlur(frame, (0, 0), 15)
+                side = int(min(height, width) * rng.uniform(0.30, 0.45))
+                x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+                frame[y : y + side, x : x + side] = cv2.resize(face, (side, side))
+                frames.append((f"{path.name} in {width}x{height}", frame))
+    return frames
+
+
+def test_reduced_pyramid_finds_what_the_full_one_finds(hopper):
+    """By default the detector skips the pyramid levels for faces under a tenth of the shorter
+    side; the faces it finds are those the full pyramid (min_face=20) finds, boxes and landmarks
+    within 2 px, on the test photos and on data-set faces pasted into portrait-sized frames."""
+    import cv2
+
+    pictures = [
+        ("hopper", hopper),
+        ("group", group_picture(hopper)),
+        ("turned", rotate(hopper, 30)),
+    ]
+    pictures += [("hopper 640", cv2.resize(hopper, (546, 640)))] + pasted_portraits()
+    for name, rgb in pictures:
+        full = detect_faces(rgb, fast=True, min_face=20)
+        reduced = detect_faces(rgb, fast=True)
+        assert len(full) >= 1, name
+        try:
+            same_faces(full, reduced, pixels=2.0)
+        except AssertionError as err:
+            raise AssertionError(f"{name}: {err}") from None
+
+
+def test_min_face_finds_small_faces_in_group_photos(hopper, tmp_path, trained_run, capsys):
+    """A face under a tenth of the photo is skipped by default and found with --min-face."""
+    import cv2
+
+    canvas = np.full((1200, 1600, 3), 128, np.uint8)
+    small = cv2.resize(hopper, (128, 150), interpolation=cv2.INTER_AREA)  # face about 50 px
+    canvas[100:250, 100:228] = small
+    canvas[500:1100, 900:1412] = hopper  # and one large face
+    assert len(detect_faces(canvas, fast=True)) == 1
+    assert len(detect_faces(canvas, fast=True, min_face=30)) == 2
+    photo = save(tmp_path / "group.jpg", canvas)
+    weights = str(trained_run / "best.keras")
+    assert gender_single_predict.main([str(photo), weights, "--min-face", "30"]) == 0
+    assert "face 2 at" in capsys.readouterr().out
+
+
+def test_folder_detection_in_threads_matches_one_photo_at_a_time(portraits):
+    """largest_faces decodes and detects on worker threads; the results are each photo's own,
+    in order."""
+    from gender.data import list_folder
+    from gender.faces import CropSummary, largest_faces
+
+    paths = list_folder(portraits).paths
+    found = list(largest_faces(paths, (64, 64), CropSummary()))
+    assert [i for i, _, _ in found] == list(range(len(paths)))
+    for i, _, crop in found:
+        expected = face_crops(read_image(paths[i]), (64, 64), fast=True)
+        if expected:
+            np.testing.assert_array_equal(crop, expected[0][1])
+        else:
+            assert crop is None
+
+
 def test_crop_and_resize_is_tensorflows():
     """The port of tf.image.crop_and_resize, with boxes inside, across and outside the image."""
     import tensorflow as tf

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from gender import CLASS_NAMES
@@ -114,3 +115,17 @@ def test_equal_error_threshold_keeps_half_when_it_is_already_even():
     from gender.metrics import equal_error_threshold
 
     assert equal_error_threshold([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9]) == 0.5
+
+
+def test_average_precision_is_sklearns():
+    """The numpy AP equals scikit-learn's average_precision_score, ties included."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 120))
+        positive = rng.random(n) < rng.random()
+        scores = np.round(rng.random(n), int(rng.integers(1, 4)))  # few decimals: many ties
+        if positive.any():
+            expected = average_precision_score(positive, scores)
+            assert average_precision(positive, scores) == pytest.approx(expected, abs=1e-12)
