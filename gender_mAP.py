@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from gender import TASKS, UserError
-from gender.flags import positive_int, probability, tolerant_console
+from gender.flags import add_min_face_flag, positive_int, probability, tolerant_console
 from gender.groups import PRESETS as GROUP_PRESETS
 from gender.predictor import BACKENDS
 
@@ -63,13 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
     parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
-    parser.add_argument(
-        "--min-face",
-        type=positive_int,
-        metavar="PIXELS",
-        help="smallest face side to look for (group photos with small faces); default a tenth "
-        "of each photo's shorter side, at least 20 px",
-    )
+    add_min_face_flag(parser)
     parser.add_argument(
         "--detect-faces",
         action="store_true",

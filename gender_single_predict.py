@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from gender import TASKS, UserError
-from gender.flags import positive_int, tolerant_console
+from gender.flags import add_min_face_flag, positive_int, tolerant_console
 from gender.predictor import BACKENDS
 
 NO_FACE = 3  # exit status when an image holds no face: distinct from errors
@@ -56,13 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="classify each whole image as it is (for crops; pedestrian models never detect)",
     )
-    parser.add_argument(
-        "--min-face",
-        type=positive_int,
-        metavar="PIXELS",
-        help="smallest face side to look for (group photos with small faces); default a tenth "
-        "of each photo's shorter side, at least 20 px",
-    )
+    add_min_face_flag(parser)
     parser.add_argument(
         "--detect-faces",
         action="store_true",

@@ -32,6 +32,17 @@ def probability(text: str) -> float:
     return value
 
 
+def add_min_face_flag(parser: argparse.ArgumentParser) -> None:
+    """--min-face, the same in every script that detects faces."""
+    parser.add_argument(
+        "--min-face",
+        type=positive_int,
+        metavar="PIXELS",
+        help="smallest face side to look for (group photos with small faces); default a tenth "
+        "of each photo's shorter side, at least 20 px",
+    )
+
+
 def tolerant_console() -> None:
     """Print file names that are not valid UTF-8 (e.g. b'caf\\xe9.jpg') as escapes, not a crash.
 
