@@ -26,5 +26,9 @@ class Progress:
             print(f"{self.label}: {done}/{self.total}", file=sys.stderr, flush=True)
 
     def done(self) -> None:
-        end = "\r" if self.tty else ""
-        print(f"{end}{self.label}: {self.total}/{self.total}", file=sys.stderr, flush=True)
+        """Close the count: the final figure on a terminal (the periodic lines already end on
+        it otherwise, so it is not printed twice)."""
+        if self.tty:
+            print(f"\r{self.label}: {self.total}/{self.total}", file=sys.stderr, flush=True)
+        elif self.shown < 10:
+            print(f"{self.label}: {self.total}/{self.total}", file=sys.stderr, flush=True)
