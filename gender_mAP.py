@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gender import TASKS, UserError
 from gender.flags import add_min_face_flag, positive_int, probability, tolerant_console
+from gender.groups import NO_GROUP, group_names
 from gender.groups import PRESETS as GROUP_PRESETS
 from gender.predictor import BACKENDS
 
@@ -95,7 +96,6 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     from gender.atomic import check_output, write_text
     from gender.console import warn
     from gender.data import class_folders, load_samples
-    from gender.groups import NO_GROUP
     from gender.images import parse_image_size
     from gender.metrics import (
         errors_csv,
@@ -111,10 +111,10 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
-    if args.groups:
-        from gender.groups import group_names
-
-        group_names(samples.paths[:1], args.groups)  # a bad regex or CSV fails before the model
+    # read once, before the model: a bad regex or CSV fails early
+    group_of = (
+        dict(zip(samples.paths, group_names(samples.paths, args.groups))) if args.groups else {}
+    )
     for name, count in samples.counts().items():
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
@@ -136,10 +136,9 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
     weights, info, size = given or predictor.weights, predictor.info, predictor.size
-    if args.threshold is None:
-        args.threshold = predictor.threshold
+    threshold = result.threshold if args.threshold is None else args.threshold
 
-    report = evaluate(kept.labels, p_woman, args.threshold)
+    report = evaluate(kept.labels, p_woman, threshold)
     report.update(
         dataset=str(args.data),
         weights=str(weights),
@@ -149,10 +148,10 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         skipped_unreadable=skipped,
     )
     if args.detect_faces:
-        report["faces"] = face_report(kept, p_woman, result.has_face, crops, args.threshold)
+        report["faces"] = face_report(kept, p_woman, result.has_face, crops, threshold)
     if args.groups:
-        groups = group_names(kept.paths, args.groups)
-        report["by_group"] = group_report(kept.labels, p_woman, groups, args.threshold)
+        groups = [group_of[path] for path in kept.paths]
+        report["by_group"] = group_report(kept.labels, p_woman, groups, threshold)
         report["by_group"]["source"] = args.groups
     print(format_report(report, title))
     if args.groups:
@@ -177,7 +176,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         write_text(args.json, json.dumps(report, indent=2) + "\n")
         print(f"numbers written to {args.json}")
     if args.errors:
-        write_text(args.errors, errors_csv(kept, p_woman, args.threshold))
+        write_text(args.errors, errors_csv(kept, p_woman, threshold))
         print(f"misclassified images listed in {args.errors}")
     if args.plots:
         save_plots(Path(args.plots), report, kept.labels, p_woman)

@@ -147,7 +147,10 @@ def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
     photos, unreadable = [], 0
     for path in paths:
         try:
-            photos.append(predictor.photo(path, args.batch_size))
+            photo = predictor.photo(path, args.batch_size)
+            if not single:
+                photo.rgb = None  # only --annotate/--explain of one photo draw on it
+            photos.append(photo)
         except BadImageError as err:
             if single:
                 raise

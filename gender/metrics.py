@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from gender import CLASS_NAMES
+from gender import CLASS_NAMES, UserError
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -151,16 +151,18 @@ def equal_error_threshold(labels: "ArrayLike", p_woman: "ArrayLike") -> float:
     nearest 0.5; candidates are midpoints between consecutive distinct scores.
     """
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
+    men, women = np.sort(p_woman[labels == 0]), np.sort(p_woman[labels == 1])
+    if not len(men) or not len(women):
+        raise UserError("a decision threshold needs validation images of both classes")
     scores = np.unique(p_woman)
     candidates = np.concatenate([[0.5], (scores[1:] + scores[:-1]) / 2])
-    best = None
-    for t in candidates:
-        man_error = float(np.mean(p_woman[labels == 0] >= t))
-        woman_error = float(np.mean(p_woman[labels == 1] < t))
-        key = (abs(man_error - woman_error), man_error + woman_error, abs(t - 0.5))
-        if best is None or key < best[0]:
-            best = (key, float(t))
-    return best[1]
+    # errors at every candidate at once: men at or above it, women below it
+    man_error = (len(men) - np.searchsorted(men, candidates, "left")) / len(men)
+    woman_error = np.searchsorted(women, candidates, "left") / len(women)
+    order = np.lexsort(
+        (np.abs(candidates - 0.5), man_error + woman_error, np.abs(man_error - woman_error))
+    )
+    return float(candidates[order[0]])
 
 
 def group_report(

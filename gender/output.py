@@ -20,7 +20,7 @@ FACE_COLUMNS = ["path", "face", "x1", "y1", "x2", "y2", "label", "probability", 
 IMAGE_COLUMNS = ["path", "label", "probability", "p_woman"]
 
 
-def verdict(p_woman: float, threshold: float = 0.5) -> str:
+def verdict(p_woman: float, threshold: float) -> str:
     """One image's or face's answer in words, as the single-image lines print it."""
     label, probability = predicted_class(p_woman, threshold)
     return f"{label} (probability {probability:.3f}, P(woman) = {p_woman:.3f})"
@@ -101,7 +101,7 @@ def write_pictures(
         print(f"Grad-CAM heatmap written to {explain}")
 
 
-def whole_image_result(rgb: np.ndarray, p_woman: float, threshold: float = 0.5) -> FaceResult:
+def whole_image_result(rgb: np.ndarray, p_woman: float, threshold: float) -> FaceResult:
     """The answer for an image classified undetected, as a face covering all of it."""
     return FaceResult(whole_image_face(rgb), float(p_woman), threshold)
 

@@ -28,6 +28,7 @@ from gender import CLASS_NAMES, UserError
 from gender.console import Progress
 from gender.data import Samples, decode_images
 from gender.faces import CropSummary, Face, face_crops
+from gender.metrics import THRESHOLD
 from gender.runs import model_task, require_face_model
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class Backend(Protocol):
         ...
 
 
-def predicted_class(p_woman: float, threshold: float = 0.5) -> tuple[str, float]:
+def predicted_class(p_woman: float, threshold: float = THRESHOLD) -> tuple[str, float]:
     """The predicted class (woman when P(woman) >= `threshold`) and that class's probability."""
     is_woman = p_woman >= threshold
     return CLASS_NAMES[int(is_woman)], p_woman if is_woman else 1 - p_woman
@@ -59,7 +60,7 @@ class FaceResult:
 
     face: Face
     p_woman: float
-    threshold: float = 0.5  # the model's decision threshold (Predictor.threshold)
+    threshold: float = THRESHOLD  # the model's decision threshold (Predictor.threshold)
 
     @property
     def label(self) -> str:
@@ -76,7 +77,7 @@ class PhotoResult:
     """Every face of one photo, largest first; no faces when none was found."""
 
     path: str
-    rgb: np.ndarray  # the decoded photo, for pictures drawn over it
+    rgb: np.ndarray | None  # the decoded photo, for pictures drawn over it (None once dropped)
     faces: list[FaceResult]
 
 
@@ -89,7 +90,7 @@ class FolderResult:
     skipped: int  # unreadable images (each reported as a warning)
     has_face: np.ndarray | None = None  # (N,) bool with detection, else None
     crops: CropSummary | None = None  # detection counts with detection, else None
-    threshold: float = 0.5  # the model's decision threshold (Predictor.threshold)
+    threshold: float = THRESHOLD  # the model's decision threshold (Predictor.threshold)
 
 
 def default_weights(task: str) -> Path:
@@ -288,7 +289,7 @@ class Predictor:
         self.task = model_task(info)
         # P(woman) at or above which the answer is woman: 0.5 unless the bundle chose one on its
         # validation split (gender_train.py bundle --threshold val: equal error rates there).
-        self.threshold = float(info.get("threshold", 0.5))
+        self.threshold = float(info.get("threshold", THRESHOLD))
         # Photos are searched with the LiteRT detector when the model runs under LiteRT (no
         # TensorFlow at all); under Keras TensorFlow is loaded anyway and the package runs.
         self.fast_detector = backend in ("lite", "int8")
