@@ -185,27 +185,7 @@ def decode_image_bytes(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
         raise BadImageError(path, "too large to decode in the memory available") from None
     if image is None or image.size == 0:
         raise BadImageError(path, "not an image OpenCV can decode (corrupt or unsupported format)")
-    return _to_rgb8(image, path)
-
-
-def _to_rgb8(image: np.ndarray, path) -> np.ndarray:
-    """Convert any decoded OpenCV array (gray, BGR, BGRA; 8/16-bit or float) to RGB uint8."""
-    import cv2
-
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)  # keep the top 8 bits: a linear 16 -> 8 bit rescale
-    elif image.dtype != np.uint8:
-        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    channels = image.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    raise BadImageError(path, f"unsupported image with {channels} channels")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # always 3 channels of uint8 here
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
