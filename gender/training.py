@@ -295,16 +295,7 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, run_dir
             loss="binary_crossentropy",
             metrics=["accuracy"],
         )
-    stopper = keras.callbacks.EarlyStopping(
-        monitor=recorder.monitor, patience=config.patience, restore_best_weights=True
-    )
-    callbacks = [
-        recorder,
-        stopper,
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=recorder.monitor, factor=0.5, patience=max(2, config.patience // 3)
-        ),
-    ]
+    callbacks = _callbacks(recorder, config)
     fit_model.fit(
         train_ds,
         validation_data=val_ds,
@@ -323,7 +314,6 @@ def _fit_phase_custom(
     """issue 14: train one phase with gender.distribute's custom step (under a tf.distribute
     strategy, or on streamed shards). The frozen-prefix cache is off here: every step runs the
     whole model on freshly augmented images."""
-    import keras
 
     import models
     from gender import distribute
@@ -364,7 +354,18 @@ def _fit_phase_custom(
             else None
         )
     recorder.full_model = None
-    callbacks = [
+    callbacks = _callbacks(recorder, config)
+    distribute.fit_phase(
+        strategy, model, phase.learning_rate, keep_optimizer, feed, val_ds, class_weight,
+        callbacks, len(recorder.history), phase.last_epoch,
+    )  # fmt: skip
+
+
+def _callbacks(recorder, config: TrainConfig) -> list:
+    """The run's recorder, early stopping (best weights restored) and learning-rate halving."""
+    import keras
+
+    return [
         recorder,
         keras.callbacks.EarlyStopping(
             monitor=recorder.monitor, patience=config.patience, restore_best_weights=True
@@ -373,10 +374,6 @@ def _fit_phase_custom(
             monitor=recorder.monitor, factor=0.5, patience=max(2, config.patience // 3)
         ),
     ]
-    distribute.fit_phase(
-        strategy, model, phase.learning_rate, keep_optimizer, feed, val_ds, class_weight,
-        callbacks, len(recorder.history), phase.last_epoch,
-    )  # fmt: skip
 
 
 def cache_views(augment_names: Sequence[str], count: int) -> tuple[str, ...]:
