@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--calibration",
         metavar="DATA",
-        help="images for the int8 export (a man/woman folder or a .txt table; ~200 are used); "
+        help="images for the int8 export (a man/woman folder or a .txt table; ~1,000 are used); "
         "default the run's val.txt beside the weights; without either no int8 export",
     )
     bundle = sub.add_parser(
