@@ -168,7 +168,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         help="cached versions of each training image: the original, its mirror "
-        "(if --augment has flip), then random --augment draws (default 2)",
+        "(if --augment has flip), then random --augment draws; a phase caches no more "
+        "than it has epochs (default 2)",
     )
     train = parser.add_argument_group("training")
     train.add_argument(

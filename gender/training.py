@@ -253,7 +253,11 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, run_dir
     seed = config.seed + len(recorder.history)
     if split:
         prefix, fit_model = split
-        views = cache_views(augment_names, config.cache_views)
+        # Each epoch feeds every image once, from one view at random: a phase of E epochs can
+        # use at most E views, and caching more costs a backbone pass each (the head phase of
+        # the bundled face recipe, 1 epoch: 5 views cached, 1 used).
+        epochs = phase.last_epoch - len(recorder.history)
+        views = cache_views(augment_names, min(config.cache_views, epochs))
         print(
             f"phase {phase.name}: caching the frozen prefix output {prefix.output_shape[1:]} "
             f"for {len(train_set)} training images x {len(views)} views ({', '.join(views)})"

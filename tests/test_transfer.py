@@ -89,3 +89,17 @@ def test_resnet_fine_tunes_exactly_the_named_stages(image_tree, tmp_path):
         and not isinstance(layer, keras.layers.BatchNormalization)
     }
     assert _changed_layers(head, tuned) == expected | {"p_woman"}
+
+
+def test_a_phase_caches_no_more_views_than_it_has_epochs(image_tree, tmp_path, capsys):
+    # Each epoch feeds every image once from one view: 1 head epoch uses 1 view, the 2
+    # fine-tune epochs 2, whatever --cache-views asks.
+    argv = ["--data", str(image_tree), "--model", "vgg16", "--image-size", str(IMAGE_SIZE),
+            "--backbone-weights", "none", "--epochs", "3", "--head-epochs", "1",
+            "--trainable-blocks", "1", "--augment", "flip,brightness", "--cache-views", "4",
+            "--batch-size", "8", "--out", str(tmp_path)]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "x 1 views (original)" in out
+    assert "x 2 views (original, flip)" in out
+    assert "x 4 views" not in out
