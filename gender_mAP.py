@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from gender import TASKS, UserError
-from gender.flags import add_min_face_flag, positive_int, probability, tolerant_console
+from gender import UserError
+from gender.flags import add_min_face_flag, add_model_flags, probability, tolerant_console
 from gender.groups import NO_GROUP, group_names
 from gender.groups import PRESETS as GROUP_PRESETS
 from gender.predictor import BACKENDS
@@ -34,19 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .keras model or run folder (default: the bundled --task model)",
     )
     parser.add_argument("--weights", dest="weights_flag", metavar="WEIGHTS", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--task",
-        choices=TASKS,
-        default="face",
-        help="bundled model to use when no WEIGHTS are given (default face)",
-    )
-    parser.add_argument("--image-size", help="must match the model's; read from run.json")
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=64,
-        help="images per model call; more is faster until memory runs out (default %(default)s)",
-    )
+    add_model_flags(parser)
     parser.add_argument(
         "--backend",
         choices=BACKENDS,

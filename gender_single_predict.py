@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gender import TASKS, UserError
-from gender.flags import add_min_face_flag, positive_int, tolerant_console
+from gender import UserError
+from gender.flags import add_min_face_flag, add_model_flags, tolerant_console
 from gender.predictor import BACKENDS
 
 NO_FACE = 3  # exit status when an image holds no face: distinct from errors
@@ -29,19 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights", help="a .keras model or run folder (default: the bundled --task model)"
     )
-    parser.add_argument(
-        "--task",
-        choices=TASKS,
-        default="face",
-        help="bundled model to use when no weights are given (default face)",
-    )
-    parser.add_argument("--image-size", help="must match the model's; read from run.json")
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=64,
-        help="images per model call; more is faster until memory runs out (default %(default)s)",
-    )
+    add_model_flags(parser)
     parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
     parser.add_argument(
         "--backend",

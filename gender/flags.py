@@ -9,6 +9,8 @@ import argparse
 import math
 import sys
 
+from gender import TASKS
+
 
 def positive_int(text: str) -> int:
     """An int of at least 1 (--batch-size, --epochs)."""
@@ -30,6 +32,23 @@ def probability(text: str) -> float:
     if math.isnan(value) or not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1 (exclusive)")
     return value
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """--task, --image-size and --batch-size, the same in every script that predicts."""
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="face",
+        help="bundled model to use when no weights are given (default face)",
+    )
+    parser.add_argument("--image-size", help="must match the model's; read from run.json")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="images per model call; more is faster until memory runs out (default %(default)s)",
+    )
 
 
 def add_min_face_flag(parser: argparse.ArgumentParser) -> None:
