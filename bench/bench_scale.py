@@ -17,10 +17,8 @@ streaming packed shards of 1x and --factor x the budget in file bytes (faces_utk
 
 import argparse
 import csv
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -87,31 +85,11 @@ def run(command, env=None, log=None) -> tuple[int, float, float]:
     return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def worker_envs(count: int) -> list[dict]:
-    workers = [f"127.0.0.1:{port}" for port in free_ports(count)]
-    envs = []
-    for index in range(count):
-        env = dict(os.environ)
-        env["TF_CONFIG"] = json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        )
-        envs.append(env)
-    return envs
-
-
 def run_pair(command, logs) -> list[int]:
+    from gender.distribute import local_cluster
+
     procs = []
-    for env, log in zip(worker_envs(2), logs):
+    for env, log in zip(local_cluster(2), logs):
         out = open(log, "w")  # noqa: SIM115
         procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out))
     return [p.wait() for p in procs]

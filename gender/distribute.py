@@ -53,6 +53,24 @@ def tf_config() -> dict:
         raise UserError(f"TF_CONFIG is not valid JSON ({err})") from None
 
 
+def local_cluster(count: int) -> list[dict]:
+    """Environments (os.environ plus TF_CONFIG) for `count` workers on this machine, on free
+    loopback ports: multi-worker training tried on one machine (tests, bench/bench_scale.py)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    for s in sockets:
+        s.close()
+    task = {"cluster": {"worker": workers}}
+    return [
+        {**os.environ, "TF_CONFIG": json.dumps({**task, "task": {"type": "worker", "index": i}})}
+        for i in range(count)
+    ]
+
+
 def cluster_size() -> int:
     """The number of tasks TF_CONFIG names (0 when unset)."""
     return sum(len(tasks) for tasks in tf_config().get("cluster", {}).values())

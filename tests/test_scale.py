@@ -7,9 +7,7 @@ gRPC on loopback); they take a minute or more on 2 shared cores, so they are mar
 import csv
 import hashlib
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from conftest import IMAGE_SIZE, PER_CLASS, REPO, make_image_tree, run_dirs
 import dataset
 import gender_train
 from gender.data import list_folder, person_ids
+from gender.distribute import local_cluster
 from gender.images import load_image, read_image
 from gender.shards import open_packed, read_records, stream_dataset
 
@@ -104,26 +103,11 @@ def read_history(run_dir):
 # --- two workers on 127.0.0.1 -----------------------------------------------------------------
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def start_workers(argv, tmp_path, tag: str, count: int = 2) -> list:
     """Start `count` gender_train.py processes, one TF_CONFIG each; logs in tmp_path/tag-N.log."""
-    workers = [f"127.0.0.1:{port}" for port in free_ports(count)]
     (tmp_path / "tmp").mkdir(exist_ok=True)
     procs = []
-    for index in range(count):
-        env = dict(os.environ)
-        env["TF_CONFIG"] = json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        )
+    for index, env in enumerate(local_cluster(count)):
         env["TMPDIR"] = str(tmp_path / "tmp")  # where a non-chief worker writes its files
         log = open(tmp_path / f"{tag}-{index}.log", "w")  # noqa: SIM115
         procs.append(
