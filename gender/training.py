@@ -204,30 +204,12 @@ def train(
     for phase in phases:
         if len(recorder.history) >= phase.last_epoch:
             continue
+        splits = (train_x, train_set), (val_x, val_set)
+        args = (model, phase, config, *splits, class_weight, recorder, keep_optimizer)
         if strategy is None and train_x is not None:
-            _fit_phase(
-                model,
-                phase,
-                config,
-                (train_x, train_set),
-                (val_x, val_set),
-                class_weight,
-                recorder,
-                run_dir,
-                keep_optimizer,
-            )
+            _fit_phase(*args, run_dir)
         else:  # issue 14: under a tf.distribute strategy, or streaming packed shards
-            _fit_phase_custom(
-                strategy,
-                model,
-                phase,
-                config,
-                (train_x, train_set),
-                (val_x, val_set),
-                class_weight,
-                recorder,
-                keep_optimizer,
-            )
+            _fit_phase_custom(*args, strategy)
         keep_optimizer = False
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: possibly gigabytes
     if not distribute.finish(run_dir):  # a worker other than the chief: its folder is gone
@@ -236,7 +218,7 @@ def train(
     return run_dir
 
 
-def _fit_phase(model, phase, config, train, val, class_weight, recorder, run_dir, keep_optimizer):
+def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_optimizer, run_dir):
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
     import keras
 
@@ -313,7 +295,7 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, run_dir
 
 
 def _fit_phase_custom(
-    strategy, model, phase, config, train, val, class_weight, recorder, keep_optimizer
+    model, phase, config, train, val, class_weight, recorder, keep_optimizer, strategy
 ):
     """issue 14: train one phase with gender.distribute's custom step (under a tf.distribute
     strategy, or on streamed shards). The frozen-prefix cache is off here: every step runs the
