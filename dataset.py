@@ -113,13 +113,13 @@ def _all_samples(data):
 
 
 def write_truth(args) -> int:
-    from gender.atomic import atomic_path, check_output
+    from gender.atomic import atomic_path, check_outputs
     from gender.data import class_folders
 
     samples = _all_samples(args.data)
     stem = Path(args.out) if args.out else Path(args.data) / "ground_truth"
-    for suffix in (".txt", ".npy"):
-        check_output(stem.with_suffix(suffix), [*class_folders(args.data), *samples.paths])
+    tables = [(stem.with_suffix(suffix), False) for suffix in (".txt", ".npy")]
+    check_outputs(tables, [*class_folders(args.data), *samples.paths])
     write_truth_table(stem.with_suffix(".txt"), samples, relative_to=stem.parent)
     # A structured array loads with np.load(...) and no pickle: fields 'path' and 'label'.
     table = np.array(
@@ -166,11 +166,11 @@ def make_split(args) -> int:
 
 
 def _outside(source: Path, out: Path) -> None:
-    from gender.atomic import check_output
+    from gender.atomic import check_outputs
 
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
         raise UserError(f"--out {out}: must be outside {source} (the images are never touched)")
-    check_output(out, folder=True)
+    check_outputs([(out, True)])
 
 
 def _relative(src: Path, source: Path, label: int) -> Path:

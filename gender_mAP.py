@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate_folder(args: argparse.Namespace) -> dict:
-    from gender.atomic import check_output, write_text
+    from gender.atomic import check_outputs, write_text
     from gender.console import warn
     from gender.data import class_folders, load_samples
     from gender.images import parse_image_size
@@ -111,9 +111,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     # before the work: an output never lands on (or inside) what is read
     inputs = [*class_folders(args.data), *samples.paths, weights]
     inputs += [args.data] if Path(args.data).is_file() else []
-    for output, folder in ((args.json, False), (args.errors, False), (args.plots, True)):
-        if output:
-            check_output(output, inputs, folder=folder)
+    check_outputs([(args.json, False), (args.errors, False), (args.plots, True)], inputs)
     predictor = Predictor.load(
         weights,
         task=args.task,

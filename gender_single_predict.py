@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from gender.atomic import check_output
+    from gender.atomic import check_outputs
     from gender.data import expand_inputs
     from gender.images import parse_image_size
     from gender.predictor import Predictor
@@ -77,9 +77,8 @@ def predict(args: argparse.Namespace) -> int:
     if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
         weights = inputs.pop()
     paths = expand_inputs(inputs)
-    for output in (args.csv, args.annotate, args.explain):
-        if output:
-            check_output(output, [*inputs, *paths, *([weights] if weights else [])])
+    outputs = [(output, False) for output in (args.csv, args.annotate, args.explain)]
+    check_outputs(outputs, [*inputs, *paths, *([weights] if weights else [])])
     # Grad-CAM needs the gradients of the Keras model; the TFLite export has none.
     predictor = Predictor.load(
         weights,

@@ -76,30 +76,45 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
-def check_output(path: str | Path, inputs: Iterable[str | Path] = (), folder: bool = False) -> Path:
-    """Refuse an output path before the work: one that cannot be written or touches an input.
+def check_outputs(
+    outputs: Iterable[tuple[str | Path | None, bool]], inputs: Iterable[str | Path] = ()
+) -> None:
+    """Refuse output paths before the work: one that cannot be written or touches an input.
 
     Args:
-        path: the file (or with folder=True the folder) a command will write.
-        inputs: input files and folders: the output may not be one of the files (nor a link
-            to one), nor lie in or below one of the folders.
-        folder: `path` is a folder to write files into (it may exist).
+        outputs: (path, is_folder) pairs: a file a command will write, or a folder it writes
+            files into (it may exist); a None path is skipped (an output not asked for).
+        inputs: input files and folders: no output may be one of the files (nor a link to
+            one), nor lie in or below one of the folders. Resolved once for all outputs.
 
     Raises:
-        UserError: one line naming `path` and the reason.
+        UserError: one line naming the output and the reason.
     """
-    path = Path(path)
+    outputs = [(Path(path), folder) for path, folder in outputs if path]
+    if not outputs:
+        return
+    folders, files = {}, set()
+    for item in inputs:
+        real = Path(os.path.realpath(item))
+        if os.path.isdir(real):
+            folders.setdefault(real, item)
+        else:
+            files.add(real)
+    for path, folder in outputs:
+        _check_output(path, folders, files, folder)
+
+
+def _check_output(path: Path, folders: dict, files: set, folder: bool) -> None:
     real = Path(os.path.realpath(path))
     places = {real, *real.parents} if folder else set(real.parents)
-    for item in inputs:
-        item_real = Path(os.path.realpath(item))
-        if os.path.isdir(item_real):
-            if item_real in places:
-                raise UserError(
-                    f"{path}: inside the input folder {item}; outputs never go into input folders"
-                )
-        elif real == item_real:
-            raise UserError(f"{path}: is an input file; outputs never overwrite inputs")
+    inside = places & folders.keys()
+    if inside:
+        raise UserError(
+            f"{path}: inside the input folder {folders[inside.pop()]}; outputs never go into "
+            "input folders"
+        )
+    if real in files:
+        raise UserError(f"{path}: is an input file; outputs never overwrite inputs")
     if folder and path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
     if not folder and path.is_dir():
@@ -115,7 +130,6 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), folder: bo
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as err:
         raise UserError(f"{path}: cannot be written in {probe} ({err.strerror})") from None
-    return path
 
 
 def make_folder(path: str | Path) -> Path:

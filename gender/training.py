@@ -80,14 +80,14 @@ def train(
     if not config.data:
         raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
     if not resume:  # before hours of decoding: a run folder that cannot be made fails now
-        from gender.atomic import check_output
+        from gender.atomic import check_outputs
 
         images = [
             folder
             for data in config.data
             for folder in ([Path(data)] if is_packed(data) else gender.data.class_folders(data))
         ]
-        check_output(config.out, images, folder=True)
+        check_outputs([(config.out, True)], images)
     entry = models.get_entry(config.model)
     image_size = parse_image_size(config.image_size) if config.image_size else entry.image_size
     parse_augment(config.augment)  # fail on a typo before decoding thousands of images
