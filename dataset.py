@@ -22,6 +22,7 @@ from gender.data import (
     TRUTH_HEADER,
     load_samples,
     split_samples,
+    train_val_samples,
     write_truth_table,
 )
 
@@ -219,14 +220,8 @@ def pack_shards(args) -> int:
     _outside(source, out)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: already exists and is not empty")
-    splits = load_samples(source)
-    if "all" in splits:
-        samples = splits["all"]
-        if args.val > 0:
-            train, val = split_samples(samples, args.val, args.seed, args.by_person)
-            splits = {"train": train, "val": val}
-        else:
-            splits = {"train": samples}
+    train, val = train_val_samples(source, args.val, args.seed, args.by_person)
+    splits = {"train": train} if val is None else {"train": train, "val": val}
     manifest = pack(
         splits, out, person_pattern=args.by_person, source=source, seed=args.seed,
         shards=args.shards,

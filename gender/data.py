@@ -206,6 +206,19 @@ def load_samples(source: str | Path) -> dict[str, Samples]:
     return {split: list_folder(folder) for split, folder in find_splits(source).items()}
 
 
+def train_val_samples(
+    source: str | Path, val_fraction: float, seed: int, person_pattern: str | None = None
+) -> tuple[Samples, Samples | None]:
+    """A data folder's (train, val): its own train/ and val/ when it has them, else its images
+    split by `split_samples` (val_fraction 0: all train, val None)."""
+    splits = load_samples(source)
+    if "train" in splits:
+        return splits["train"], splits["val"]
+    if val_fraction == 0:
+        return splits["all"], None
+    return split_samples(splits["all"], val_fraction, seed, person_pattern)
+
+
 def person_ids(paths: Sequence[str], pattern: str = DEFAULT_PERSON_PATTERN) -> list[str]:
     """The person id of each file, from the first group of `pattern` matched on the file name.
 

@@ -404,18 +404,11 @@ def _load_splits(config):
         return splits["train"], splits.get("val")
     trains, vals = [], []
     for folder in config.data:
-        splits = gender.data.load_samples(folder)
-        if "train" in splits:
-            trains.append(splits["train"])
-            vals.append(splits["val"])
-        elif config.val_split == 0:
-            trains.append(splits["all"])
-        else:
-            train, val = gender.data.split_samples(
-                splits["all"], config.val_split, config.seed, config.by_person
-            )
-            trains.append(train)
-            vals.append(val)
+        train, val = gender.data.train_val_samples(
+            folder, config.val_split, config.seed, config.by_person
+        )
+        trains.append(train)
+        vals += [val] if val is not None else []
     return gender.data.concat_samples(trains), gender.data.concat_samples(vals) if vals else None
 
 
