@@ -304,7 +304,6 @@ def _fit_phase_custom(
     import models
     from gender import distribute
     from gender.augment import build_augmenter, parse_augment
-    from gender.images import parse_image_size
     from gender.shards import stream_dataset
 
     (train_x, train_set), (val_x, val_set) = train, val
@@ -328,11 +327,7 @@ def _fit_phase_custom(
             else None
         )
     else:
-        image_size = (
-            parse_image_size(config.image_size)
-            if config.image_size
-            else models.get_entry(config.model).image_size
-        )
+        image_size = tuple(model.input_shape[1:3])  # what the run was built with
         feed = distribute.packed_feed(train_set, image_size, config.batch_size, seed, augment)
         val_ds = (
             stream_dataset(val_set, image_size, config.batch_size, shuffle=False)
