@@ -15,7 +15,6 @@ Nothing is written into the data folders: each run's training set is a folder of
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,50 +25,41 @@ from machine import MOBILENET_WEIGHTS, ROOT, describe
 
 sys.path.insert(0, str(ROOT))
 
-SUBSET = re.compile(r"^([^_]+)__")
 # The person key within a subset: "GRID__0001_..." -> GRID__0001, "cctv__000_45_1" -> cctv__000.
 PERSON = r"^([^_]+__[^_.]+)"
-BUDGETS = {
-    # a frozen ImageNet backbone, its head trained on a cached pass: the trend, in minutes
-    "small": [
-        "--trainable-blocks",
-        "0",
-        "--head-epochs",
-        "0",
-        "--epochs",
-        "4",
-        "--patience",
-        "2",
-        "--cache-views",
-        "2",
-    ],  # fmt: skip
-    # the bundled pedestrian model's recipe
-    "full": [
-        "--trainable-blocks",
-        "12",
-        "--head-epochs",
-        "2",
-        "--epochs",
-        "12",
-        "--patience",
-        "4",
-        "--cache-views",
-        "4",
-        "--augment",
-        "flip,rotate,shift,zoom,blur,brightness,contrast,saturation",
-    ],  # fmt: skip
-}
+# a frozen ImageNet backbone, its head trained on a cached pass: the trend, in minutes
+SMALL_BUDGET = ["--trainable-blocks", "0", "--head-epochs", "0", "--epochs", "4",
+                "--patience", "2", "--cache-views", "2"]  # fmt: skip
+# --budget full: these training flags of the bundled pedestrian model (its JSON), so the table
+# always says what its recipe does on a camera it never saw
+RECIPE_FLAGS = ("model", "image_size", "trainable_blocks", "head_epochs", "epochs", "patience",
+                "cache_views", "augment", "fine_tune_lr", "lr", "batch_size")  # fmt: skip
+
+
+def bundled_recipe(info_path: Path = ROOT / "weights" / "pretrained" / "pedestrian.json") -> list:
+    """gender_train.py flags of the run the bundled pedestrian model came from."""
+    flags = json.loads(info_path.read_text())["flags"]
+    argv = []
+    for name in RECIPE_FLAGS:
+        if flags.get(name) is not None:
+            argv += [f"--{name.replace('_', '-')}", str(flags[name])]
+    return argv
 
 
 def pooled_files(folders) -> dict[str, list[tuple[Path, str]]]:
     """{subset: [(path, class name), ...]} over every folder's man/ and woman/ images."""
+    from gender import CLASS_NAMES
+    from gender.data import list_folder
+    from gender.groups import NO_GROUP, group_names
+
     by_subset: dict[str, list[tuple[Path, str]]] = {}
     for folder in folders:
-        for class_name in ("man", "woman"):
-            for path in sorted((Path(folder) / class_name).glob("*")):
-                match = SUBSET.match(path.name)
-                if match and path.is_file():
-                    by_subset.setdefault(match.group(1), []).append((path, class_name))
+        samples = list_folder(folder)
+        for path, label, subset in zip(
+            samples.paths, samples.labels, group_names(samples.paths, "subset")
+        ):
+            if subset != NO_GROUP:  # a file not named SUBSET__...
+                by_subset.setdefault(subset, []).append((Path(path), CLASS_NAMES[label]))
     return by_subset
 
 
@@ -96,14 +86,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="+", help="folders of {man,woman} images named SUBSET__...")
     parser.add_argument("--subsets", nargs="+", required=True, help="camera networks to leave out")
-    parser.add_argument("--budget", choices=BUDGETS, default="small")
+    parser.add_argument("--budget", choices=("small", "full"), default="small",
+                        help="full: the bundled pedestrian model's recipe")  # fmt: skip
     parser.add_argument("--per-class", type=int, help="at most N training images per class and "
                         "subset (default: small 300, full all)")  # fmt: skip
-    parser.add_argument("--image-size", default="224x96")
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--seed", type=int, default=1337)
     args = parser.parse_args(argv)
     per_class = args.per_class or (300 if args.budget == "small" else None)
+    if args.budget == "full":
+        recipe = bundled_recipe()
+    else:
+        recipe = ["--model", "mobilenetv2", "--image-size", "224x96", "--batch-size", "64",
+                  *SMALL_BUDGET]  # fmt: skip
 
     by_subset = pooled_files(args.data)
     unknown = [s for s in args.subsets if s not in by_subset]
@@ -116,6 +111,7 @@ def main(argv=None) -> int:
     print(
         f"budget {args.budget}: at most {per_class or 'all'} training images per class and subset"
     )
+    print(f"training flags: {' '.join(recipe)}")
     work = Path(args.out or tempfile.mkdtemp(prefix="loco-"))
     rows = []
     for held_out in args.subsets:
@@ -129,10 +125,9 @@ def main(argv=None) -> int:
         runs = root / "runs"
         run([sys.executable, "gender_train.py", "--data",
              *sorted(str(p) for p in train_root.iterdir()),
-             "--task", "pedestrian", "--model", "mobilenetv2", "--image-size", args.image_size,
-             "--backbone-weights", str(MOBILENET_WEIGHTS), "--by-person", PERSON,
-             "--val-split", "0.15", "--batch-size", "64", "--seed", str(args.seed),
-             "--out", str(runs), *BUDGETS[args.budget]])  # fmt: skip
+             "--task", "pedestrian", "--backbone-weights", str(MOBILENET_WEIGHTS),
+             "--by-person", PERSON, "--val-split", "0.15", "--seed", str(args.seed),
+             "--out", str(runs), *recipe])  # fmt: skip
         run_dir = max(runs.iterdir())
         report_path = root / "held_out_report.json"
         run([sys.executable, "gender_mAP.py", str(test_root), str(run_dir / "best.keras"),
