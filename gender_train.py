@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration",
         metavar="DATA",
         help="images for the int8 export (a man/woman folder or a .txt table; ~1,000 are used); "
-        "default the run's val.txt beside the weights; without either no int8 export",
+        "default the training folders in the run's run.json, else its val.txt beside the "
+        "weights; without any no int8 export",
     )
     bundle = sub.add_parser(
         "bundle",

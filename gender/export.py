@@ -183,21 +183,25 @@ def _selective_int8(converter, sample, float_error: float, kept_float: list) -> 
 
 
 def calibration_images(
-    source: str | Path, size: Sequence[int], count: int = CALIBRATION_IMAGES
+    sources: Sequence[str | Path], size: Sequence[int], count: int = CALIBRATION_IMAGES
 ) -> "np.ndarray":
-    """`count` images spread evenly over a data folder or ground-truth table (both classes),
-    decoded and resized to `size`: (N, H, W, 3) uint8, for `export_int8`."""
+    """`count` images spread evenly over data folders (their train/ part when they have one) or
+    ground-truth tables, both classes, an equal share from each; decoded and resized to `size`:
+    (N, H, W, 3) uint8, for `export_int8`."""
     import numpy as np
 
     from gender.data import decode_images, load_samples
 
-    splits = load_samples(source)
-    samples = splits.get("train", splits.get("all"))
-    if samples is None or len(samples) == 0:
-        raise UserError(f"{source}: no images to calibrate the int8 export on")
-    pick = np.unique(np.linspace(0, len(samples) - 1, min(count, len(samples))).round())
-    images, _ = decode_images(samples.subset(pick.astype(int)), size)
-    return np.asarray(images)
+    share = -(-count // len(sources))
+    images = []
+    for source in sources:
+        splits = load_samples(source)
+        samples = splits.get("train", splits.get("all"))
+        if samples is None or len(samples) == 0:
+            raise UserError(f"{source}: no images to calibrate the int8 export on")
+        pick = np.unique(np.linspace(0, len(samples) - 1, min(share, len(samples))).round())
+        images.append(np.asarray(decode_images(samples.subset(pick.astype(int)), size)[0]))
+    return np.concatenate(images)
 
 
 def _write_tflite(write_saved_model, path, convert=None) -> Path:
@@ -263,7 +267,8 @@ def export_all(
     Args:
         out: a folder for the exports (default: beside the weights).
         calibration: a data folder or ground-truth table for the int8 export; default the
-            run's val.txt beside the weights. Without either the int8 export is skipped.
+            run's training folders, else its val.txt beside the weights
+            (`_default_calibration`). Without any the int8 export is skipped.
 
     Returns:
         {'tflite': path, 'saved_model': folder, 'json': path} and 'int8': path when written.
@@ -271,20 +276,28 @@ def export_all(
     model, info = load_trained(weights)
     source = resolve_weights(weights)
     paths = export_paths(Path(out) / source.name if out else source)
-    calibration = calibration or _default_calibration(source)
+    calibration = [calibration] if calibration else _default_calibration(source, info)
     _write_lite_export(model, info, source.name, paths, calibration)
     export_saved_model(model, paths["saved_model"])
     return {kind: path for kind, path in paths.items() if kind != "int8" or calibration}
 
 
-def _default_calibration(weights: Path) -> Path | None:
-    """The run's validation table beside the weights (val.txt), when there is one."""
+def _default_calibration(weights: Path, info: dict) -> list[str] | None:
+    """What an int8 export calibrates on by default: the training folders the run recorded
+    (their train/ parts) when they are all here, else the run's val.txt beside the weights.
+
+    Training images, not validation ones: with the bundled face model, 1,000 validation images
+    cost 0.58 points on BFW val against float32, 1,000 training images 0.08 (README, Export).
+    """
+    folders = info.get("flags", {}).get("data") or []
+    if folders and all(Path(folder).is_dir() for folder in folders):
+        return [str(folder) for folder in folders]
     table = weights.parent / "val.txt"
-    return table if table.is_file() else None
+    return [str(table)] if table.is_file() else None
 
 
 def _write_lite_export(
-    model, info: dict, source_name: str, paths: dict, calibration: str | Path | None = None
+    model, info: dict, source_name: str, paths: dict, calibration: list[str] | None = None
 ) -> None:
     """The .tflite and its .export.json (what the fast path reads) at `export_paths` `paths`,
     and the .int8.tflite calibrated on images of `calibration` when given."""
@@ -298,7 +311,7 @@ def _write_lite_export(
     if calibration:
         meta["int8"] = {
             "file": paths["int8"].name,
-            "calibrated_on": str(calibration),
+            "calibrated_on": [str(source) for source in calibration],
             "layers_kept_float32": kept_float,
         }
     write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
@@ -311,7 +324,7 @@ def bundle(
     threshold: str | float | None = None,
 ) -> dict[str, Path]:
     """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`
-    (and `<task>.int8.tflite`, calibrated on the run's val.txt).
+    (and `<task>.int8.tflite`, calibrated on the run's training images, `_default_calibration`).
 
     The model is re-saved without its optimizer state (a third of a checkpoint's size), and the
     run's run.json is copied as `<task>.json` with the run folder it came from. With
@@ -351,7 +364,7 @@ def bundle(
         model.save(tmp)  # loaded with compile=False: no optimizer state to carry
     write_text(paths["json"], json.dumps(info, indent=2) + "\n")
     exports = export_paths(paths["keras"])
-    calibration = _default_calibration(run_dir / "best.keras")
+    calibration = _default_calibration(run_dir / "best.keras", info)
     _write_lite_export(model, info, paths["keras"].name, exports, calibration)
     written = {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
     return {**written, "int8": exports["int8"]} if calibration else written

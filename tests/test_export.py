@@ -340,8 +340,18 @@ def test_int8_export_loads_and_agrees_with_float32(trained_run, eval_images, tmp
     assert "accuracy(%)" in capsys.readouterr().out
 
 
-def test_int8_backend_without_the_export_is_one_error_line(exported, eval_images, capsys):
-    status = gender_single_predict.main([str(eval_images), str(exported / "best.keras"),
+def test_export_calibrates_int8_on_the_runs_training_folders(exported):
+    # no --calibration and no val.txt: the training data the run.json names
+    run_data = json.loads((exported / "run.json").read_text())["flags"]["data"]
+    meta = json.loads((exported / "best.export.json").read_text())
+    assert meta["int8"]["calibrated_on"] == [str(folder) for folder in run_data]
+    assert (exported / "best.int8.tflite").read_bytes()[4:8] == b"TFL3"
+
+
+def test_int8_backend_without_the_export_is_one_error_line(exported, eval_images, tmp_path, capsys):
+    for name in ("best.keras", "run.json", "best.tflite", "best.export.json"):
+        shutil.copy(exported / name, tmp_path / name)  # all but best.int8.tflite
+    status = gender_single_predict.main([str(eval_images), str(tmp_path / "best.keras"),
                                          "--backend", "int8"])  # fmt: skip
     assert status == 2
     assert "no .int8.tflite" in error_line(capsys.readouterr().err)
