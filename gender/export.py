@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # Quantization error (RMS, in int8 steps) above which a layer of the int8 export stays float32.
 INT8_FLOAT_ERROR = 0.5
-# Images an int8 export measures activation ranges on. With the bundled face model, 200 cost
+# Images an int8 export measures activation ranges on. With the previous face model, 200 cost
 # 0.54 points on UTK adults against float32; 400, 600 and 1,000 stayed within 0.25 points on
 # UTK adults, BFW val and faces_web val (README, Performance).
 CALIBRATION_IMAGES = 1000
@@ -289,8 +289,9 @@ def _default_calibration(weights: Path, info: dict) -> list[str] | None:
     """What an int8 export calibrates on by default: the training folders the run recorded
     (their train/ parts) when they are all here, else the run's val.txt beside the weights.
 
-    Training images, not validation ones: with the bundled face model, 1,000 validation images
-    cost 0.58 points on BFW val against float32, 1,000 training images 0.08 (README, Export).
+    Training images, not validation ones (those are for measuring): with the bundled face
+    model, 1,000 validation images cost 0.58 points on BFW val against float32, 1,000 training
+    images 0.08-0.41 depending on the debugger's sample (README, Performance).
     """
     folders = info.get("flags", {}).get("data") or []
     if folders and all(Path(folder).is_dir() for folder in folders):
