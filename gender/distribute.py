@@ -281,15 +281,12 @@ def fit_phase(
     import keras
     import tensorflow as tf
 
+    from models import compile_model
+
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if not (keep_optimizer and model.optimizer is not None):
-            # compile: the .keras checkpoints then carry the optimizer and loss, as fit's do.
-            model.compile(
-                optimizer=keras.optimizers.Adam(learning_rate),
-                loss="binary_crossentropy",
-                metrics=["accuracy"],
-            )
+            compile_model(model, learning_rate)
         optimizer = model.optimizer
         optimizer.build(model.trainable_variables)
     weights = [1.0, 1.0] if not class_weight else [class_weight[0], class_weight[1]]

@@ -220,7 +220,6 @@ def train(
 
 def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_optimizer, run_dir):
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
-    import keras
 
     import models
     from gender.augment import build_augmenter, parse_augment
@@ -276,11 +275,7 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_op
         else None
     )
     if not (keep_optimizer and fit_model is model and model.optimizer is not None):
-        fit_model.compile(
-            optimizer=keras.optimizers.Adam(phase.learning_rate),
-            loss="binary_crossentropy",
-            metrics=["accuracy"],
-        )
+        models.compile_model(fit_model, phase.learning_rate)
     callbacks = _callbacks(recorder, config)
     fit_model.fit(
         train_ds,

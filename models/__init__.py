@@ -76,6 +76,19 @@ def default_trainable_blocks(name: str) -> int:
     return default or 0
 
 
+def compile_model(model: "keras.Model", learning_rate: float) -> None:
+    """Compile for training as every trainer does: Adam, binary cross-entropy on P(woman),
+    accuracy. Also the custom distributed step, so its .keras checkpoints carry the same
+    optimizer and loss as model.fit's."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
 def set_trainable_blocks(model: "keras.Model", name: str, count: int) -> None:
     """Let the top `count` backbone blocks of a built (or loaded) model `name` train."""
     import keras
