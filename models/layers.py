@@ -64,6 +64,33 @@ def classifier_head(features, dropout: float, hidden: int = 0, name: str = "head
     return keras.layers.Dense(1, activation="sigmoid", name="p_woman")(x)
 
 
+def transfer_model(
+    application,
+    image_size,
+    backbone_weights,
+    blocks,
+    trainable_blocks: int,
+    preprocess,
+    dropout: float,
+    name: str,
+    hidden: int = 0,
+):
+    """An ImageNet `keras.applications` backbone without its top, its top `trainable_blocks`
+    of `blocks` trainable, between `preprocess` (a layer: raw 0..255 RGB in) and
+    `classifier_head`: what every transfer model of the registry is."""
+    base = application(
+        include_top=False,
+        weights=resolve_backbone_weights(backbone_weights),
+        input_shape=(*image_size, 3),
+    )
+    set_trainable_blocks(base, blocks, trainable_blocks)
+    inputs = keras.Input((*image_size, 3), name="image")
+    # training=False: BatchNorm keeps its ImageNet statistics, also while top blocks fine-tune
+    # (and set_trainable_blocks keeps BatchNorm frozen: see there).
+    x = base(preprocess(inputs), training=False)
+    return keras.Model(inputs, classifier_head(x, dropout, hidden=hidden), name=name)
+
+
 def resolve_backbone_weights(backbone_weights):
     """Pass "imagenet" and None ("none": random init) through; check a local weights file."""
     if backbone_weights in (None, "none"):

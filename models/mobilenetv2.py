@@ -29,17 +29,10 @@ def mobilenetv2(
 ) -> "keras.Model":
     import keras
 
-    from models.layers import classifier_head, resolve_backbone_weights, set_trainable_blocks
+    from models.layers import transfer_model
 
-    base = keras.applications.MobileNetV2(
-        include_top=False,
-        alpha=1.0,
-        weights=resolve_backbone_weights(backbone_weights),
-        input_shape=(*image_size, 3),
-    )
-    set_trainable_blocks(base, BLOCKS, trainable_blocks)
-    inputs = keras.Input((*image_size, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_to_pm1")(inputs)
-    # training=False: BatchNorm keeps its ImageNet statistics, also when top blocks fine-tune.
-    x = base(x, training=False)
-    return keras.Model(inputs, classifier_head(x, dropout), name="mobilenetv2")
+    return transfer_model(
+        keras.applications.MobileNetV2, image_size, backbone_weights, BLOCKS, trainable_blocks,
+        keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_to_pm1"),
+        dropout, "mobilenetv2",
+    )  # fmt: skip

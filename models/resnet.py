@@ -29,27 +29,15 @@ def build_resnet(
     """ResNet`depth` backbone, caffe-style preprocessing inside, GAP + Dropout + Dense(1)."""
     import keras
 
-    from models.layers import (
-        CaffePreprocess,
-        classifier_head,
-        resolve_backbone_weights,
-        set_trainable_blocks,
-    )
+    from models.layers import CaffePreprocess, transfer_model
 
     application = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101,
                    152: keras.applications.ResNet152}[depth]  # fmt: skip
-    base = application(
-        include_top=False,
-        weights=resolve_backbone_weights(backbone_weights),
-        input_shape=(*image_size, 3),
-    )
-    set_trainable_blocks(base, STAGES, trainable_blocks)
-    inputs = keras.Input((*image_size, 3), name="image")
     # keras.applications.resnet.preprocess_input is the same caffe step as VGG16's.
-    x = CaffePreprocess(name="caffe_preprocess")(inputs)
-    # training=False: BatchNorm keeps its ImageNet statistics, also while conv5 fine-tunes.
-    x = base(x, training=False)
-    return keras.Model(inputs, classifier_head(x, dropout), name=f"resnet{depth}")
+    return transfer_model(
+        application, image_size, backbone_weights, STAGES, trainable_blocks,
+        CaffePreprocess(name="caffe_preprocess"), dropout, f"resnet{depth}",
+    )  # fmt: skip
 
 
 @register_model(

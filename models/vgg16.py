@@ -24,21 +24,9 @@ def vgg16(
 ) -> "keras.Model":
     import keras
 
-    from models.layers import (
-        CaffePreprocess,
-        classifier_head,
-        resolve_backbone_weights,
-        set_trainable_blocks,
-    )
+    from models.layers import CaffePreprocess, transfer_model
 
-    base = keras.applications.VGG16(
-        include_top=False,
-        weights=resolve_backbone_weights(backbone_weights),
-        input_shape=(*image_size, 3),
-    )
-    set_trainable_blocks(base, BLOCKS, trainable_blocks)
-    inputs = keras.Input((*image_size, 3), name="image")
-    x = CaffePreprocess(name="caffe_preprocess")(inputs)
-    # training=False keeps any backbone layer in inference mode even while its weights train.
-    x = base(x, training=False)
-    return keras.Model(inputs, classifier_head(x, dropout, hidden=256), name="vgg16")
+    return transfer_model(
+        keras.applications.VGG16, image_size, backbone_weights, BLOCKS, trainable_blocks,
+        CaffePreprocess(name="caffe_preprocess"), dropout, "vgg16", hidden=256,
+    )  # fmt: skip
