@@ -50,7 +50,6 @@ DETECT_MAX_SIDE = 1024
 # own 20 px): a 640 px portrait costs a quarter of the time, with the same boxes, since the levels
 # kept are computed exactly as before. `min_face` lowers it for group photos with small faces.
 MIN_FACE_FRACTION = 0.1
-MIN_FACE_PIXELS = 20
 
 
 @dataclass
@@ -114,8 +113,11 @@ def _package_detector():
 
 
 def default_min_face(height: int, width: int) -> float:
-    """The smallest face looked for by default: a tenth of the shorter side, at least 20 px."""
-    return max(float(MIN_FACE_PIXELS), MIN_FACE_FRACTION * min(height, width))
+    """The smallest face looked for by default: a tenth of the shorter side, at least MTCNN's
+    own smallest (20 px)."""
+    from gender.lite_faces import MIN_FACE_SIZE
+
+    return max(float(MIN_FACE_SIZE), MIN_FACE_FRACTION * min(height, width))
 
 
 def detect_faces(rgb: np.ndarray, fast: bool = False, min_face: float | None = None) -> list[Face]:
