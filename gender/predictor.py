@@ -237,10 +237,10 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
 
     Args:
         backend: "lite" runs the .tflite export beside the weights (face.keras -> face.tflite)
-            with LiteRT; "int8" its full-integer export (face.int8.tflite: smaller, faster,
-            within a few thousandths of float32, README); "keras" loads the .keras file with
-            TensorFlow; "auto" takes the float32 export when there is one and ai_edge_litert is
-            installed, else Keras.
+            with LiteRT; "int8" its full-integer export (face.int8.tflite: a third the size,
+            ~1.8x faster, one answer in 60 different and accuracy within half a point, README);
+            "keras" loads the .keras file with TensorFlow; "auto" takes the float32 export when
+            there is one and ai_edge_litert is installed, else Keras.
     """
     from gender import lite
 
