@@ -59,6 +59,12 @@ AUGMENTATIONS = {
     "blur": lambda keras, seed: keras.layers.RandomGaussianBlur(
         0.5, kernel_size=5, sigma=(0.1, 1.5), value_range=(0, 255), seed=seed
     ),
+    # half the images get one noise-filled rectangle over 2-25% of the area (random erasing,
+    # Zhong et al. 2017): a hand, a bag, a strand of hair or a patch of make-up covered, so no
+    # single region decides. A bag or a ponytail should not be the whole answer on a new camera.
+    "erase": lambda keras, seed: keras.layers.RandomErasing(
+        factor=(0.5, 0.5), scale=(0.02, 0.25), value_range=(0, 255), seed=seed
+    ),
     # GaussianNoise takes a std in 0..1 units: 0.03 of the range is about 8 grey levels.
     "noise": lambda keras, seed: keras.Sequential(
         [
