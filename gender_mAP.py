@@ -16,7 +16,6 @@ from gender import UserError
 from gender.flags import add_min_face_flag, add_model_flags, probability, tolerant_console
 from gender.groups import NO_GROUP, group_names
 from gender.groups import PRESETS as GROUP_PRESETS
-from gender.predictor import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,14 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--weights", dest="weights_flag", metavar="WEIGHTS", help=argparse.SUPPRESS)
     add_model_flags(parser)
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: the .tflite export beside the weights with LiteRT when there is one "
-        "(faster), else Keras; int8: its int8 export (.int8.tflite, faster still); keras "
-        "forces the .keras model (default auto)",
-    )
     parser.add_argument(
         "--threshold",
         type=probability,
@@ -119,10 +110,12 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         image_size=parse_image_size(args.image_size) if args.image_size else None,
         min_face=args.min_face,
     )
+    if args.threshold is not None:
+        predictor.threshold = args.threshold  # before predicting: the int8 re-check is around it
     result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
     weights, info, size = given or predictor.weights, predictor.info, predictor.size
-    threshold = result.threshold if args.threshold is None else args.threshold
+    threshold = result.threshold
 
     report = evaluate(kept.labels, p_woman, threshold)
     report.update(

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from gender import UserError
 from gender.flags import add_min_face_flag, add_model_flags, tolerant_console
-from gender.predictor import BACKENDS
 
 NO_FACE = 3  # exit status when an image holds no face: distinct from errors
 
@@ -32,14 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(parser)
     parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
     parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: the .tflite export beside the weights with LiteRT (no TensorFlow start-up) "
-        "when there is one, else Keras; int8: its int8 export (.int8.tflite); --explain "
-        "always uses Keras (default auto)",
-    )
-    parser.add_argument(
         "--no-detect",
         action="store_true",
         help="classify each whole image as it is (for crops; pedestrian models never detect)",
@@ -52,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--annotate", metavar="OUT.jpg", help="one image: draw boxes and labels")
     parser.add_argument(
-        "--explain", metavar="OUT.png", help="one image: Grad-CAM heatmap of the predicted class"
+        "--explain",
+        metavar="OUT.png",
+        help="one image: Grad-CAM heatmap of the predicted class (runs the Keras model, "
+        "whatever --backend)",
     )
     return parser
 

@@ -34,13 +34,27 @@ def probability(text: str) -> float:
     return value
 
 
+# how a trained model runs (gender.predictor.load_backend)
+BACKENDS = ("auto", "lite", "int8", "keras")
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """--task, --image-size and --batch-size, the same in every script that predicts."""
+    """--task, --backend, --image-size and --batch-size, the same in every script that predicts."""
     parser.add_argument(
         "--task",
         choices=TASKS,
         default="face",
         help="bundled model to use when no weights are given (default face)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="lite: the float32 .tflite export beside the weights, run by LiteRT (no "
+        "TensorFlow start-up); int8: its int8 export (.int8.tflite, ~2x faster) with float32 "
+        "answering again where int8 is near the threshold, so the answers are float32's; "
+        "keras: the .keras model under TensorFlow; auto: int8 when both exports are there, "
+        "else lite, else keras (default auto)",
     )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
     parser.add_argument(
