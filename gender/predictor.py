@@ -1,7 +1,8 @@
 """One way to use a trained model: `Predictor.load(weights)`, then methods that return values.
 
 A Predictor owns three things that used to be picked in several places:
-- the backend: the .keras model under Keras, or its .tflite export under LiteRT (`gender.lite`),
+- the backend: the .keras model under Keras, or its .tflite export under LiteRT (`gender.lite`;
+  float32, or int8 with float32 answering again near the threshold, `Predictor.classify`),
   both behind `Backend.predict(images, batch_size=...)` -> (N, 1) P(woman);
 - the run info (run.json or `<stem>.json` beside the weights, or the export's JSON): input size,
   model name and task;
