@@ -23,10 +23,10 @@ THREADS = min(4, os.cpu_count() or 1)
 # 462 at 64, 423 at 128.
 INVOKE_BATCH = 8
 # The int8 backend answers again with the float32 export where int8's P(woman) lies this close to
-# the decision threshold. Bundled models, int8 against float32 on their validation images: median
-# difference 0.002-0.007, 99th percentile 0.05-0.18, largest 0.39; int8 alone changed 1% of the
-# answers (24 of 2,400 BFW faces, 40 of 1,929 pedestrians), with this re-check 0 and 1, for 1.1-5.7%
-# of the faces and 26% of the pedestrians run twice.
+# the decision threshold. Bundled models, int8 against float32 on their held-out images: median
+# difference 0.001-0.004, 99th percentile 0.05-0.19, largest 0.45; int8 alone changed 1-2% of the
+# answers (24 of 2,400 BFW faces, 35 of 1,929 pedestrians), with this re-check none, for 1.1-5.7%
+# of the faces and 18% of the pedestrians run twice.
 RECHECK_MARGIN = 0.3
 
 
