@@ -164,6 +164,26 @@ def test_int8_backend_answers_with_float32_near_the_threshold(exported, eval_ima
     np.testing.assert_allclose(checked.classify(images), float32, atol=1e-6, rtol=0)
 
 
+def test_map_threshold_flag_centres_the_int8_recheck(exported, eval_images, tmp_path, monkeypatch):
+    """gender_mAP.py --threshold T: the int8 backend re-checks around T, the threshold the
+    report uses, not around the model's own."""
+    from gender.predictor import Predictor
+
+    centres = []
+    classify = Predictor.classify
+
+    def recording(self, images, batch_size=64):
+        centres.append(self.threshold)
+        return classify(self, images, batch_size)
+
+    monkeypatch.setattr(Predictor, "classify", recording)
+    report = tmp_path / "report.json"
+    argv = [str(eval_images), str(exported / "best.keras"), "--backend", "int8"]
+    assert gender_mAP.main([*argv, "--threshold", "0.3", "--json", str(report)]) == 0
+    assert centres and set(centres) == {0.3}
+    assert json.loads(report.read_text())["threshold"] == 0.3
+
+
 def test_auto_backend_is_float32_without_an_int8_export(exported, tmp_path):
     from gender.predictor import Predictor
 
