@@ -220,7 +220,6 @@ def train(
 
 def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_optimizer, run_dir):
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
-
     import models
     from gender.augment import build_augmenter, parse_augment
     from gender.features import compute_features
