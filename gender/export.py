@@ -44,9 +44,13 @@ def export_paths(weights: str | Path) -> dict[str, Path]:
 
 
 def export_info(model: "keras.Model", info: dict) -> dict:
-    """What a runtime needs to use an export without Keras: labels, input size and range."""
+    """What a runtime needs to use an export without Keras: labels, input size and range, and
+    the task (a pedestrian model must not look for faces when it runs without its run.json)."""
+    from gender.runs import model_task
+
     return {
         "model": info.get("model", model.name),
+        "task": model_task(info),
         "class_names": list(info.get("class_names", CLASS_NAMES)),
         "image_size": list(model.input_shape[1:3]),
         "input": "RGB, (B, H, W, 3) float32 holding 0..255 pixel values (the model scales them)",

@@ -30,6 +30,9 @@ def test_bundled_model_files(task):
     info = json.loads((PRETRAINED / f"{task}.json").read_text())
     assert info["task"] == task
     assert info["class_names"] == ["man", "woman"]
+    # the fast path reads only the export JSON: without the task a pedestrian model would
+    # search its crops for faces
+    assert json.loads((PRETRAINED / f"{task}.export.json").read_text())["task"] == task
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -367,6 +367,22 @@ def test_bundle_threshold_must_be_val_or_a_probability(trained_run, tmp_path, ca
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_export_keeps_the_task_so_the_fast_path_never_detects_for_a_pedestrian_model(
+    trained_run, tmp_path
+):
+    """The export JSON is all the LiteRT path reads: it carries the run's task, and a pedestrian
+    model run from it classifies whole images instead of searching them for faces."""
+    from gender.predictor import Predictor
+
+    shutil.copy(trained_run / "best.keras", tmp_path / "best.keras")
+    info = json.loads((trained_run / "run.json").read_text())
+    (tmp_path / "run.json").write_text(json.dumps({**info, "task": "pedestrian"}))
+    assert gender_train.main(["export", str(tmp_path / "best.keras")]) == 0
+    assert json.loads((tmp_path / "best.export.json").read_text())["task"] == "pedestrian"
+    predictor = Predictor.load(tmp_path / "best.keras", backend="lite")
+    assert predictor.task == "pedestrian" and predictor.backend == "lite"
+
+
 # --- the int8 export ----------------------------------------------------------------------------
 
 
