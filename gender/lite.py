@@ -143,12 +143,26 @@ def load_lite(
         raise UserError(f"{meta}: not a valid export JSON ({err})") from None
     if tuple(info.get("class_names", CLASS_NAMES)) != CLASS_NAMES:
         raise UserError(f"{meta}: class names {info['class_names']} differ from {CLASS_NAMES}")
+    if "task" not in info:
+        # exports written before the JSON carried the task: the run's own info file knows it,
+        # and without it a pedestrian model would be taken for a face model (faces searched for)
+        info["task"] = export_task(meta)
     model = LiteModel(tflite, info, threads)
     if list(model.input_shape[1:3]) != list(info["image_size"]):
         raise UserError(
             f"{tflite}: input is {model.input_shape[1:3]} but {meta.name} says {info['image_size']}"
         )
     return model, info
+
+
+def export_task(meta: Path) -> str:
+    """The task of an export whose JSON does not name it: from the info file of the weights it
+    was exported from (`<stem>.json` in weights/pretrained/, else the run folder's run.json);
+    'face' when neither says."""
+    from gender.runs import model_info_name, model_task, read_run_info
+
+    weights = meta.with_name(meta.name.removesuffix(".export.json") + ".keras")
+    return model_task(read_run_info(meta.parent, model_info_name(weights)))
 
 
 @contextlib.contextmanager

@@ -381,6 +381,13 @@ def test_export_keeps_the_task_so_the_fast_path_never_detects_for_a_pedestrian_m
     assert json.loads((tmp_path / "best.export.json").read_text())["task"] == "pedestrian"
     predictor = Predictor.load(tmp_path / "best.keras", backend="lite")
     assert predictor.task == "pedestrian" and predictor.backend == "lite"
+    # an export from before the JSON carried the task: the run.json beside it still says it
+    meta = tmp_path / "best.export.json"
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items()
+                                if k != "task"}))  # fmt: skip
+    assert Predictor.load(tmp_path / "best.keras", backend="lite").task == "pedestrian"
+    (tmp_path / "run.json").write_text(json.dumps({**info, "task": "face"}))
+    assert Predictor.load(tmp_path / "best.keras", backend="lite").task == "face"
 
 
 # --- the int8 export ----------------------------------------------------------------------------
