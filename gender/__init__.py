@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # we developed on). Measured there on 2 cores: cnn7 150x150 trains 1.7-1.9x faster with them and
 # MobileNetV2 1.4x; outputs move by float round-off only. A user's setting wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-# numpy's OpenBLAS starts a thread per core at import, and they spin: 0.05-0.1 CPU s per process
+# numpy's OpenBLAS starts a thread per core at import, and they spin: 0.05-0.12 CPU s per process
 # that decoding and the model need (a cold prediction used 0.26 CPU s with them, 0.14 without).
 # The toolkit does no large matrix products in numpy: TensorFlow and LiteRT have their own threads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
