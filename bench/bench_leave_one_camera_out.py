@@ -92,10 +92,18 @@ def main(argv=None) -> int:
                         "subset (default: small 300, full all)")  # fmt: skip
     parser.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument(
+        "--recipe",
+        default=str(ROOT / "weights" / "pretrained" / "pedestrian.json"),
+        help="--budget full trains with the flags recorded in this run.json or bundled model "
+        "JSON (default: the bundled pedestrian model's), e.g. a candidate run's",
+    )
     args = parser.parse_args(argv)
+    if not Path(args.recipe).is_file():
+        sys.exit(f"error: {args.recipe}: no such run.json or bundled model JSON")
     per_class = args.per_class or (300 if args.budget == "small" else None)
     if args.budget == "full":
-        recipe = bundled_recipe()
+        recipe = bundled_recipe(Path(args.recipe))
     else:
         recipe = ["--model", "mobilenetv2", "--image-size", "224x96", "--batch-size", "64",
                   *SMALL_BUDGET]  # fmt: skip
