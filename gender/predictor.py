@@ -244,20 +244,20 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
             is installed, else the float32 export, else Keras.
     """
     path = resolve_weights(weights)
-    both_exports = lite.lite_files(path, int8=True) and lite.lite_files(path)
-    if backend == "auto" and both_exports and lite.available():
+    int8_export, float32_export = lite.lite_files(path, int8=True), lite.lite_files(path)
+    if backend == "auto" and int8_export and float32_export and lite.available():
         backend = "int8"
     if backend == "int8":
         if not lite.available():
             raise UserError("--backend int8 needs the ai-edge-litert package (pip install it)")
-        if lite.lite_files(path, int8=True) and not both_exports:
+        if int8_export and not float32_export:
             raise UserError(
                 f"{path}: no float32 .tflite beside it; the int8 backend re-checks answers near "
                 f"the threshold with it (python gender_train.py export {path})"
             )
         model, info = lite.load_lite(path, int8=True)  # no int8 export: its own error line
         return model, info, "int8"
-    if backend != "keras" and lite.lite_files(path):
+    if backend != "keras" and float32_export:
         if lite.available():
             model, info = lite.load_lite(path)
             return model, info, "lite"
