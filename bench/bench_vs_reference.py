@@ -159,15 +159,16 @@ def main(argv=None) -> int:
             rows.append((name, median_pair(ours), median_pair(theirs) if theirs else None))
 
     print(
-        f"\n{'workload':56} {'toolkit s':>9} {'reference s':>11} {'ratio':>6}   "
+        f"\n{'workload':56} {'toolkit s':>9} {'reference s':>11} {'ratio':>7}   "
         f"{'CPU s':>11} {'CPU ratio':>9}"
     )
     for name, (ours, ours_cpu), theirs in rows:
         if theirs:
-            ratio, reference_time = f"{ours / theirs[0]:6.2f}", f"{theirs[0]:11.2f}"
+            # three decimals: a ratio near the 0.5 target must not round onto it
+            ratio, reference_time = f"{ours / theirs[0]:7.3f}", f"{theirs[0]:11.2f}"
             cpu = f"{ours_cpu:5.2f}/{theirs[1]:<5.2f} {ours_cpu / theirs[1]:9.2f}"
         else:
-            ratio, reference_time, cpu = "     -", "    skipped", f"{ours_cpu:5.2f}"
+            ratio, reference_time, cpu = "      -", "    skipped", f"{ours_cpu:5.2f}"
         print(f"{name:56} {ours:9.2f} {reference_time} {ratio}   {cpu}")
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
