@@ -36,9 +36,17 @@ RECIPE_FLAGS = ("model", "image_size", "trainable_blocks", "head_epochs", "epoch
                 "cache_views", "augment", "fine_tune_lr", "lr", "batch_size")  # fmt: skip
 
 
-def bundled_recipe(info_path: Path = ROOT / "weights" / "pretrained" / "pedestrian.json") -> list:
-    """gender_train.py flags of the run the bundled pedestrian model came from."""
-    flags = json.loads(info_path.read_text())["flags"]
+def recipe_flags(info_path: Path) -> list:
+    """gender_train.py flags recorded in a run.json or bundled model JSON (a run's `flags`)."""
+    from gender import UserError
+    from gender.runs import read_run_info
+
+    try:
+        flags = read_run_info(info_path.parent, info_path.name).get("flags")
+    except UserError as err:
+        sys.exit(f"error: {err}")
+    if not flags:
+        sys.exit(f"error: {info_path}: no such run.json or bundled model JSON with training flags")
     argv = []
     for name in RECIPE_FLAGS:
         if flags.get(name) is not None:
@@ -99,11 +107,9 @@ def main(argv=None) -> int:
         "JSON (default: the bundled pedestrian model's), e.g. a candidate run's",
     )
     args = parser.parse_args(argv)
-    if not Path(args.recipe).is_file():
-        sys.exit(f"error: {args.recipe}: no such run.json or bundled model JSON")
     per_class = args.per_class or (300 if args.budget == "small" else None)
     if args.budget == "full":
-        recipe = bundled_recipe(Path(args.recipe))
+        recipe = recipe_flags(Path(args.recipe))
     else:
         recipe = ["--model", "mobilenetv2", "--image-size", "224x96", "--batch-size", "64",
                   *SMALL_BUDGET]  # fmt: skip
