@@ -89,5 +89,6 @@ def link_sample(source: Path, folder: Path, per_class: int) -> Path:
         for path in sorted((source / name).iterdir())[:per_class]:
             target = folder / name / path.name
             if not target.exists():
-                os.symlink(path, target)
+                # absolute: a relative target would resolve from the link's folder, not ours
+                os.symlink(path.absolute(), target)
     return folder
