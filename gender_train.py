@@ -18,7 +18,7 @@ from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
 from gender.data import DEFAULT_PERSON_PATTERN
-from gender.flags import positive_int, probability, tolerant_console
+from gender.flags import positive_int, probability, smoothing, tolerant_console
 
 MODES = ("train", "resume", "export", "bundle", "demo")
 # The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
@@ -193,6 +193,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "--no-class-weights",
         action="store_true",
         help="do not reweight the loss when the classes are unbalanced",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=smoothing,
+        default=0.0,
+        help="train towards s/2 and 1 - s/2 instead of 0 and 1, so confident answers "
+        "cost something (default 0)",
     )
     train.add_argument("--seed", type=int, default=1337)
     run = parser.add_argument_group("run")

@@ -40,6 +40,7 @@ class TrainConfig:
     lr: float | None = None  # None: the model's own rate
     patience: int = 10
     no_class_weights: bool = False
+    label_smoothing: float = 0.0  # targets 0/1 become s/2 and 1 - s/2
     seed: int = 1337
     # run folder
     out: str = "weights"

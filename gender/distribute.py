@@ -266,6 +266,7 @@ def fit_phase(
     callbacks: Sequence["keras.callbacks.Callback"],
     first_epoch: int,
     last_epoch: int,
+    label_smoothing: float = 0.0,
 ) -> None:
     """Train epochs first_epoch+1 .. last_epoch with the custom step; validate after each.
 
@@ -277,6 +278,7 @@ def fit_phase(
         val_ds: a local tf.data set of (images, labels) batches, or None. Every worker
             evaluates all of it on its own copy of the weights: no collectives, same numbers.
         callbacks: Keras callbacks, called as model.fit would call them.
+        label_smoothing: as compile_model's, for the training and the validation loss.
     """
     import keras
     import tensorflow as tf
@@ -286,7 +288,7 @@ def fit_phase(
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if not (keep_optimizer and model.optimizer is not None):
-            compile_model(model, learning_rate)
+            compile_model(model, learning_rate, label_smoothing)
         optimizer = model.optimizer
         optimizer.build(model.trainable_variables)
     weights = [1.0, 1.0] if not class_weight else [class_weight[0], class_weight[1]]
@@ -299,9 +301,9 @@ def fit_phase(
         )
         with tf.GradientTape() as tape:
             p = model(x, training=True)
-            per_example = keras.losses.binary_crossentropy(y, p) * tf.gather(
-                weights, tf.cast(y[:, 0], tf.int32)
-            )  # (b,)
+            per_example = keras.losses.binary_crossentropy(
+                y, p, label_smoothing=label_smoothing
+            ) * tf.gather(weights, tf.cast(y[:, 0], tf.int32))  # (b,)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=size)
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -318,7 +320,8 @@ def fit_phase(
         p = model(x, training=False)
         correct = tf.cast(tf.equal(tf.cast(p > 0.5, tf.float32), y), tf.float32)
         return (
-            tf.reduce_sum(keras.losses.binary_crossentropy(y, p)),
+            # the same loss as model.fit reports for validation: smoothed targets too
+            tf.reduce_sum(keras.losses.binary_crossentropy(y, p, label_smoothing=label_smoothing)),
             tf.reduce_sum(correct),
             tf.cast(tf.shape(y)[0], tf.float32),
         )

@@ -34,6 +34,17 @@ def probability(text: str) -> float:
     return value
 
 
+def smoothing(text: str) -> float:
+    """A label-smoothing amount, 0 (none) up to but not including 0.5 (no information left)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if math.isnan(value) or not 0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 0 and below 0.5")
+    return value
+
+
 # how a trained model runs (gender.predictor.load_backend)
 BACKENDS = ("auto", "lite", "int8", "keras")
 

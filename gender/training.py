@@ -274,7 +274,7 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_op
         else None
     )
     if not (keep_optimizer and fit_model is model and model.optimizer is not None):
-        models.compile_model(fit_model, phase.learning_rate)
+        models.compile_model(fit_model, phase.learning_rate, config.label_smoothing)
     callbacks = _callbacks(recorder, config)
     fit_model.fit(
         train_ds,
@@ -332,7 +332,7 @@ def _fit_phase_custom(
     callbacks = _callbacks(recorder, config)
     distribute.fit_phase(
         strategy, model, phase.learning_rate, keep_optimizer, feed, val_ds, class_weight,
-        callbacks, len(recorder.history), phase.last_epoch,
+        callbacks, len(recorder.history), phase.last_epoch, config.label_smoothing,
     )  # fmt: skip
 
 

@@ -76,15 +76,15 @@ def default_trainable_blocks(name: str) -> int:
     return default or 0
 
 
-def compile_model(model: "keras.Model", learning_rate: float) -> None:
-    """Compile for training as every trainer does: Adam, binary cross-entropy on P(woman),
-    accuracy. Also the custom distributed step, so its .keras checkpoints carry the same
-    optimizer and loss as model.fit's."""
+def compile_model(model: "keras.Model", learning_rate: float, label_smoothing: float = 0.0) -> None:
+    """Compile for training as every trainer does: Adam, binary cross-entropy on P(woman)
+    (towards smoothed targets with `label_smoothing`), accuracy. Also the custom distributed
+    step, so its .keras checkpoints carry the same optimizer and loss as model.fit's."""
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
         metrics=["accuracy"],
     )
 

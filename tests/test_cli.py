@@ -169,6 +169,51 @@ def test_keep_rotates_epoch_checkpoints(image_tree, tmp_path):
     assert json.loads((run / "run.json").read_text())["epochs_done"] == 3
 
 
+def test_label_smoothing_is_the_loss_trained_and_resumed(image_tree, tmp_path):
+    import keras
+
+    out = tmp_path / "runs"
+    argv = ["--data", str(image_tree), *TRAIN_FAST, "--epochs", "1", "--label-smoothing", "0.2",
+            "--augment", "none", "--out", str(out)]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    (run,) = run_dirs(out)
+    assert json.loads((run / "run.json").read_text())["flags"]["label_smoothing"] == 0.2
+    # the checkpoint a --resume continues from carries the same smoothed loss
+    loss = keras.saving.load_model(run / "last.keras").loss
+    assert isinstance(loss, keras.losses.BinaryCrossentropy)
+    assert loss.get_config()["label_smoothing"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("value", ["0.5", "-0.1", "nan", "a little"])
+def test_label_smoothing_out_of_range_is_an_argparse_error(image_tree, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        gender_train.main(["--data", str(image_tree), "--label-smoothing", value])
+    assert info.value.code == 2
+    assert "--label-smoothing" in capsys.readouterr().err
+
+
+def test_label_smoothing_makes_a_confident_right_answer_cost_something():
+    import keras
+
+    from models import compile_model
+
+    # a "model" that answers P(woman) = sigmoid(12) ~ 1 for any input
+    inputs = keras.Input((1,))
+    bias = keras.initializers.Constant(12.0)
+    outputs = keras.layers.Dense(1, "sigmoid", kernel_initializer="zeros", bias_initializer=bias)(
+        inputs
+    )
+    model = keras.Model(inputs, outputs)
+    x, y = np.zeros((4, 1), np.float32), np.ones((4, 1), np.float32)
+    compile_model(model, 1e-3)
+    plain = model.evaluate(x, y, verbose=0)[0]
+    compile_model(model, 1e-3, label_smoothing=0.2)
+    smoothed = model.evaluate(x, y, verbose=0)[0]
+    assert plain < 1e-4
+    # target 0.9: 0.1 * -log(1 - sigmoid(12)) = 0.1 * 12 ~ 1.2
+    assert smoothed == pytest.approx(1.2, abs=0.05)
+
+
 def test_train_skips_bad_files_and_leaves_the_data_untouched(data_copy, tmp_path, capsys):
     (data_copy / "man" / "001_9_text.jpg").write_text("I am not a JPEG")
     write_truncated_jpeg(data_copy / "woman" / "011_9_cut.jpg")
