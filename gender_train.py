@@ -195,6 +195,14 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         help="do not reweight the loss when the classes are unbalanced",
     )
     train.add_argument(
+        "--balance-groups",
+        metavar="GROUPS",
+        help="weight the loss so man and woman weigh the same within each group: a preset "
+        "(subset: the camera network of SUBSET__name files; bfw-ethnicity, utk-age, utk-race), "
+        "a regex whose group 1 is the group, or a CSV of path,group, as gender_mAP.py --groups; "
+        "replaces the class weights",
+    )
+    train.add_argument(
         "--label-smoothing",
         type=smoothing,
         default=0.0,

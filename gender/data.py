@@ -376,8 +376,10 @@ def make_dataset(
     seed: int = 0,
     augment: Callable | None = None,
     views: bool = False,
+    sample_weights: np.ndarray | None = None,
 ) -> "tf.data.Dataset":
-    """A tf.data pipeline of (inputs, float labels) batches from decoded arrays.
+    """A tf.data pipeline of (inputs, float labels) batches from decoded arrays, or of
+    (inputs, labels, weights) batches with `sample_weights` (one per image, as model.fit takes).
 
     Batches are sliced from the array in Python (cheap: one memcpy per batch) so the same code
     serves an in-RAM array and a disk-backed memmap; augmentation runs in tf.data threads.
@@ -391,27 +393,31 @@ def make_dataset(
     n = inputs.shape[1] if views else len(inputs)
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels, np.float32).reshape(-1, 1)
+    weighted = sample_weights is not None
+    if weighted:
+        sample_weights = np.asarray(sample_weights, np.float32).reshape(-1)
 
     def batches():
         order = rng.permutation(n) if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
             index = np.sort(order[start : start + batch_size])  # sorted: sequential memmap reads
             if views:
-                yield inputs[rng.integers(0, inputs.shape[0], len(index)), index], labels[index]
+                batch = inputs[rng.integers(0, inputs.shape[0], len(index)), index], labels[index]
             else:
-                yield inputs[index], labels[index]
+                batch = inputs[index], labels[index]
+            yield (*batch, sample_weights[index]) if weighted else batch
 
     shape = inputs.shape[2:] if views else inputs.shape[1:]
-    ds = tf.data.Dataset.from_generator(
-        batches,
-        output_signature=(
-            tf.TensorSpec((None, *shape), tf.as_dtype(inputs.dtype)),
-            tf.TensorSpec((None, 1), tf.float32),
-        ),
+    signature = (
+        tf.TensorSpec((None, *shape), tf.as_dtype(inputs.dtype)),
+        tf.TensorSpec((None, 1), tf.float32),
     )
+    if weighted:
+        signature += (tf.TensorSpec((None,), tf.float32),)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
     if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, *rest: (augment(x), *rest), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from gender import UserError
 
 NO_GROUP = "(no group)"
@@ -90,3 +92,23 @@ def _from_csv(paths, table: Path) -> list[str]:
         by_path.get(os.path.realpath(path), by_name.get(Path(path).name, NO_GROUP))
         for path in paths
     ]
+
+
+def balance_weights(labels: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """Per-image loss weights that give the two classes equal weight within each group.
+
+    A group of n images, n_c of class c, weighs each image n / (2 n_c): the group keeps its
+    share of the training set, but a group that is mostly one class (one camera filming mostly
+    women) stops teaching "this group -> that class". A group holding one class only is left at
+    1. The weights are scaled to a mean of 1, so the learning rate means what it did.
+    """
+    labels = np.asarray(labels)
+    weights = np.ones(len(labels), np.float64)
+    groups = np.asarray(groups, dtype=object)
+    for group in set(groups.tolist()):
+        members = groups == group
+        counts = np.bincount(labels[members], minlength=2)
+        if counts.min() == 0:
+            continue
+        weights[members] = members.sum() / (2 * counts[labels[members]])
+    return (weights / weights.mean()).astype(np.float32)

@@ -18,6 +18,8 @@ from gender.config import TrainConfig, read_run_config
 from gender.shards import PackedSplit, is_packed
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from models import ModelEntry
 
 
@@ -104,6 +106,15 @@ def train(
             )
     distributed = distribute.describe(strategy, config.batch_size)
     train_set, val_set = _load_splits(config)
+    if config.balance_groups:
+        if strategy is not None or isinstance(train_set, PackedSplit):
+            raise UserError(
+                "--balance-groups: not with several devices or packed shards yet "
+                "(train on one device from image folders)"
+            )
+        from gender.groups import group_names
+
+        group_names(train_set.paths[:1], config.balance_groups)  # a bad regex or CSV fails now
     # issue 14: only the chief writes the run folder; other workers get a temporary one
     run_dir = distribute.run_folder(config.out, config.model, resume)
     if isinstance(train_set, PackedSplit):  # streamed from shards: nothing decoded up front
@@ -138,6 +149,11 @@ def train(
             i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)
         }
 
+    sample_weights = None
+    if config.balance_groups:
+        sample_weights = _group_weights(train_set, config.balance_groups)
+        class_weight = None  # within each group the classes weigh equally: overall too
+
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"run folder: {run_dir}" + ("" if distribute.is_chief() else " (temporary: a worker)"))
     print(
@@ -153,6 +169,8 @@ def train(
     weights_text = (
         ", ".join(f"{CLASS_NAMES[i]} {w:.3f}" for i, w in class_weight.items())
         if class_weight
+        else f"per group ({config.balance_groups}), above"
+        if sample_weights is not None
         else "none"
     )
     print(
@@ -207,7 +225,7 @@ def train(
         splits = (train_x, train_set), (val_x, val_set)
         args = (model, phase, config, *splits, class_weight, recorder, keep_optimizer)
         if strategy is None and train_x is not None:
-            _fit_phase(*args, run_dir)
+            _fit_phase(*args, run_dir, sample_weights)
         else:  # issue 14: under a tf.distribute strategy, or streaming packed shards
             _fit_phase_custom(*args, strategy)
         keep_optimizer = False
@@ -218,7 +236,28 @@ def train(
     return run_dir
 
 
-def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_optimizer, run_dir):
+def _group_weights(train_set, source: str) -> "np.ndarray":
+    """--balance-groups: each training image's loss weight, with a line per group printed."""
+    from gender.groups import balance_weights, group_names
+
+    groups = group_names(train_set.paths, source)
+    weights = balance_weights(train_set.labels, groups)
+    print(f"loss weights balancing man and woman within each group ({source}):")
+    for group in sorted(set(groups)):
+        members = [i for i, g in enumerate(groups) if g == group]
+        parts = []
+        for label, name in enumerate(CLASS_NAMES):
+            chosen = [i for i in members if train_set.labels[i] == label]
+            if chosen:
+                parts.append(f"{name} {len(chosen)} x {weights[chosen[0]]:.2f}")
+        print(f"  {group}: " + ", ".join(parts))
+    return weights
+
+
+def _fit_phase(
+    model, phase, config, train, val, class_weight, recorder, keep_optimizer, run_dir,
+    sample_weights=None,
+):  # fmt: skip
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
     import models
     from gender.augment import build_augmenter, parse_augment
@@ -252,7 +291,13 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_op
             augment=build_augmenter(augment_names, seed),
         )
         train_ds = gender.data.make_dataset(
-            features, train_set.labels, config.batch_size, shuffle=True, seed=seed, views=True
+            features,
+            train_set.labels,
+            config.batch_size,
+            shuffle=True,
+            seed=seed,
+            views=True,
+            sample_weights=sample_weights,
         )
         val_inputs = compute_features(prefix, val_x, ("original",))[0] if val_set else None
         recorder.full_model = model
@@ -266,6 +311,7 @@ def _fit_phase(model, phase, config, train, val, class_weight, recorder, keep_op
             shuffle=True,
             seed=seed,
             augment=build_augmenter(augment_names, seed),
+            sample_weights=sample_weights,
         )
         recorder.full_model = None
     val_ds = (

@@ -7,9 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import error_line
+from conftest import IMAGE_SIZE, error_line, run_dirs
 
 import gender_mAP
+import gender_train
 from gender.groups import NO_GROUP, group_names
 from gender.metrics import group_report
 
@@ -132,3 +133,65 @@ def test_cli_groups_from_a_csv(trained_run, image_tree, tmp_path):
 def test_cli_bad_group_regex_is_one_line(trained_run, image_tree, capsys):
     assert gender_mAP.main([str(image_tree), str(trained_run), "--groups", "^(ab"]) == 2
     assert "--groups" in error_line(capsys.readouterr().err)
+
+
+# --- gender_train.py --balance-groups -----------------------------------------------------------
+
+
+def test_balance_weights_equalise_the_classes_within_each_group():
+    from gender.groups import balance_weights
+
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    groups = ["a", "a", "a", "a", "b", "b", "c", "c"]  # a: 3 men, 1 woman; c: women only
+    weights = balance_weights(labels, groups)
+    assert weights.mean() == pytest.approx(1.0)
+    # group a: each man 4 / 6, the woman 4 / 2 (times one overall scale)
+    assert weights[3] / weights[0] == pytest.approx(3.0)
+    assert weights[:3].sum() == pytest.approx(weights[3])
+    # b is balanced already, c has one class: both stay as they were, relative to each other
+    assert weights[4] == pytest.approx(weights[5]) == pytest.approx(weights[6])
+    # each group keeps its total weight: the set's make-up across groups is unchanged
+    assert weights[:4].sum() / weights[4:6].sum() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("views", [False, True])
+def test_weighted_batches_keep_each_weight_with_its_image(views):
+    from gender.data import make_dataset
+
+    n = 37
+    index = np.arange(n, dtype=np.float32).reshape(n, 1)
+    inputs = np.stack([index] * 3) if views else index  # (V, N, 1): every view holds its index
+    labels = np.arange(n) % 2
+    weights = (index[:, 0] + 1) / 10
+    dataset = make_dataset(inputs, labels, 8, shuffle=True, seed=3, views=views,
+                           sample_weights=weights)  # fmt: skip
+    seen = []
+    for x, y, w in dataset:
+        x, y, w = x.numpy()[:, 0], y.numpy()[:, 0], w.numpy()
+        np.testing.assert_allclose(w, (x + 1) / 10, rtol=1e-6)
+        np.testing.assert_array_equal(y, x.astype(int) % 2)
+        seen += x.astype(int).tolist()
+    assert sorted(seen) == list(range(n))
+
+
+def test_train_balance_groups_prints_the_weights_and_keeps_the_flag(image_tree, tmp_path, capsys):
+    out = tmp_path / "runs"
+    # image_tree's names are PERSON_INDEX_a.png: the person's first digit makes two groups
+    argv = ["--data", str(image_tree), "--model", "cnn3", "--image-size", str(IMAGE_SIZE),
+            "--batch-size", "8", "--epochs", "1", "--augment", "none",
+            "--balance-groups", r"^(\d)", "--out", str(out)]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "loss weights balancing man and woman within each group" in text
+    assert "class weights: per group" in text
+    (run,) = run_dirs(out)
+    assert json.loads((run / "run.json").read_text())["flags"]["balance_groups"] == r"^(\d)"
+
+
+def test_train_bad_balance_groups_is_one_line_and_writes_nothing(image_tree, tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["--data", str(image_tree), "--model", "cnn3", "--epochs", "1",
+            "--balance-groups", "no(group", "--out", str(out)]  # fmt: skip
+    assert gender_train.main(argv) == 2
+    assert "no(group" in error_line(capsys.readouterr().err)
+    assert not out.exists() or not list(out.iterdir())
