@@ -5,14 +5,17 @@ python gender_mAP.py weights/<run>/val.txt weights/<run>/best.keras --json repor
 python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
 python gender_mAP.py portraits/ --detect-faces     # on each image's largest aligned face
 python gender_mAP.py data/faces_bfw/val --groups bfw-ethnicity   # error rates per group
+python gender_mAP.py data/ped_test --task pedestrian --by-person '^([^_]+__[^_.]+)'  # per person
 """
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.data import DEFAULT_PERSON_PATTERN
 from gender.flags import add_min_face_flag, add_model_flags, probability, tolerant_console
 from gender.groups import NO_GROUP, group_names
 from gender.groups import PRESETS as GROUP_PRESETS
@@ -57,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"({', '.join(GROUP_PRESETS)}), a regex on the file name whose group 1 is the group, "
         "or a CSV of path,group rows",
     )
+    parser.add_argument(
+        "--by-person",
+        nargs="?",
+        const=DEFAULT_PERSON_PATTERN,
+        metavar="REGEX",
+        help="also report the rates with every person weighing the same (sets cut from video "
+        "hold some people in dozens of frames); the person id is group 1 of REGEX on the file "
+        "name (default %(const)r; '^([^_]+__[^_.]+)' for SUBSET__ID_... pedestrian names)",
+    )
     return parser
 
 
@@ -74,15 +86,17 @@ def main(argv: list[str] | None = None) -> int:
 def evaluate_folder(args: argparse.Namespace) -> dict:
     from gender.atomic import check_outputs, write_text
     from gender.console import warn
-    from gender.data import class_folders, load_samples
+    from gender.data import class_folders, load_samples, person_ids
     from gender.images import parse_image_size
     from gender.metrics import (
         errors_csv,
         evaluate,
         face_report,
         format_groups,
+        format_persons,
         format_report,
         group_report,
+        person_report,
         save_plots,
     )
     from gender.predictor import Predictor, default_weights
@@ -94,6 +108,11 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     group_of = (
         dict(zip(samples.paths, group_names(samples.paths, args.groups))) if args.groups else {}
     )
+    if args.by_person:
+        try:
+            re.compile(args.by_person)
+        except re.error as err:
+            raise UserError(f"--by-person {args.by_person!r}: not a valid regex ({err})") from None
     for name, count in samples.counts().items():
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
@@ -132,7 +151,13 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         groups = [group_of[path] for path in kept.paths]
         report["by_group"] = group_report(kept.labels, p_woman, groups, threshold)
         report["by_group"]["source"] = args.groups
+    if args.by_person:
+        persons = person_ids(kept.paths, args.by_person)
+        report["by_person"] = person_report(kept.labels, p_woman, persons, threshold)
+        report["by_person"]["source"] = args.by_person
     print(format_report(report, title))
+    if args.by_person:
+        print(format_persons(report["by_person"]))
     if args.groups:
         print(format_groups(report["by_group"]))
         unmatched = report["by_group"]["groups"].get(NO_GROUP, {}).get("n", 0)

@@ -11,10 +11,12 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from gender import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NO_GROUP = "(no group)"
 UTK_RACES = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "other"}
@@ -94,7 +96,7 @@ def _from_csv(paths, table: Path) -> list[str]:
     ]
 
 
-def balance_weights(labels: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+def balance_weights(labels: "np.ndarray", groups: Sequence[str]) -> "np.ndarray":
     """Per-image loss weights that give the two classes equal weight within each group.
 
     A group of n images, n_c of class c, weighs each image n / (2 n_c): the group keeps its
@@ -102,6 +104,8 @@ def balance_weights(labels: np.ndarray, groups: Sequence[str]) -> np.ndarray:
     women) stops teaching "this group -> that class". A group holding one class only is left at
     1. The weights are scaled to a mean of 1, so the learning rate means what it did.
     """
+    import numpy as np
+
     labels = np.asarray(labels)
     weights = np.ones(len(labels), np.float64)
     groups = np.asarray(groups, dtype=object)

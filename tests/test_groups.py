@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,29 @@ def test_train_bad_balance_groups_is_one_line_and_writes_nothing(image_tree, tmp
     assert gender_train.main(argv) == 2
     assert "no(group" in error_line(capsys.readouterr().err)
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_cli_by_person_agrees_with_the_per_image_predictions(trained_run, image_tree, tmp_path):
+    status, out, err = run_map([str(image_tree), str(trained_run), "--by-person",
+                                "--json", str(tmp_path / "r.json"),
+                                "--errors", str(tmp_path / "errors.csv")])  # fmt: skip
+    assert status == 0, err
+    by_person = json.loads((tmp_path / "r.json").read_text())["by_person"]
+    # image_tree: PERSON_INDEX_a.png, 4 images a person; recompute from the wrong images
+    rows = (tmp_path / "errors.csv").read_text().splitlines()[1:]
+    wrong = {Path(row.split(",")[0]).name for row in rows}
+    for name in ("man", "woman"):
+        images = sorted((image_tree / name).glob("*.png"))
+        persons = sorted({p.name.split("_")[0] for p in images})
+        assert by_person["persons"][name] == len(persons)
+        shares = []
+        for person in persons:
+            mine = [p for p in images if p.name.startswith(person + "_")]
+            shares.append(sum(p.name in wrong for p in mine) / len(mine))
+        assert by_person["error_rate"][name] == pytest.approx(np.mean(shares))
+    assert "per person (" in out and "persons wrong on most of their images" in out
+
+
+def test_cli_bad_person_regex_is_one_line(trained_run, image_tree, capsys):
+    assert gender_mAP.main([str(image_tree), str(trained_run), "--by-person", "^(ab"]) == 2
+    assert "--by-person" in error_line(capsys.readouterr().err)

@@ -129,3 +129,25 @@ def test_average_precision_is_sklearns():
         if positive.any():
             expected = average_precision_score(positive, scores)
             assert average_precision(positive, scores) == pytest.approx(expected, abs=1e-12)
+
+
+def test_person_report_weighs_each_person_the_same():
+    from gender.metrics import person_report
+
+    labels = [0, 0, 0, 0, 0, 1, 1, 1]
+    persons = ["a", "a", "a", "a", "b", "c", "c", "d"]
+    # a: 2 of 4 images wrong; b: right; c: 1 of 2 wrong; d: wrong
+    p_woman = [0.9, 0.9, 0.1, 0.1, 0.2, 0.3, 0.8, 0.1]
+    report = person_report(labels, p_woman, persons, threshold=0.5)
+    assert report["persons"] == {"man": 2, "woman": 2}
+    assert report["error_rate"]["man"] == pytest.approx(0.25)  # (2/4 + 0) / 2, not 2/5
+    assert report["error_rate"]["woman"] == pytest.approx(0.75)  # (1/2 + 1) / 2, not 2/3
+    assert report["balanced_accuracy"] == pytest.approx(0.5)
+    assert report["accuracy"] == pytest.approx(1 - (0.5 + 0 + 0.5 + 1) / 4)
+    # wrong on more than half of their images: d only
+    assert report["wrong_persons"] == {"man": 0, "woman": 1}
+    # one image per person: the per-image numbers
+    single = person_report(labels, p_woman, [str(i) for i in range(8)], threshold=0.5)
+    plain = evaluate(labels, p_woman, 0.5)
+    assert single["error_rate"] == pytest.approx(plain["error_rate"])
+    assert single["balanced_accuracy"] == pytest.approx(plain["balanced_accuracy"])
