@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         "val for the one giving both classes the same error rate on the run's validation split "
         "(default: none, i.e. 0.5)",
     )
+    bundle.add_argument(
+        "--by-person",
+        nargs="?",
+        const=DEFAULT_PERSON_PATTERN,
+        metavar="REGEX",
+        help="with --threshold val: every person of the validation split weighs the same (a "
+        "split cut from video holds some people in hundreds of frames); the person id is group "
+        "1 of REGEX on the file name (default %(const)r; '^([^_]+__[^_.]+)' for SUBSET__ID_...)",
+    )
     demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
     demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
     return parser
@@ -322,11 +331,14 @@ def export(args: argparse.Namespace) -> int:
     if args.mode == "export":
         paths = export_all(args.weights, args.out, args.calibration)
     else:  # a run's best model becomes weights/pretrained/<task>.keras (what predict uses)
+        if args.by_person and args.threshold != "val":
+            raise UserError("--by-person weighs the validation persons for --threshold val")
         paths = bundle(
             args.run_dir,
             args.out or PRETRAINED_DIR,
             average_epochs=args.average_epochs,
             threshold=args.threshold,
+            threshold_by_person=args.by_person,
         )
     for kind, path in paths.items():
         print(f"{kind}: {path}")

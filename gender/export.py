@@ -330,6 +330,7 @@ def bundle(
     out_dir: str | Path = PRETRAINED_DIR,
     average_epochs: Sequence[int] | None = None,
     threshold: str | float | None = None,
+    threshold_by_person: str | None = None,
 ) -> dict[str, Path]:
     """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`
     (and `<task>.int8.tflite`, calibrated on the run's training images, `_default_calibration`).
@@ -339,7 +340,8 @@ def bundle(
     `average_epochs`, the bundled model is the mean of those epochs' checkpoints instead of
     best.keras (see `average_checkpoints`), and the JSON lists them. `threshold` stores a
     decision threshold on P(woman) with the model: a number, or "val" for the one that equalises
-    the two classes' error rates on the run's validation split (val.txt; `equal_error_threshold`).
+    the two classes' error rates on the run's validation split (val.txt; `equal_error_threshold`),
+    with every person weighing the same when `threshold_by_person` (a person-id regex) is given.
 
     Returns:
         {'keras', 'json', 'tflite', 'export_json'} (and 'int8'): the files written.
@@ -362,7 +364,7 @@ def bundle(
     else:
         model, _ = load_trained(run_dir)
     if threshold == "val":
-        source.update(validation_threshold(model, info, run_dir))
+        source.update(validation_threshold(model, info, run_dir, threshold_by_person))
     elif threshold is not None:
         source["threshold"] = float(threshold)
     info = {**info, **source}
@@ -378,21 +380,37 @@ def bundle(
     return {**written, "int8": exports["int8"]} if calibration else written
 
 
-def validation_threshold(model: "keras.Model", info: dict, run_dir: Path) -> dict:
-    """{'threshold', 'threshold_source'}: equal error rates on the run's val.txt."""
-    from gender.data import read_truth_table
-    from gender.metrics import equal_error_threshold
+def validation_threshold(
+    model: "keras.Model", info: dict, run_dir: Path, person_pattern: str | None = None
+) -> dict:
+    """{'threshold', 'threshold_source'}: equal error rates on the run's val.txt, per image or,
+    with `person_pattern`, with every person weighing the same (a validation split cut from
+    video can hold a few people in hundreds of frames: they would choose the threshold)."""
+    from gender.data import person_ids, read_truth_table
+    from gender.metrics import equal_error_threshold, person_weights
     from gender.predictor import Predictor
 
+    if person_pattern:
+        import re
+
+        try:
+            re.compile(person_pattern)
+        except re.error as err:
+            raise UserError(f"--by-person {person_pattern!r}: not a valid regex ({err})") from None
     table = run_dir / "val.txt"
     if not table.is_file():
         raise UserError(f"{table}: no validation table to choose --threshold val on")
     samples = read_truth_table(table)
     result = Predictor(model, info, "keras", run_dir / "best.keras").folder(samples, 64)
-    threshold = equal_error_threshold(result.samples.labels, result.p_woman)
+    weights, how = None, f"{len(result.samples)} images"
+    if person_pattern:
+        persons = person_ids(result.samples.paths, person_pattern)
+        weights = person_weights(persons)
+        how += f", {len(set(persons))} persons weighing the same ({person_pattern})"
+    threshold = equal_error_threshold(result.samples.labels, result.p_woman, weights)
     return {
         "threshold": round(threshold, 4),
-        "threshold_source": f"equal error rates on {table} ({len(result.samples)} images)",
+        "threshold_source": f"equal error rates on {table} ({how})",
     }
 
 

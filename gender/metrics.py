@@ -142,23 +142,33 @@ def format_report(report: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def equal_error_threshold(labels: "ArrayLike", p_woman: "ArrayLike") -> float:
+def equal_error_threshold(
+    labels: "ArrayLike", p_woman: "ArrayLike", weights: "ArrayLike | None" = None
+) -> float:
     """The P(woman) threshold at which men's and women's error rates are closest to equal.
 
     A model trained on one class mix leans to the class it saw more of; on a new camera the two
     error rates drift apart at 0.5. Chosen on a validation split, this threshold spreads the errors
     evenly instead. Ties go to the candidate with the higher balanced accuracy, then to the one
-    nearest 0.5; candidates are midpoints between consecutive distinct scores.
+    nearest 0.5; candidates are midpoints between consecutive distinct scores. With `weights`
+    (one per image, e.g. 1 / the person's image count: `person_weights`) the error rates are
+    weighted ones.
     """
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
-    men, women = np.sort(p_woman[labels == 0]), np.sort(p_woman[labels == 1])
-    if not len(men) or not len(women):
-        raise UserError("a decision threshold needs validation images of both classes")
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, float)
+    sides = []
+    for label in (0, 1):
+        order = np.argsort(p_woman[labels == label], kind="mergesort")
+        scores, mass = p_woman[labels == label][order], weights[labels == label][order]
+        if not len(scores):
+            raise UserError("a decision threshold needs validation images of both classes")
+        sides.append((scores, np.r_[0.0, np.cumsum(mass)]))  # cumulative[k]: weight below k
+    (men, men_below), (women, women_below) = sides
     scores = np.unique(p_woman)
     candidates = np.concatenate([[0.5], (scores[1:] + scores[:-1]) / 2])
     # errors at every candidate at once: men at or above it, women below it
-    man_error = (len(men) - np.searchsorted(men, candidates, "left")) / len(men)
-    woman_error = np.searchsorted(women, candidates, "left") / len(women)
+    man_error = 1.0 - men_below[np.searchsorted(men, candidates, "left")] / men_below[-1]
+    woman_error = women_below[np.searchsorted(women, candidates, "left")] / women_below[-1]
     order = np.lexsort(
         (np.abs(candidates - 0.5), man_error + woman_error, np.abs(man_error - woman_error))
     )
@@ -201,6 +211,13 @@ def group_report(
     return {"groups": per_group, "worst": worst}
 
 
+def person_weights(persons: Sequence[str]) -> np.ndarray:
+    """1 / (the image count of each image's person): every person's images weigh 1 in all."""
+    _, index, images_of = np.unique(np.asarray(persons, dtype=object), return_inverse=True,
+                                    return_counts=True)  # fmt: skip
+    return 1.0 / images_of[index]
+
+
 def person_report(
     labels: "ArrayLike", p_woman: "ArrayLike", persons: Sequence[str], threshold: float = THRESHOLD
 ) -> dict:
@@ -214,8 +231,8 @@ def person_report(
     """
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
     persons = np.asarray(persons, dtype=object)
-    _, person_index, images_of = np.unique(persons, return_inverse=True, return_counts=True)
-    weight = 1.0 / images_of[person_index]
+    person_index = np.unique(persons, return_inverse=True)[1]
+    weight = person_weights(persons)
     wrong = ((p_woman >= threshold).astype(int) != labels).astype(float)
     count, error_rate, wrong_persons = {}, {}, {}
     for i, name in enumerate(CLASS_NAMES):

@@ -361,6 +361,39 @@ def test_bundle_threshold_val_is_stored_and_used_by_default(trained_run, tmp_pat
     capsys.readouterr()
 
 
+def test_bundle_threshold_val_by_person_weighs_each_person_once(trained_run, tmp_path, capsys):
+    from gender.data import person_ids, read_truth_table
+    from gender.metrics import equal_error_threshold, person_weights
+    from gender.predictor import Predictor
+
+    out = tmp_path / "pretrained"
+    argv = ["bundle", str(trained_run), "--out", str(out), "--threshold", "val", "--by-person"]
+    assert gender_train.main(argv) == 0
+    task = json.loads((trained_run / "run.json").read_text())["task"]
+    info = json.loads((out / f"{task}.json").read_text())
+    assert "persons weighing the same" in info["threshold_source"]
+    val = read_truth_table(trained_run / "val.txt")
+    result = Predictor.load(trained_run / "best.keras", backend="keras").folder(val, 64)
+    weights = person_weights(person_ids(result.samples.paths))
+    expected = equal_error_threshold(result.samples.labels, result.p_woman, weights)
+    assert info["threshold"] == pytest.approx(expected, abs=1e-4)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--by-person"], "--threshold val"),
+        (["--threshold", "val", "--by-person", "^(ab"], "--by-person"),
+    ],
+)
+def test_bundle_by_person_errors_are_one_line(trained_run, tmp_path, capsys, extra, words):
+    argv = ["bundle", str(trained_run), "--out", str(tmp_path / "pretrained"), *extra]
+    assert gender_train.main(argv) == 2
+    assert words in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "pretrained").exists()
+
+
 def test_bundle_threshold_must_be_val_or_a_probability(trained_run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         gender_train.main(["bundle", str(trained_run), "--out", str(tmp_path), "--threshold", "2"])

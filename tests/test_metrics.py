@@ -151,3 +151,22 @@ def test_person_report_weighs_each_person_the_same():
     plain = evaluate(labels, p_woman, 0.5)
     assert single["error_rate"] == pytest.approx(plain["error_rate"])
     assert single["balanced_accuracy"] == pytest.approx(plain["balanced_accuracy"])
+
+
+def test_equal_error_threshold_weighted_by_person():
+    from gender.metrics import equal_error_threshold, person_weights
+
+    # one man filmed in 8 frames, all at P(woman) 0.7; three other men at 0.1, 0.2, 0.3;
+    # four women at 0.4, 0.6, 0.8, 0.9
+    p_woman = [0.7] * 8 + [0.1, 0.2, 0.3] + [0.4, 0.6, 0.8, 0.9]
+    labels = [0] * 11 + [1] * 4
+    persons = ["m0"] * 8 + ["m1", "m2", "m3", "w0", "w1", "w2", "w3"]
+    # per image the frames decide: 8 of 11 men's images at 0.7 pull the threshold up to 0.65
+    # (men's error 8/11, women's 2/4: the closest the two get)
+    assert equal_error_threshold(labels, p_woman) == pytest.approx(0.65)
+    # per person that man is 1 of 4: at 0.5 men's error is 1/4 and women's 1/4
+    weights = person_weights(persons)
+    assert weights[0] == pytest.approx(1 / 8) and weights[8] == 1
+    assert equal_error_threshold(labels, p_woman, weights) == pytest.approx(0.5)
+    # weights of 1 are the unweighted threshold
+    assert equal_error_threshold(labels, p_woman, np.ones(15)) == pytest.approx(0.65)
