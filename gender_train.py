@@ -212,6 +212,16 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "replaces the class weights",
     )
     train.add_argument(
+        "--weigh-persons",
+        nargs="?",
+        const=DEFAULT_PERSON_PATTERN,
+        metavar="REGEX",
+        help="every person weighs the same in the training and validation loss, however many "
+        "images (video frames) they are in; the person id is group 1 of REGEX on the file name "
+        "(default %(const)r; '^([^_]+__[^_.]+)' for SUBSET__ID_... names); the classes are "
+        "balanced on those weights",
+    )
+    train.add_argument(
         "--label-smoothing",
         type=smoothing,
         default=0.0,

@@ -42,6 +42,7 @@ class TrainConfig:
     no_class_weights: bool = False
     label_smoothing: float = 0.0  # targets 0/1 become s/2 and 1 - s/2
     balance_groups: str | None = None  # a --groups source: classes weigh equally in each group
+    weigh_persons: str | None = None  # person-id regex: every person weighs the same in the loss
     seed: int = 1337
     # run folder
     out: str = "weights"
@@ -56,7 +57,8 @@ class TrainConfig:
         if isinstance(known.get("data"), str):  # runs from before --data took several folders
             known["data"] = [known["data"]]
         # a None that means "the model's default" must stay None, not become the class default
-        for name in ("by_person", "image_size", "trainable_blocks", "lr", "balance_groups"):
+        for name in ("by_person", "image_size", "trainable_blocks", "lr", "balance_groups",
+                     "weigh_persons"):  # fmt: skip
             if name in values:
                 known[name] = values[name]
         return cls(**known)

@@ -96,23 +96,29 @@ def _from_csv(paths, table: Path) -> list[str]:
     ]
 
 
-def balance_weights(labels: "np.ndarray", groups: Sequence[str]) -> "np.ndarray":
+def balance_weights(
+    labels: "np.ndarray", groups: Sequence[str], base: "np.ndarray | None" = None
+) -> "np.ndarray":
     """Per-image loss weights that give the two classes equal weight within each group.
 
     A group of n images, n_c of class c, weighs each image n / (2 n_c): the group keeps its
     share of the training set, but a group that is mostly one class (one camera filming mostly
-    women) stops teaching "this group -> that class". A group holding one class only is left at
-    1. The weights are scaled to a mean of 1, so the learning rate means what it did.
+    women) stops teaching "this group -> that class". With `base` weights (e.g. one person
+    weighing the same however many frames they are in) the counts are sums of those, and each
+    image's weight is its base weight times its class's factor. A group holding one class only
+    is left as it was. The weights are scaled to a mean of 1, so the learning rate means what
+    it did.
     """
     import numpy as np
 
     labels = np.asarray(labels)
-    weights = np.ones(len(labels), np.float64)
+    base = np.ones(len(labels)) if base is None else np.asarray(base, np.float64)
+    weights = base.copy()
     groups = np.asarray(groups, dtype=object)
     for group in set(groups.tolist()):
         members = groups == group
-        counts = np.bincount(labels[members], minlength=2)
-        if counts.min() == 0:
+        mass = np.bincount(labels[members], weights=base[members], minlength=2)
+        if mass.min() == 0:
             continue
-        weights[members] = members.sum() / (2 * counts[labels[members]])
+        weights[members] *= mass.sum() / (2 * mass[labels[members]])
     return (weights / weights.mean()).astype(np.float32)

@@ -5,6 +5,7 @@ an interrupted run's config back. This is the pipeline layer, so it uses models/
 and the data side directly (README, Code layout).
 """
 
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -18,8 +19,6 @@ from gender.config import TrainConfig, read_run_config
 from gender.shards import PackedSplit, is_packed
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from models import ModelEntry
 
 
@@ -106,15 +105,24 @@ def train(
             )
     distributed = distribute.describe(strategy, config.batch_size)
     train_set, val_set = _load_splits(config)
-    if config.balance_groups:
+    if config.balance_groups or config.weigh_persons:
+        flag = "--balance-groups" if config.balance_groups else "--weigh-persons"
         if strategy is not None or isinstance(train_set, PackedSplit):
             raise UserError(
-                "--balance-groups: not with several devices or packed shards yet "
+                f"{flag}: not with several devices or packed shards yet "
                 "(train on one device from image folders)"
             )
-        from gender.groups import group_names
+        if config.balance_groups:
+            from gender.groups import group_names
 
-        group_names(train_set.paths[:1], config.balance_groups)  # a bad regex or CSV fails now
+            group_names(train_set.paths[:1], config.balance_groups)  # a bad regex or CSV fails now
+        if config.weigh_persons:
+            try:
+                re.compile(config.weigh_persons)
+            except re.error as err:
+                raise UserError(
+                    f"--weigh-persons {config.weigh_persons!r}: not a valid regex ({err})"
+                ) from None
     # issue 14: only the chief writes the run folder; other workers get a temporary one
     run_dir = distribute.run_folder(config.out, config.model, resume)
     if isinstance(train_set, PackedSplit):  # streamed from shards: nothing decoded up front
@@ -149,10 +157,10 @@ def train(
             i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)
         }
 
-    sample_weights = None
-    if config.balance_groups:
-        sample_weights = _group_weights(train_set, config.balance_groups)
-        class_weight = None  # within each group the classes weigh equally: overall too
+    sample_weights = val_weights = None
+    if config.balance_groups or config.weigh_persons:
+        sample_weights, val_weights = _loss_weights(config, train_set, val_set)
+        class_weight = None  # folded into the per-image weights
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"run folder: {run_dir}" + ("" if distribute.is_chief() else " (temporary: a worker)"))
@@ -169,7 +177,7 @@ def train(
     weights_text = (
         ", ".join(f"{CLASS_NAMES[i]} {w:.3f}" for i, w in class_weight.items())
         if class_weight
-        else f"per group ({config.balance_groups}), above"
+        else "in the per-image weights above"
         if sample_weights is not None
         else "none"
     )
@@ -225,7 +233,7 @@ def train(
         splits = (train_x, train_set), (val_x, val_set)
         args = (model, phase, config, *splits, class_weight, recorder, keep_optimizer)
         if strategy is None and train_x is not None:
-            _fit_phase(*args, run_dir, sample_weights)
+            _fit_phase(*args, run_dir, sample_weights, val_weights)
         else:  # issue 14: under a tf.distribute strategy, or streaming packed shards
             _fit_phase_custom(*args, strategy)
         keep_optimizer = False
@@ -236,27 +244,58 @@ def train(
     return run_dir
 
 
-def _group_weights(train_set, source: str) -> "np.ndarray":
-    """--balance-groups: each training image's loss weight, with a line per group printed."""
-    from gender.groups import balance_weights, group_names
+def _loss_weights(config: TrainConfig, train_set, val_set) -> tuple:
+    """(training, validation) per-image loss weights for --weigh-persons and --balance-groups,
+    with what they do printed.
 
-    groups = group_names(train_set.paths, source)
-    weights = balance_weights(train_set.labels, groups)
-    print(f"loss weights balancing man and woman within each group ({source}):")
+    --weigh-persons: each person weighs the same, however many frames they are in (a video set
+    holds some people in dozens), in the training loss and in the validation loss that picks the
+    best epoch. The classes are then balanced on those weights: per group with --balance-groups,
+    else over the whole set as the class weights would (when one class outweighs the other by
+    more than 10%, unless --no-class-weights).
+    """
+    import numpy as np
+
+    from gender.data import person_ids
+    from gender.groups import balance_weights, group_names
+    from gender.metrics import person_weights
+
+    labels = train_set.labels
+    base, val_weights = None, None
+    if config.weigh_persons:
+        persons = person_ids(train_set.paths, config.weigh_persons)
+        base = person_weights(persons)
+        print(
+            f"loss weights: every person weighs the same ({config.weigh_persons}): "
+            f"{len(set(persons)):,} persons in {len(persons):,} training images"
+        )
+        if val_set:
+            val_weights = person_weights(person_ids(val_set.paths, config.weigh_persons))
+            val_weights = (val_weights / val_weights.mean()).astype(np.float32)
+    mass = np.bincount(labels, weights=base, minlength=2)
+    if config.balance_groups:
+        groups = group_names(train_set.paths, config.balance_groups)
+        print(f"loss weights balancing man and woman within each group ({config.balance_groups}):")
+    elif not config.no_class_weights and mass.max() > 1.1 * mass.min():
+        groups = ["all classes"] * len(labels)
+        print("loss weights balancing man and woman:")
+    else:
+        groups = []
+    weights = balance_weights(labels, groups, base) if groups else base / base.mean()
     for group in sorted(set(groups)):
-        members = [i for i, g in enumerate(groups) if g == group]
-        parts = []
-        for label, name in enumerate(CLASS_NAMES):
-            chosen = [i for i in members if train_set.labels[i] == label]
-            if chosen:
-                parts.append(f"{name} {len(chosen)} x {weights[chosen[0]]:.2f}")
-        print(f"  {group}: " + ", ".join(parts))
-    return weights
+        members = np.asarray(groups, dtype=object) == group
+        parts = [
+            f"{name} {int(np.sum(members & (labels == i)))} images, "
+            f"{np.sum(weights[members & (labels == i)]):,.0f} in weight"
+            for i, name in enumerate(CLASS_NAMES)
+        ]
+        print(f"  {group}: " + "; ".join(parts))
+    return weights, val_weights
 
 
 def _fit_phase(
     model, phase, config, train, val, class_weight, recorder, keep_optimizer, run_dir,
-    sample_weights=None,
+    sample_weights=None, val_weights=None,
 ):  # fmt: skip
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
     import models
@@ -315,7 +354,13 @@ def _fit_phase(
         )
         recorder.full_model = None
     val_ds = (
-        gender.data.make_dataset(val_inputs, val_set.labels, config.batch_size, shuffle=False)
+        gender.data.make_dataset(
+            val_inputs,
+            val_set.labels,
+            config.batch_size,
+            shuffle=False,
+            sample_weights=val_weights,
+        )  # fmt: skip
         if val_set
         else None
     )

@@ -12,6 +12,7 @@ from conftest import IMAGE_SIZE, error_line, run_dirs
 
 import gender_mAP
 import gender_train
+from gender.data import read_truth_table
 from gender.groups import NO_GROUP, group_names
 from gender.metrics import group_report
 
@@ -184,7 +185,7 @@ def test_train_balance_groups_prints_the_weights_and_keeps_the_flag(image_tree, 
     assert gender_train.main(argv) == 0
     text = capsys.readouterr().out
     assert "loss weights balancing man and woman within each group" in text
-    assert "class weights: per group" in text
+    assert "class weights: in the per-image weights" in text
     (run,) = run_dirs(out)
     assert json.loads((run / "run.json").read_text())["flags"]["balance_groups"] == r"^(\d)"
 
@@ -222,3 +223,35 @@ def test_cli_by_person_agrees_with_the_per_image_predictions(trained_run, image_
 def test_cli_bad_person_regex_is_one_line(trained_run, image_tree, capsys):
     assert gender_mAP.main([str(image_tree), str(trained_run), "--by-person", "^(ab"]) == 2
     assert "--by-person" in error_line(capsys.readouterr().err)
+
+
+def test_balance_weights_on_top_of_person_weights():
+    from gender.groups import balance_weights
+    from gender.metrics import person_weights
+
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    base = person_weights(["a", "a", "a", "b", "c", "d"])  # a is in 3 frames
+    # one group: 2 men and 2 women by person, so the classes are balanced already
+    weights = balance_weights(labels, ["all"] * 6, base)
+    np.testing.assert_allclose(weights, [0.5, 0.5, 0.5, 1.5, 1.5, 1.5], rtol=1e-6)
+    # a third woman: women now outweigh men 3 to 2, and each class gets half of the total
+    labels, base = np.r_[labels, 1], person_weights(["a", "a", "a", "b", "c", "d", "e"])
+    weights = balance_weights(labels, ["all"] * 7, base)
+    assert weights[labels == 0].sum() == pytest.approx(weights[labels == 1].sum())
+    assert weights[0] * 3 == pytest.approx(weights[3])  # a's frames add up to one b
+
+
+def test_train_weigh_persons_counts_each_person_once(image_tree, tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["--data", str(image_tree), "--model", "cnn3", "--image-size", str(IMAGE_SIZE),
+            "--batch-size", "8", "--epochs", "1", "--augment", "none", "--by-person",
+            "--weigh-persons", "--out", str(out)]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    text = capsys.readouterr().out
+    (run,) = run_dirs(out)
+    info = json.loads((run / "run.json").read_text())
+    persons = {p.name.split("_")[0] for p in image_tree.rglob("*.png")}
+    val_persons = {Path(p).name.split("_")[0] for p in read_truth_table(run / "val.txt").paths}
+    train_persons = len(persons - val_persons)
+    assert f"every person weighs the same (^(\\d+)_): {train_persons} persons" in text
+    assert info["flags"]["weigh_persons"] == r"^(\d+)_"
