@@ -34,7 +34,7 @@ SMALL_BUDGET = ["--trainable-blocks", "0", "--head-epochs", "0", "--epochs", "4"
 # always says what its recipe does on a camera it never saw
 RECIPE_FLAGS = ("model", "image_size", "trainable_blocks", "head_epochs", "epochs", "patience",
                 "cache_views", "augment", "fine_tune_lr", "lr", "batch_size",
-                "label_smoothing", "balance_groups")  # fmt: skip
+                "label_smoothing", "balance_groups", "weigh_persons")  # fmt: skip
 
 
 def recipe_flags(info_path: Path) -> list:
