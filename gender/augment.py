@@ -10,6 +10,43 @@ from collections.abc import Callable, Sequence
 
 from gender import UserError
 
+
+def band_erase(keras, seed: int, rate: float = 0.5):
+    """A layer that, on `rate` of the images, replaces the band outside a central box (50-80%
+    of the width, 64-94% of the height, its centre moved by up to 3%) with the image's mean
+    colour: hair, ears, neck and background go, the inner face stays where it was, at its scale
+    (what `tight` does by cropping in, without enlarging the face)."""
+    ops = keras.ops
+
+    class RandomBandErase(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            shape = ops.shape(images)
+            draws = keras.random.uniform((shape[0], 5), seed=self.generator)
+
+            def per_image(column, low, span):
+                return (low + span * draws[:, column])[:, None, None]
+
+            half_width, half_height = per_image(0, 0.25, 0.15), per_image(1, 0.32, 0.15)
+            centre_x, centre_y = per_image(2, 0.47, 0.06), per_image(3, 0.47, 0.06)
+            rows = (ops.arange(shape[1], dtype="float32") + 0.5) / ops.cast(shape[1], "float32")
+            cols = (ops.arange(shape[2], dtype="float32") + 0.5) / ops.cast(shape[2], "float32")
+            inside = ops.logical_and(
+                ops.abs(rows[None, :, None] - centre_y) < half_height,
+                ops.abs(cols[None, None, :] - centre_x) < half_width,
+            )
+            untouched = per_image(4, 0.0, 1.0) >= rate
+            keep = ops.logical_or(inside, untouched)[..., None]
+            return ops.where(keep, images, ops.mean(images, axis=(1, 2), keepdims=True))
+
+    return RandomBandErase(name="band")
+
+
 # name -> factory(keras, seed) of one Keras preprocessing layer working on raw 0..255 RGB batches.
 # Keras is handed in by build_augmenter: the names alone (for --help) must not load TensorFlow.
 # No vertical flip: an upside-down face or pedestrian is not a case the model will meet.
@@ -65,6 +102,9 @@ AUGMENTATIONS = {
     "erase": lambda keras, seed: keras.layers.RandomErasing(
         factor=(0.5, 0.5), scale=(0.02, 0.25), value_range=(0, 255), seed=seed
     ),
+    # half the images keep only a central box, the band around it in their mean colour (issue
+    # 10's "erase the band outside the inner face"): the face must decide, not the hair.
+    "band": band_erase,
     # GaussianNoise takes a std in 0..1 units: 0.03 of the range is about 8 grey levels.
     "noise": lambda keras, seed: keras.Sequential(
         [

@@ -285,6 +285,24 @@ def test_flip_alone_mirrors_or_keeps_each_image():
     assert 0 < flipped < 8  # 8 coin tosses: both outcomes (fixed seed)
 
 
+def test_band_keeps_the_centre_and_fills_the_band_with_the_mean():
+    from gender.augment import band_erase
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 40, 40, 3)).astype(np.float32)
+    out = np.asarray(band_erase(keras, seed=1, rate=1.0)(images, training=True))
+    means = images.mean(axis=(1, 2))
+    for before, after, mean in zip(images, out, means):
+        # the centre is always inside the kept box (half-sizes >= 25% / 32%, centre +-3%)
+        np.testing.assert_array_equal(after[14:26, 14:26], before[14:26, 14:26])
+        # the corners are always outside it (the box reaches at most 43% from its centre)
+        np.testing.assert_allclose(after[0, 0], mean, rtol=1e-5)
+        np.testing.assert_allclose(after[-1, -1], mean, rtol=1e-5)
+    untouched = np.asarray(band_erase(keras, seed=1, rate=0.0)(images, training=True))
+    np.testing.assert_array_equal(untouched, images)
+    np.testing.assert_array_equal(np.asarray(band_erase(keras, 1)(images, training=False)), images)
+
+
 def test_parse_augment():
     assert parse_augment("none") == []
     assert parse_augment("flip, zoom") == ["flip", "zoom"]
