@@ -224,6 +224,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--label-smoothing",
         type=smoothing,
+        metavar="S",
         default=0.0,
         help="train towards s/2 and 1 - s/2 instead of 0 and 1, so confident answers "
         "cost something (default 0)",
