@@ -30,6 +30,8 @@ COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gender.flags import person_regex
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     truth = sub.add_parser("truth", help="write the ground-truth table as .txt and .npy (default)")
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument(
         "--by-person",
         nargs="?",
+        type=person_regex,
         const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
         help="keep each person on one side; id = group 1 of REGEX on the file "
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument(
         "--by-person",
         nargs="?",
+        type=person_regex,
         const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
         help="split by person and store each image's person id (group 1 of REGEX on the "

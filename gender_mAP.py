@@ -10,13 +10,18 @@ python gender_mAP.py data/ped_test --task pedestrian --by-person '^([^_]+__[^_.]
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from gender import UserError
 from gender.data import DEFAULT_PERSON_PATTERN
-from gender.flags import add_min_face_flag, add_model_flags, probability, tolerant_console
+from gender.flags import (
+    add_min_face_flag,
+    add_model_flags,
+    person_regex,
+    probability,
+    tolerant_console,
+)
 from gender.groups import NO_GROUP, group_names
 from gender.groups import PRESETS as GROUP_PRESETS
 
@@ -63,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--by-person",
         nargs="?",
+        type=person_regex,
         const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
         help="also report the rates with every person weighing the same (sets cut from video "
@@ -108,11 +114,6 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     group_of = (
         dict(zip(samples.paths, group_names(samples.paths, args.groups))) if args.groups else {}
     )
-    if args.by_person:
-        try:
-            re.compile(args.by_person)
-        except re.error as err:
-            raise UserError(f"--by-person {args.by_person!r}: not a valid regex ({err})") from None
     for name, count in samples.counts().items():
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")

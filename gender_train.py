@@ -18,7 +18,7 @@ from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
 from gender.data import DEFAULT_PERSON_PATTERN
-from gender.flags import positive_int, probability, smoothing, tolerant_console
+from gender.flags import person_regex, positive_int, probability, smoothing, tolerant_console
 
 MODES = ("train", "resume", "export", "bundle", "demo")
 # The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument(
         "--by-person",
         nargs="?",
+        type=person_regex,
         const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
         help="with --threshold val: every person of the validation split weighs the same (a "
@@ -113,6 +114,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--by-person",
         nargs="?",
+        type=person_regex,
         const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
         help="split so no person is on both sides; the person id "
@@ -214,6 +216,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--weigh-persons",
         nargs="?",
+        type=person_regex,
         const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
         help="every person weighs the same in the training and validation loss, however many "

@@ -224,7 +224,12 @@ def person_ids(paths: Sequence[str], pattern: str = DEFAULT_PERSON_PATTERN) -> l
 
     A name that does not match is its own person, so an unmatched file can never leak across.
     """
-    regex = re.compile(pattern)
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise UserError(f"person id regex {pattern!r}: not a valid regex ({err})") from None
+    if regex.groups < 1:
+        raise UserError(f"person id regex {pattern!r}: needs a group, the person id")
     ids = []
     for path in paths:
         match = regex.search(Path(path).name)

@@ -390,13 +390,6 @@ def validation_threshold(
     from gender.metrics import equal_error_threshold, person_weights
     from gender.predictor import Predictor
 
-    if person_pattern:
-        import re
-
-        try:
-            re.compile(person_pattern)
-        except re.error as err:
-            raise UserError(f"--by-person {person_pattern!r}: not a valid regex ({err})") from None
     table = run_dir / "val.txt"
     if not table.is_file():
         raise UserError(f"{table}: no validation table to choose --threshold val on")

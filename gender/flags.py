@@ -7,6 +7,7 @@ exit status 2, as for any other argparse mistake.
 
 import argparse
 import math
+import re
 import sys
 
 from gender import TASKS
@@ -32,6 +33,17 @@ def probability(text: str) -> float:
     if math.isnan(value) or not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1 (exclusive)")
     return value
+
+
+def person_regex(text: str) -> str:
+    """A person-id regex (--by-person, --weigh-persons): it compiles and has a group 1."""
+    try:
+        groups = re.compile(text).groups
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a valid regex ({err})") from None
+    if groups < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: needs a group, the person id: '^(\\d+)_'")
+    return text
 
 
 def smoothing(text: str) -> float:

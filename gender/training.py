@@ -5,7 +5,6 @@ an interrupted run's config back. This is the pipeline layer, so it uses models/
 and the data side directly (README, Code layout).
 """
 
-import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -117,12 +116,9 @@ def train(
 
             group_names(train_set.paths[:1], config.balance_groups)  # a bad regex or CSV fails now
         if config.weigh_persons:
-            try:
-                re.compile(config.weigh_persons)
-            except re.error as err:
-                raise UserError(
-                    f"--weigh-persons {config.weigh_persons!r}: not a valid regex ({err})"
-                ) from None
+            gender.data.person_ids(
+                train_set.paths[:1], config.weigh_persons
+            )  # a bad regex fails now
     # issue 14: only the chief writes the run folder; other workers get a temporary one
     run_dir = distribute.run_folder(config.out, config.model, resume)
     if isinstance(train_set, PackedSplit):  # streamed from shards: nothing decoded up front

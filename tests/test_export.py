@@ -380,17 +380,10 @@ def test_bundle_threshold_val_by_person_weighs_each_person_once(trained_run, tmp
     capsys.readouterr()
 
 
-@pytest.mark.parametrize(
-    "extra, words",
-    [
-        (["--by-person"], "--threshold val"),
-        (["--threshold", "val", "--by-person", "^(ab"], "--by-person"),
-    ],
-)
-def test_bundle_by_person_errors_are_one_line(trained_run, tmp_path, capsys, extra, words):
-    argv = ["bundle", str(trained_run), "--out", str(tmp_path / "pretrained"), *extra]
+def test_bundle_by_person_without_threshold_val_is_one_line(trained_run, tmp_path, capsys):
+    argv = ["bundle", str(trained_run), "--out", str(tmp_path / "pretrained"), "--by-person"]
     assert gender_train.main(argv) == 2
-    assert words in error_line(capsys.readouterr().err)
+    assert "--threshold val" in error_line(capsys.readouterr().err)
     assert not (tmp_path / "pretrained").exists()
 
 

@@ -220,9 +220,35 @@ def test_cli_by_person_agrees_with_the_per_image_predictions(trained_run, image_
     assert "per person (" in out and "persons wrong on most of their images" in out
 
 
-def test_cli_bad_person_regex_is_one_line(trained_run, image_tree, capsys):
-    assert gender_mAP.main([str(image_tree), str(trained_run), "--by-person", "^(ab"]) == 2
-    assert "--by-person" in error_line(capsys.readouterr().err)
+@pytest.mark.parametrize("regex", ["^(ab", "^ab_"])  # not a regex; no group for the id
+def test_person_regex_flags_refuse_a_bad_regex_in_one_line(trained_run, image_tree, capsys, regex):
+    import dataset
+
+    runs = [
+        lambda: gender_mAP.main([str(image_tree), str(trained_run), "--by-person", regex]),
+        lambda: gender_train.main(["--data", str(image_tree), "--weigh-persons", regex]),
+        lambda: gender_train.main(["--data", str(image_tree), "--by-person", regex]),
+        lambda: dataset.main(["split", str(image_tree), "--out", "never", "--by-person", regex]),
+        lambda: gender_train.main(
+            [
+                "bundle",
+                str(trained_run),
+                "--out",
+                "never",
+                "--threshold",
+                "val",
+                "--by-person",
+                regex,
+            ]
+        ),  # fmt: skip
+    ]
+    for run in runs:
+        with pytest.raises(SystemExit) as info:
+            run()
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --" in err and regex in err and "Traceback" not in err
+    assert not Path("never").exists()
 
 
 def test_balance_weights_on_top_of_person_weights():
