@@ -7,11 +7,16 @@ model, so validation, evaluation and export see the images unchanged.
 """
 
 from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from gender import UserError
 
+if TYPE_CHECKING:
+    from keras.layers import Layer
 
-def band_erase(keras, seed: int, rate: float = 0.5):
+
+def band_erase(keras: ModuleType, seed: int, rate: float = 0.5) -> "Layer":
     """A layer that, on `rate` of the images, replaces the band outside a central box (50-80%
     of the width, 64-94% of the height, its centre moved by up to 3%) with the image's mean
     colour: hair, ears, neck and background go, the inner face stays where it was, at its scale
