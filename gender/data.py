@@ -13,7 +13,6 @@ again.
 """
 
 import os
-import re
 import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -224,12 +223,12 @@ def person_ids(paths: Sequence[str], pattern: str = DEFAULT_PERSON_PATTERN) -> l
 
     A name that does not match is its own person, so an unmatched file can never leak across.
     """
+    from gender.flags import compile_id_regex
+
     try:
-        regex = re.compile(pattern)
-    except re.error as err:
-        raise UserError(f"person id regex {pattern!r}: not a valid regex ({err})") from None
-    if regex.groups < 1:
-        raise UserError(f"person id regex {pattern!r}: needs a group, the person id")
+        regex = compile_id_regex(pattern)
+    except ValueError as err:
+        raise UserError(f"person id regex {err}") from None
     ids = []
     for path in paths:
         match = regex.search(Path(path).name)

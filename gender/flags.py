@@ -9,6 +9,7 @@ import argparse
 import math
 import re
 import sys
+from collections.abc import Callable
 
 from gender import TASKS
 
@@ -24,37 +25,46 @@ def positive_int(text: str) -> int:
     return value
 
 
-def probability(text: str) -> float:
-    """A number strictly between 0 and 1 (--threshold); nan and inf are refused."""
+def _bounded_float(text: str, inside: Callable[[float], bool], bounds: str) -> float:
+    """float(text) if `inside` accepts it; nan and inf are refused."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if math.isnan(value) or not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1 (exclusive)")
+    if math.isnan(value) or not inside(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {bounds}")
     return value
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1 (--threshold)."""
+    return _bounded_float(text, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
+
+
+def smoothing(text: str) -> float:
+    """A label-smoothing amount, 0 (none) up to but not including 0.5 (no information left)."""
+    return _bounded_float(text, lambda v: 0 <= v < 0.5, "at least 0 and below 0.5")
+
+
+def compile_id_regex(pattern: str) -> "re.Pattern":
+    """A person-id regex compiled; ValueError saying why if it is not a regex or has no group 1
+    (the id). The one check behind --by-person, --weigh-persons and `gender.data.person_ids`."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{pattern!r}: not a valid regex ({err})") from None
+    if regex.groups < 1:
+        raise ValueError(f"{pattern!r}: needs a group, the person id: '^(\\d+)_'")
+    return regex
 
 
 def person_regex(text: str) -> str:
     """A person-id regex (--by-person, --weigh-persons): it compiles and has a group 1."""
     try:
-        groups = re.compile(text).groups
-    except re.error as err:
-        raise argparse.ArgumentTypeError(f"{text!r}: not a valid regex ({err})") from None
-    if groups < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: needs a group, the person id: '^(\\d+)_'")
+        compile_id_regex(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
-
-
-def smoothing(text: str) -> float:
-    """A label-smoothing amount, 0 (none) up to but not including 0.5 (no information left)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if math.isnan(value) or not 0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 0 and below 0.5")
-    return value
 
 
 # how a trained model runs (gender.predictor.load_backend)

@@ -211,11 +211,16 @@ def group_report(
     return {"groups": per_group, "worst": worst}
 
 
-def person_weights(persons: Sequence[str]) -> np.ndarray:
-    """1 / (the image count of each image's person): every person's images weigh 1 in all."""
+def _person_index(persons: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(each image's person number, each image's weight 1 / its person's image count)."""
     _, index, images_of = np.unique(np.asarray(persons, dtype=object), return_inverse=True,
                                     return_counts=True)  # fmt: skip
-    return 1.0 / images_of[index]
+    return index, 1.0 / images_of[index]
+
+
+def person_weights(persons: Sequence[str]) -> np.ndarray:
+    """1 / (the image count of each image's person): every person's images weigh 1 in all."""
+    return _person_index(persons)[1]
 
 
 def person_report(
@@ -231,8 +236,7 @@ def person_report(
     """
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
     persons = np.asarray(persons, dtype=object)
-    person_index = np.unique(persons, return_inverse=True)[1]
-    weight = person_weights(persons)
+    person_index, weight = _person_index(persons)
     wrong = ((p_woman >= threshold).astype(int) != labels).astype(float)
     count, error_rate, wrong_persons = {}, {}, {}
     for i, name in enumerate(CLASS_NAMES):

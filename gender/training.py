@@ -111,14 +111,10 @@ def train(
                 f"{flag}: not with several devices or packed shards yet "
                 "(train on one device from image folders)"
             )
-        if config.balance_groups:
+        if config.balance_groups:  # a bad regex or CSV fails now, not after decoding
             from gender.groups import group_names
 
-            group_names(train_set.paths[:1], config.balance_groups)  # a bad regex or CSV fails now
-        if config.weigh_persons:
-            gender.data.person_ids(
-                train_set.paths[:1], config.weigh_persons
-            )  # a bad regex fails now
+            group_names(train_set.paths[:1], config.balance_groups)
     # issue 14: only the chief writes the run folder; other workers get a temporary one
     run_dir = distribute.run_folder(config.out, config.model, resume)
     if isinstance(train_set, PackedSplit):  # streamed from shards: nothing decoded up front
@@ -247,8 +243,7 @@ def _loss_weights(config: TrainConfig, train_set, val_set) -> tuple:
     --weigh-persons: each person weighs the same, however many frames they are in (a video set
     holds some people in dozens), in the training loss and in the validation loss that picks the
     best epoch. The classes are then balanced on those weights: per group with --balance-groups,
-    else over the whole set as the class weights would (when one class outweighs the other by
-    more than 10%, unless --no-class-weights).
+    else over the whole set (unless --no-class-weights).
     """
     import numpy as np
 
@@ -268,18 +263,18 @@ def _loss_weights(config: TrainConfig, train_set, val_set) -> tuple:
         if val_set:
             val_weights = person_weights(person_ids(val_set.paths, config.weigh_persons))
             val_weights = (val_weights / val_weights.mean()).astype(np.float32)
-    mass = np.bincount(labels, weights=base, minlength=2)
     if config.balance_groups:
         groups = group_names(train_set.paths, config.balance_groups)
         print(f"loss weights balancing man and woman within each group ({config.balance_groups}):")
-    elif not config.no_class_weights and mass.max() > 1.1 * mass.min():
+    elif not config.no_class_weights:
         groups = ["all classes"] * len(labels)
         print("loss weights balancing man and woman:")
     else:
         groups = []
     weights = balance_weights(labels, groups, base) if groups else base / base.mean()
-    for group in sorted(set(groups)):
-        members = np.asarray(groups, dtype=object) == group
+    groups = np.asarray(groups, dtype=object)
+    for group in sorted(set(groups.tolist())):
+        members = groups == group
         parts = [
             f"{name} {int(np.sum(members & (labels == i)))} images, "
             f"{np.sum(weights[members & (labels == i)]):,.0f} in weight"

@@ -113,6 +113,17 @@ def run_dirs(out) -> list:
     return sorted(p for p in Path(out).iterdir() if p.is_dir())
 
 
+def train_small(data, out, *flags) -> Path:
+    """gender_train.py with cnn3 at 32x32, batch 8, and `flags` into `out`: its one run folder."""
+    import gender_train
+
+    argv = ["--data", str(data), "--model", "cnn3", "--image-size", str(IMAGE_SIZE),
+            "--batch-size", "8", *flags, "--out", str(out)]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    (run,) = run_dirs(out)
+    return run
+
+
 @pytest.fixture(scope="session")
 def image_tree(tmp_path_factory):
     """A read-only-by-convention {man,woman} tree of 16 32x32 PNGs per class (4 persons each)."""

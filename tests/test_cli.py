@@ -24,6 +24,7 @@ from conftest import (
     SHARED_WEIGHTS,
     error_line,
     run_dirs,
+    train_small,
     tree_digest,
     write_truncated_jpeg,
 )
@@ -155,11 +156,8 @@ def test_weights_with_their_own_json_beside_them(trained_run, image_tree, tmp_pa
 
 
 def test_keep_rotates_epoch_checkpoints(image_tree, tmp_path):
-    out = tmp_path / "runs"
-    argv = ["--data", str(image_tree), *TRAIN_FAST, "--epochs", "3", "--keep", "2",
-            "--augment", "none", "--out", str(out)]  # fmt: skip
-    assert gender_train.main(argv) == 0
-    (run,) = run_dirs(out)
+    run = train_small(image_tree, tmp_path / "runs", "--epochs", "3", "--keep", "2",
+                      "--augment", "none")  # fmt: skip
     assert sorted(p.name for p in run.glob("epoch_*.keras")) == [
         "epoch_002.keras",
         "epoch_003.keras",
@@ -172,11 +170,8 @@ def test_keep_rotates_epoch_checkpoints(image_tree, tmp_path):
 def test_label_smoothing_is_the_loss_trained_and_resumed(image_tree, tmp_path):
     import keras
 
-    out = tmp_path / "runs"
-    argv = ["--data", str(image_tree), *TRAIN_FAST, "--epochs", "1", "--label-smoothing", "0.2",
-            "--augment", "none", "--out", str(out)]  # fmt: skip
-    assert gender_train.main(argv) == 0
-    (run,) = run_dirs(out)
+    run = train_small(image_tree, tmp_path / "runs", "--epochs", "1", "--label-smoothing", "0.2",
+                      "--augment", "none")  # fmt: skip
     assert json.loads((run / "run.json").read_text())["flags"]["label_smoothing"] == 0.2
     # the checkpoint a --resume continues from carries the same smoothed loss
     loss = keras.saving.load_model(run / "last.keras").loss

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMAGE_SIZE, error_line, run_dirs
+from conftest import error_line, train_small
 
 import gender_mAP
 import gender_train
@@ -177,16 +177,12 @@ def test_weighted_batches_keep_each_weight_with_its_image(views):
 
 
 def test_train_balance_groups_prints_the_weights_and_keeps_the_flag(image_tree, tmp_path, capsys):
-    out = tmp_path / "runs"
     # image_tree's names are PERSON_INDEX_a.png: the person's first digit makes two groups
-    argv = ["--data", str(image_tree), "--model", "cnn3", "--image-size", str(IMAGE_SIZE),
-            "--batch-size", "8", "--epochs", "1", "--augment", "none",
-            "--balance-groups", r"^(\d)", "--out", str(out)]  # fmt: skip
-    assert gender_train.main(argv) == 0
+    run = train_small(image_tree, tmp_path / "runs", "--epochs", "1", "--augment", "none",
+                      "--balance-groups", r"^(\d)")  # fmt: skip
     text = capsys.readouterr().out
     assert "loss weights balancing man and woman within each group" in text
     assert "class weights: in the per-image weights" in text
-    (run,) = run_dirs(out)
     assert json.loads((run / "run.json").read_text())["flags"]["balance_groups"] == r"^(\d)"
 
 
@@ -268,13 +264,9 @@ def test_balance_weights_on_top_of_person_weights():
 
 
 def test_train_weigh_persons_counts_each_person_once(image_tree, tmp_path, capsys):
-    out = tmp_path / "runs"
-    argv = ["--data", str(image_tree), "--model", "cnn3", "--image-size", str(IMAGE_SIZE),
-            "--batch-size", "8", "--epochs", "1", "--augment", "none", "--by-person",
-            "--weigh-persons", "--out", str(out)]  # fmt: skip
-    assert gender_train.main(argv) == 0
+    run = train_small(image_tree, tmp_path / "runs", "--epochs", "1", "--augment", "none",
+                      "--by-person", "--weigh-persons")  # fmt: skip
     text = capsys.readouterr().out
-    (run,) = run_dirs(out)
     info = json.loads((run / "run.json").read_text())
     persons = {p.name.split("_")[0] for p in image_tree.rglob("*.png")}
     val_persons = {Path(p).name.split("_")[0] for p in read_truth_table(run / "val.txt").paths}
