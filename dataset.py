@@ -3,7 +3,7 @@
     python dataset.py DIR                                  # DIR/ground_truth.txt and .npy
     python dataset.py split DIR --out OUT --val 0.2 [--by-person]   # OUT/{train,val}/{man,woman}
     python dataset.py check DIR                            # list unreadable or suspicious files
-    python dataset.py crop DIR --out OUT                   # OUT/{man,woman}: aligned face crops
+    python dataset.py crop DIR --out OUT [--margin 1.7:5.6]  # aligned face crops, splits kept
     python dataset.py pack DIR --out SHARDS [--val 0.2] [--by-person]  # TFRecord shards + manifest
 Nothing here changes, moves or deletes the images: split links (or copies) them.
 """
@@ -20,6 +20,8 @@ from gender import CLASS_NAMES, UserError
 from gender.data import (
     DEFAULT_PERSON_PATTERN,
     TRUTH_HEADER,
+    find_splits,
+    list_folder,
     load_samples,
     split_samples,
     train_val_samples,
@@ -30,7 +32,8 @@ COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gender.flags import person_regex
+    from gender.faces import DEFAULT_MARGIN
+    from gender.flags import crop_widths, person_regex
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument(
         "--image-size", default="200", help="crop size, N or HxW (default 200, as UTKFace)"
     )
+    crop.add_argument(
+        "--margin",
+        type=crop_widths,
+        default=(DEFAULT_MARGIN, DEFAULT_MARGIN),
+        metavar="W|LOW:HIGH",
+        help=f"crop width in eye distances (default {DEFAULT_MARGIN}: prediction's framing), or a "
+        "range each image draws its own width from (log-uniform), to train for every framing "
+        "from the inner face (1.8) to the whole head (5.6)",
+    )
+    crop.add_argument("--seed", type=int, default=1337, help="for the widths of a range")
     pack = sub.add_parser(
         "pack", help="write DIR as sharded TFRecords with a manifest, for streaming training"
     )
@@ -183,7 +196,8 @@ def _relative(src: Path, source: Path, label: int) -> Path:
 
 
 def crop_faces(args) -> int:
-    """Detect once, so that training on portraits need not detect every run."""
+    """Detect once, so that training on portraits need not detect every run. A train/val
+    folder keeps its split (a split by person stays one)."""
     from gender.atomic import write_text
     from gender.faces import CropSummary, largest_faces
     from gender.images import parse_image_size
@@ -194,20 +208,30 @@ def crop_faces(args) -> int:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: already exists and is not empty")
     size = parse_image_size(args.image_size)
-    samples = _all_samples(source)
+    splits = find_splits(source)
     summary = CropSummary()
     no_face = []
-    for i, _, crop in largest_faces(samples.paths, size, summary):
-        src, label = Path(samples.paths[i]), int(samples.labels[i])
-        if crop is None:
-            no_face.append(f"{src}\t{label}\n")
-            continue
-        target = out / CLASS_NAMES[label] / _relative(src, source, label)
-        if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-            target = target.with_suffix(".png")  # a format OpenCV writes
-        write_image(target, crop)
+    rng = np.random.default_rng(args.seed)
+    for split, folder in splits.items():
+        samples = list_folder(folder)
+        # log-uniform: as many crops from 1.7 to 2.6 eye distances as from 3.7 to 5.6
+        margins = np.exp(rng.uniform(*np.log(args.margin), len(samples)))
+        target_root = out if split == "all" else out / split
+        for i, _, crop in largest_faces(samples.paths, size, summary, margins=margins):
+            src, label = Path(samples.paths[i]), int(samples.labels[i])
+            if crop is None:
+                no_face.append(f"{src}\t{label}\n")
+                continue
+            target = target_root / CLASS_NAMES[label] / _relative(src, folder, label)
+            if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+                target = target.with_suffix(".png")  # a format OpenCV writes
+            write_image(target, crop)
     print(summary.line())
-    print(f"{summary.found} crops of {size[0]}x{size[1]} -> {out}/{{man,woman}}")
+    low, high = args.margin
+    width = f"{low:g}" if low == high else f"{low:g} to {high:g}"
+    layout = "{man,woman}" if "all" in splits else "{train,val}/{man,woman}"
+    print(f"{summary.found} crops of {size[0]}x{size[1]}, {width} eye distances wide")
+    print(f"-> {out}/{layout}")
     if no_face:
         write_text(out / "no_face.txt", TRUTH_HEADER + "".join(no_face))
         print(f"the {len(no_face)} images without a face are listed in {out / 'no_face.txt'}")

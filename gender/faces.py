@@ -260,6 +260,7 @@ def largest_faces(
     summary: CropSummary,
     label: str = "detecting faces",
     min_face: float | None = None,
+    margins: Sequence[float] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield (index, rgb, crop) for each readable image, in order: its largest face, or None.
 
@@ -267,17 +268,19 @@ def largest_faces(
     largest is taken as that person. Unreadable images are reported, counted and not yielded.
     Images are decoded, searched and cropped on one thread per core (OpenCV and LiteRT release
     the GIL), a bounded number ahead of the caller, who can run the model meanwhile.
+    `margins`: each image's crop width in eye distances (default DEFAULT_MARGIN for all).
     """
     from gender.console import Progress, warn
     from gender.images import BadImageError, read_image
 
-    def work(path):
+    def work(i):
         try:
-            rgb = read_image(path)
+            rgb = read_image(paths[i])
         except BadImageError as err:
             return err, None, None
+        margin = DEFAULT_MARGIN if margins is None else margins[i]
         # The LiteRT networks find the same faces as the package (tests/test_faces.py), quicker
-        crops = face_crops(rgb, size, fast=True, min_face=min_face)
+        crops = face_crops(rgb, size, margin, fast=True, min_face=min_face)
         return None, rgb, crops
 
     def finish(i, future):
@@ -299,8 +302,8 @@ def largest_faces(
     progress = Progress(len(paths), label)
     with ThreadPoolExecutor(workers) as pool:
         pending = deque()
-        for i, path in enumerate(paths):
-            pending.append((i, pool.submit(work, path)))
+        for i in range(len(paths)):
+            pending.append((i, pool.submit(work, i)))
             if len(pending) > 4 * workers:  # a few images per worker ahead: bounded memory
                 yield from finish(*pending.popleft())
         while pending:

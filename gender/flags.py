@@ -46,6 +46,19 @@ def smoothing(text: str) -> float:
     return _bounded_float(text, lambda v: 0 <= v < 0.5, "at least 0 and below 0.5")
 
 
+def crop_widths(text: str) -> tuple[float, float]:
+    """A crop width in eye distances, W, or a range LOW:HIGH to draw each image's width from
+    (`dataset.py crop --margin`); between 1 (the eyes at the edges) and 12."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected W or LOW:HIGH")
+    bounds = "between 1 and 12 eye distances"
+    low, high = (_bounded_float(part, lambda v: 1 <= v <= 12, bounds) for part in (parts * 2)[:2])
+    if low > high:
+        raise argparse.ArgumentTypeError(f"{text!r}: LOW is above HIGH")
+    return low, high
+
+
 def compile_id_regex(pattern: str) -> "re.Pattern":
     """A person-id regex compiled; ValueError saying why if it is not a regex or has no group 1
     (the id). The one check behind --by-person, --weigh-persons and `gender.data.person_ids`."""

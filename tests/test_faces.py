@@ -509,6 +509,60 @@ def test_dataset_crop(portraits, tmp_path, capsys):
     assert "not empty" in error_line(capsys.readouterr().err)
 
 
+def test_dataset_crop_margin_is_the_width_predicted_on(hopper, tmp_path):
+    save(tmp_path / "in" / "man" / "hopper.png", hopper)
+    save(tmp_path / "in" / "woman" / "hopper.png", hopper)
+    size = (96, 96)
+    face = detect_faces(hopper, fast=True)[0]
+    for width in (1.8, 4.4):
+        out = tmp_path / f"out{width}"
+        args = ["crop", str(tmp_path / "in"), "--out", str(out), "--image-size", "96"]
+        assert dataset.main([*args, "--margin", str(width)]) == 0
+        written = read_image(out / "man" / "hopper.png").astype(float)
+        expected = align_crop(hopper, face, size, width).astype(float)
+        assert np.abs(written - expected).mean() < 1  # the same crop (png: lossless)
+        assert np.abs(written - align_crop(hopper, face, size).astype(float)).mean() > 10
+
+
+def test_dataset_crop_width_range_keeps_splits(hopper, tmp_path, capsys):
+    for split in ("train", "val"):
+        for name in ("man", "woman"):
+            for k in range(3):
+                save(tmp_path / "in" / split / name / f"{k}.png", hopper)
+    crops = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        args = ["crop", str(tmp_path / "in"), "--out", str(out), "--image-size", "64"]
+        assert dataset.main([*args, "--margin", "1.8:5.6", "--seed", "3"]) == 0
+        assert "1.8 to 5.6 eye distances wide" in capsys.readouterr().out
+        paths = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+        assert [str(p.parent) for p in paths] == [
+            f"{split}/{name}" for split in ("train", "val") for name in ("man", "woman")
+            for _ in range(3)
+        ]  # fmt: skip
+        crops.append([read_image(out / p).astype(float) for p in paths])
+    first = crops[0]
+    # one photo, 12 widths drawn: the crops differ, and the same seed draws them again
+    assert len({c.tobytes() for c in first}) == len(first)
+    assert all(np.array_equal(a, b) for a, b in zip(first, crops[1]))
+    extremes = {
+        w: align_crop(hopper, detect_faces(hopper, fast=True)[0], (64, 64), w) for w in (1.8, 5.6)
+    }
+    # the widths span the range: some crops are nearer the inner face, some the whole head
+    nearest = [min(extremes, key=lambda w: np.abs(c - extremes[w]).mean()) for c in first]
+    assert set(nearest) == {1.8, 5.6}
+
+
+@pytest.mark.parametrize("margin", ["0.5", "3:2", "a", "1:2:3", "nan"])
+def test_dataset_crop_bad_margin_is_one_line(margin, portraits, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        dataset.main(["crop", str(portraits), "--out", str(tmp_path / "o"), "--margin", margin])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --margin" in err.splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_train_detect_faces_leaves_out_faceless_images(portraits, hopper, tmp_path, capsys):
     import cv2
