@@ -53,12 +53,14 @@ def main(argv=None) -> int:
 
     print(
         f"{args.data}: {len(labels)} images with a face, {no_face} without (left out); "
-        f"model {info.get('model')} {size[0]}x{size[1]}, backend {predictor.backend}"
+        f"model {info.get('model')} {size[0]}x{size[1]}, backend {predictor.backend}, "
+        f"threshold {predictor.threshold:g}"
     )
     print(f"{'margin':>7}{'accuracy %':>12}{'error man %':>13}{'error woman %':>15}")
     for margin in args.margins:
         p_woman = predictor.classify(np.stack(crops[margin]))
-        report = evaluate(np.array(labels), p_woman)
+        # at the model's own threshold, as gender_mAP.py and prediction use it
+        report = evaluate(np.array(labels), p_woman, predictor.threshold)
         errors = report["error_rate"]
         print(
             f"{margin:>7.1f}{100 * report['accuracy']:>12.2f}"
