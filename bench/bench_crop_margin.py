@@ -22,6 +22,10 @@ def main(argv=None) -> int:
     parser.add_argument("data", help="a man/woman folder or a ground-truth table .txt")
     parser.add_argument("--weights", help="default: the bundled face model")
     parser.add_argument("--margins", type=float, nargs="+", default=[2.0, 2.6, 3.2, 3.8, 4.4])
+    parser.add_argument(
+        "--backend", default="auto", choices=["auto", "lite", "int8", "keras"],
+        help="as gender_mAP.py's (default auto)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -32,7 +36,7 @@ def main(argv=None) -> int:
     from gender.metrics import evaluate
     from gender.predictor import Predictor
 
-    predictor = Predictor.load(args.weights, task="face")
+    predictor = Predictor.load(args.weights, task="face", backend=args.backend)
     info, size = predictor.info, predictor.size
     parts = load_samples(args.data)  # a train/val folder: its val/
     samples = parts.get("val") or parts["all"]
