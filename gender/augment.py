@@ -52,6 +52,40 @@ def band_erase(keras: ModuleType, seed: int, rate: float = 0.5) -> "Layer":
     return RandomBandErase(name="band")
 
 
+def low_resolution(keras: ModuleType, seed: int, rate: float = 0.5) -> "Layer":
+    """A layer that, on `rate` of the images, shrinks each to 1/2, 1/3 or 1/4 of its size and
+    enlarges it back: the few pixels of a far or low-resolution camera, upscaled to the input
+    (a blur keeps the pixel grid fine; this loses the detail itself, blocky edges included)."""
+    ops = keras.ops
+    factors = (2, 3, 4)
+
+    class RandomLowResolution(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            shape = ops.shape(images)
+            size = (shape[1], shape[2])
+            draws = keras.random.uniform((shape[0], 1, 1, 1), seed=self.generator)
+            out = images
+            # each image one factor: draws in [k * rate / 3, (k + 1) * rate / 3) take factor k
+            for k, factor in enumerate(factors):
+                small = ops.image.resize(
+                    images, (shape[1] // factor, shape[2] // factor), antialias=True
+                )
+                coarse = ops.image.resize(small, size)
+                chosen = ops.logical_and(
+                    draws >= k * rate / len(factors), draws < (k + 1) * rate / len(factors)
+                )
+                out = ops.where(chosen, coarse, out)
+            return out
+
+    return RandomLowResolution(name="lowres")
+
+
 # name -> factory(keras, seed) of one Keras preprocessing layer working on raw 0..255 RGB batches.
 # Keras is handed in by build_augmenter: the names alone (for --help) must not load TensorFlow.
 # No vertical flip: an upside-down face or pedestrian is not a case the model will meet.
@@ -107,6 +141,9 @@ AUGMENTATIONS = {
     "erase": lambda keras, seed: keras.layers.RandomErasing(
         factor=(0.5, 0.5), scale=(0.02, 0.25), value_range=(0, 255), seed=seed
     ),
+    # half the images at a half, a third or a quarter of their resolution, enlarged back: far
+    # cameras, whose crops are a few dozen pixels wide.
+    "lowres": low_resolution,
     # half the images keep only a central box, the band around it in their mean colour (issue
     # 10's "erase the band outside the inner face"): the face must decide, not the hair.
     "band": band_erase,

@@ -303,6 +303,34 @@ def test_band_keeps_the_centre_and_fills_the_band_with_the_mean():
     np.testing.assert_array_equal(np.asarray(band_erase(keras, 1)(images, training=False)), images)
 
 
+def test_lowres_loses_detail_at_one_of_three_scales():
+    from gender.augment import low_resolution
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 48, 24, 3)).astype(np.float32)
+    out = np.asarray(low_resolution(keras, seed=1, rate=1.0)(images, training=True))
+    factors = []
+    for before, after in zip(images, out):
+        # enlarged back from a smaller copy: same size, far less pixel-to-pixel change than noise
+        assert after.shape == before.shape
+        roughness = np.abs(np.diff(after, axis=0)).mean() / np.abs(np.diff(before, axis=0)).mean()
+        assert roughness < 0.6
+        # which factor: the image shrunk by it and enlarged back is the output
+        redone = {
+            f: np.abs(after - keras.ops.image.resize(
+                keras.ops.image.resize(before[None], (48 // f, 24 // f), antialias=True), (48, 24)
+            )[0]).mean()
+            for f in (2, 3, 4)
+        }  # fmt: skip
+        assert min(redone.values()) < 0.01
+        factors.append(min(redone, key=redone.get))
+    assert set(factors) == {2, 3, 4}  # 24 images: each scale drawn
+    untouched = np.asarray(low_resolution(keras, seed=1, rate=0.0)(images, training=True))
+    np.testing.assert_array_equal(untouched, images)
+    same = np.asarray(low_resolution(keras, 1)(images, training=False))
+    np.testing.assert_array_equal(same, images)
+
+
 def test_parse_augment():
     assert parse_augment("none") == []
     assert parse_augment("flip, zoom") == ["flip", "zoom"]
