@@ -16,6 +16,21 @@ if TYPE_CHECKING:
     from keras.layers import Layer
 
 
+def _training_only_layer(keras: ModuleType, seed: int, name: str, transform: Callable) -> "Layer":
+    """A Keras layer running transform(images, generator) in training and passing the images
+    through otherwise; `generator` is the layer's own seeded keras.random.SeedGenerator."""
+
+    class TrainingOnly(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, images, training=True):
+            return transform(images, self.generator) if training else images
+
+    return TrainingOnly(name=name)
+
+
 def band_erase(keras: ModuleType, seed: int, rate: float = 0.5) -> "Layer":
     """A layer that, on `rate` of the images, replaces the band outside a central box (50-80%
     of the width, 64-94% of the height, its centre moved by up to 3%) with the image's mean
@@ -23,33 +38,26 @@ def band_erase(keras: ModuleType, seed: int, rate: float = 0.5) -> "Layer":
     (what `tight` does by cropping in, without enlarging the face)."""
     ops = keras.ops
 
-    class RandomBandErase(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.generator = keras.random.SeedGenerator(seed)
+    def erase(images, generator):
+        shape = ops.shape(images)
+        draws = keras.random.uniform((shape[0], 5), seed=generator)
 
-        def call(self, images, training=True):
-            if not training:
-                return images
-            shape = ops.shape(images)
-            draws = keras.random.uniform((shape[0], 5), seed=self.generator)
+        def per_image(column, low, span):
+            return (low + span * draws[:, column])[:, None, None]
 
-            def per_image(column, low, span):
-                return (low + span * draws[:, column])[:, None, None]
+        half_width, half_height = per_image(0, 0.25, 0.15), per_image(1, 0.32, 0.15)
+        centre_x, centre_y = per_image(2, 0.47, 0.06), per_image(3, 0.47, 0.06)
+        rows = (ops.arange(shape[1], dtype="float32") + 0.5) / ops.cast(shape[1], "float32")
+        cols = (ops.arange(shape[2], dtype="float32") + 0.5) / ops.cast(shape[2], "float32")
+        inside = ops.logical_and(
+            ops.abs(rows[None, :, None] - centre_y) < half_height,
+            ops.abs(cols[None, None, :] - centre_x) < half_width,
+        )
+        untouched = per_image(4, 0.0, 1.0) >= rate
+        keep = ops.logical_or(inside, untouched)[..., None]
+        return ops.where(keep, images, ops.mean(images, axis=(1, 2), keepdims=True))
 
-            half_width, half_height = per_image(0, 0.25, 0.15), per_image(1, 0.32, 0.15)
-            centre_x, centre_y = per_image(2, 0.47, 0.06), per_image(3, 0.47, 0.06)
-            rows = (ops.arange(shape[1], dtype="float32") + 0.5) / ops.cast(shape[1], "float32")
-            cols = (ops.arange(shape[2], dtype="float32") + 0.5) / ops.cast(shape[2], "float32")
-            inside = ops.logical_and(
-                ops.abs(rows[None, :, None] - centre_y) < half_height,
-                ops.abs(cols[None, None, :] - centre_x) < half_width,
-            )
-            untouched = per_image(4, 0.0, 1.0) >= rate
-            keep = ops.logical_or(inside, untouched)[..., None]
-            return ops.where(keep, images, ops.mean(images, axis=(1, 2), keepdims=True))
-
-    return RandomBandErase(name="band")
+    return _training_only_layer(keras, seed, "band", erase)
 
 
 def low_resolution(keras: ModuleType, seed: int, rate: float = 0.5) -> "Layer":
@@ -59,31 +67,22 @@ def low_resolution(keras: ModuleType, seed: int, rate: float = 0.5) -> "Layer":
     ops = keras.ops
     factors = (2, 3, 4)
 
-    class RandomLowResolution(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.generator = keras.random.SeedGenerator(seed)
+    def coarsen(images, generator):
+        shape = ops.shape(images)
+        draws = keras.random.uniform((shape[0], 1, 1, 1), seed=generator)
+        out = images
+        # each image one factor: draws in [k * rate / 3, (k + 1) * rate / 3) take factor k
+        for k, factor in enumerate(factors):
+            small = ops.image.resize(
+                images, (shape[1] // factor, shape[2] // factor), antialias=True
+            )
+            coarse = ops.image.resize(small, (shape[1], shape[2]))
+            share = rate / len(factors)
+            chosen = ops.logical_and(draws >= k * share, draws < (k + 1) * share)
+            out = ops.where(chosen, coarse, out)
+        return out
 
-        def call(self, images, training=True):
-            if not training:
-                return images
-            shape = ops.shape(images)
-            size = (shape[1], shape[2])
-            draws = keras.random.uniform((shape[0], 1, 1, 1), seed=self.generator)
-            out = images
-            # each image one factor: draws in [k * rate / 3, (k + 1) * rate / 3) take factor k
-            for k, factor in enumerate(factors):
-                small = ops.image.resize(
-                    images, (shape[1] // factor, shape[2] // factor), antialias=True
-                )
-                coarse = ops.image.resize(small, size)
-                chosen = ops.logical_and(
-                    draws >= k * rate / len(factors), draws < (k + 1) * rate / len(factors)
-                )
-                out = ops.where(chosen, coarse, out)
-            return out
-
-    return RandomLowResolution(name="lowres")
+    return _training_only_layer(keras, seed, "lowres", coarsen)
 
 
 # name -> factory(keras, seed) of one Keras preprocessing layer working on raw 0..255 RGB batches.
