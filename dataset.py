@@ -214,7 +214,7 @@ def crop_faces(args) -> int:
     rng = np.random.default_rng(args.seed)
     for split, folder in splits.items():
         samples = list_folder(folder)
-        # log-uniform: as many crops from 1.7 to 2.6 eye distances as from 3.7 to 5.6
+        # log-uniform: each factor of width as likely (1.7-2.6 eye distances as 3.7-5.6)
         margins = np.exp(rng.uniform(*np.log(args.margin), len(samples)))
         target_root = out if split == "all" else out / split
         for i, _, crop in largest_faces(samples.paths, size, summary, margins=margins):
