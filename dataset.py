@@ -18,7 +18,6 @@ import numpy as np
 
 from gender import CLASS_NAMES, UserError
 from gender.data import (
-    DEFAULT_PERSON_PATTERN,
     TRUTH_HEADER,
     find_splits,
     list_folder,
@@ -33,7 +32,7 @@ COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 def build_parser() -> argparse.ArgumentParser:
     from gender.faces import DEFAULT_MARGIN
-    from gender.flags import crop_widths, person_regex
+    from gender.flags import add_person_flag, crop_widths
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,15 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("data", metavar="DIR")
     split.add_argument("--out", required=True)
     split.add_argument("--val", type=float, default=0.2, help="validation fraction (default 0.2)")
-    split.add_argument(
-        "--by-person",
-        nargs="?",
-        type=person_regex,
-        const=DEFAULT_PERSON_PATTERN,
-        metavar="REGEX",
-        help="keep each person on one side; id = group 1 of REGEX on the file "
-        "name (default %(const)r)",
-    )
+    add_person_flag(split, "--by-person", "keep each person on one side")
     split.add_argument("--copy", action="store_true", help="copy instead of hard/symbolic links")
     split.add_argument("--seed", type=int, default=1337)
     check = sub.add_parser("check", help="list unreadable or suspicious images")
@@ -84,15 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="validation fraction when DIR has no train/val (default 0.2; 0 = none)",
     )
-    pack.add_argument(
-        "--by-person",
-        nargs="?",
-        type=person_regex,
-        const=DEFAULT_PERSON_PATTERN,
-        metavar="REGEX",
-        help="split by person and store each image's person id (group 1 of REGEX on the "
-        "file name, default %(const)r)",
-    )
+    add_person_flag(pack, "--by-person", "split by person and store each image's person id")
     pack.add_argument(
         "--shards", type=int, help="shard files per split (default: ~64 MB each, at least 16)"
     )

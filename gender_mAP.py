@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 from gender import UserError
-from gender.data import DEFAULT_PERSON_PATTERN
 from gender.flags import (
     add_min_face_flag,
     add_model_flags,
-    person_regex,
+    add_person_flag,
     probability,
     tolerant_console,
 )
@@ -65,15 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"({', '.join(GROUP_PRESETS)}), a regex on the file name whose group 1 is the group, "
         "or a CSV of path,group rows",
     )
-    parser.add_argument(
+    add_person_flag(
+        parser,
         "--by-person",
-        nargs="?",
-        type=person_regex,
-        const=DEFAULT_PERSON_PATTERN,
-        metavar="REGEX",
-        help="also report the rates with every person weighing the same (sets cut from video "
-        "hold some people in dozens of frames); the person id is group 1 of REGEX on the file "
-        "name (default %(const)r; '^([^_]+__[^_.]+)' for SUBSET__ID_... pedestrian names)",
+        "also report the rates with every person weighing the same (sets cut from video hold "
+        "some people in dozens of frames)",
     )
     return parser
 

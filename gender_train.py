@@ -17,8 +17,7 @@ from pathlib import Path
 from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
-from gender.data import DEFAULT_PERSON_PATTERN
-from gender.flags import person_regex, positive_int, probability, smoothing, tolerant_console
+from gender.flags import add_person_flag, positive_int, probability, smoothing, tolerant_console
 
 MODES = ("train", "resume", "export", "bundle", "demo")
 # The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
@@ -78,15 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "val for the one giving both classes the same error rate on the run's validation split "
         "(default: none, i.e. 0.5)",
     )
-    bundle.add_argument(
+    add_person_flag(
+        bundle,
         "--by-person",
-        nargs="?",
-        type=person_regex,
-        const=DEFAULT_PERSON_PATTERN,
-        metavar="REGEX",
-        help="with --threshold val: every person of the validation split weighs the same (a "
-        "split cut from video holds some people in hundreds of frames); the person id is group "
-        "1 of REGEX on the file name (default %(const)r; '^([^_]+__[^_.]+)' for SUBSET__ID_...)",
+        "with --threshold val: every person of the validation split weighs the same (a split "
+        "cut from video holds some people in hundreds of frames)",
     )
     demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
     demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
@@ -111,16 +106,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         default=0.2,
         help="validation fraction when --data has no val/ folder (default 0.2)",
     )
-    data.add_argument(
-        "--by-person",
-        nargs="?",
-        type=person_regex,
-        const=DEFAULT_PERSON_PATTERN,
-        metavar="REGEX",
-        help="split so no person is on both sides; the person id "
-        "is group 1 of REGEX on the file name (default %(const)r: '000_45_1.jpg' "
-        "is person 000)",
-    )
+    add_person_flag(data, "--by-person", "split so no person is on both sides")
     data.add_argument(
         "--detect-faces",
         action="store_true",
@@ -213,16 +199,11 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "a regex whose group 1 is the group, or a CSV of path,group, as gender_mAP.py --groups; "
         "replaces the class weights",
     )
-    train.add_argument(
+    add_person_flag(
+        train,
         "--weigh-persons",
-        nargs="?",
-        type=person_regex,
-        const=DEFAULT_PERSON_PATTERN,
-        metavar="REGEX",
-        help="every person weighs the same in the training and validation loss, however many "
-        "images (video frames) they are in; the person id is group 1 of REGEX on the file name "
-        "(default %(const)r; '^([^_]+__[^_.]+)' for SUBSET__ID_... names); the classes are "
-        "balanced on those weights",
+        "every person weighs the same in the training and validation loss, however many images "
+        "(video frames) they are in, and the classes are balanced on those weights",
     )
     train.add_argument(
         "--label-smoothing",

@@ -25,13 +25,12 @@ import numpy as np
 
 from gender import CLASS_NAMES, UserError
 from gender.console import warn
+from gender.flags import DEFAULT_PERSON_PATTERN, compile_id_regex
 from gender.images import BadImageError, is_image_file, load_image
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-# Pedestrian file names start with the person number ("000_45_1.jpg" is person 000).
-DEFAULT_PERSON_PATTERN = r"^(\d+)_"
 # Decoded images and cached features stay in RAM while their total fits a budget; an array
 # that would pass it goes to a disk-backed file instead (see new_array). The budget is
 # GENDER_MEMORY_BUDGET_MB (default 2048), read at each call; a caller may pin it here instead.
@@ -223,8 +222,6 @@ def person_ids(paths: Sequence[str], pattern: str = DEFAULT_PERSON_PATTERN) -> l
 
     A name that does not match is its own person, so an unmatched file can never leak across.
     """
-    from gender.flags import compile_id_regex
-
     try:
         regex = compile_id_regex(pattern)
     except ValueError as err:

@@ -59,6 +59,10 @@ def crop_widths(text: str) -> tuple[float, float]:
     return low, high
 
 
+# Pedestrian file names start with the person number ("000_45_1.jpg" is person 000).
+DEFAULT_PERSON_PATTERN = r"^(\d+)_"
+
+
 def compile_id_regex(pattern: str) -> "re.Pattern":
     """A person-id regex compiled; ValueError saying why if it is not a regex or has no group 1
     (the id). The one check behind --by-person, --weigh-persons and `gender.data.person_ids`."""
@@ -78,6 +82,20 @@ def person_regex(text: str) -> str:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
+
+
+def add_person_flag(parser: argparse.ArgumentParser, flag: str, purpose: str) -> None:
+    """An optional person-id regex flag (`flag` alone takes the default pattern): one spelling,
+    one check (`person_regex`) and one help tail for every command that groups by person."""
+    parser.add_argument(
+        flag,
+        nargs="?",
+        type=person_regex,
+        const=DEFAULT_PERSON_PATTERN,
+        metavar="REGEX",
+        help=f"{purpose}; the person id is group 1 of REGEX on the file name (default "
+        "%(const)r: '000_45_1.jpg' is person 000; '^([^_]+__[^_.]+)' for SUBSET__ID_... names)",
+    )
 
 
 # how a trained model runs (gender.predictor.load_backend)
