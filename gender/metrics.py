@@ -235,13 +235,12 @@ def person_report(
     half of their images.
     """
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
-    persons = np.asarray(persons, dtype=object)
     person_index, weight = _person_index(persons)
     wrong = ((p_woman >= threshold).astype(int) != labels).astype(float)
     count, error_rate, wrong_persons = {}, {}, {}
     for i, name in enumerate(CLASS_NAMES):
         mine = labels == i
-        count[name] = len(set(persons[mine].tolist()))
+        count[name] = len(np.unique(person_index[mine]))
         error_rate[name] = _ratio(np.sum(weight[mine] * wrong[mine]), np.sum(weight[mine]))
         share = np.bincount(person_index[mine], weights=weight[mine] * wrong[mine])
         wrong_persons[name] = int(np.sum(share > 0.5))
