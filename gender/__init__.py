@@ -14,6 +14,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # that decoding and the model need (a cold prediction used 0.26 CPU s with them, 0.14 without).
 # The toolkit does no large matrix products in numpy: TensorFlow and LiteRT have their own threads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# OpenCV logs its own decoder failures on stderr ("[ERROR:0@0.006] global loadsave.cpp ... can't
+# read header" for a file with a GIF header and nothing after it) before the toolkit's one-line
+# error naming the file; only its fatal messages stay.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 
 CLASS_NAMES = ("man", "woman")  # label 0, label 1; models output P(CLASS_NAMES[1])
 TASKS = ("face", "pedestrian")  # what a model's images show; one bundled model each
