@@ -50,6 +50,12 @@ DETECT_MAX_SIDE = 1024
 # own 20 px): a 640 px portrait costs a quarter of the time, with the same boxes, since the levels
 # kept are computed exactly as before. `min_face` lowers it for group photos with small faces.
 MIN_FACE_FRACTION = 0.1
+# A detected face is classified as the mean P(woman) of four views: cropped at the toolkit's
+# framing and at 3.2 eye distances (a little more hair and neck), each also mirrored. Measured on
+# detected faces with the bundled model (balanced accuracy, one view -> four): UTK adults 96.95 ->
+# 97.51%, BFW validation 94.77 -> 95.58%, faces_web 98.91 -> 98.91%. Four model runs per face cost
+# little beside the detection; crops classified as they are (no detection) get one run.
+VIEW_MARGINS = (DEFAULT_MARGIN, 3.2)
 
 
 @dataclass
@@ -219,18 +225,37 @@ def align_crop(
     return resize(big, size)
 
 
+def face_views(
+    rgb: np.ndarray, face: Face, size: Sequence[int], margins: Sequence[float] = VIEW_MARGINS
+) -> np.ndarray:
+    """The face cropped at each margin, each crop followed by its mirror image:
+    (2 * len(margins), height, width, 3) uint8, the views prediction averages over."""
+    crops = [align_crop(rgb, face, size, margin) for margin in margins]
+    return np.stack([view for crop in crops for view in (crop, crop[:, ::-1])])
+
+
+def whole_image_views(image: np.ndarray) -> np.ndarray:
+    """`face_views`' shape for an image without a face, resized whole: it and its mirror, as
+    many times as a face has views (their mean is the mean of the two)."""
+    return np.stack([image, image[:, ::-1]] * len(VIEW_MARGINS))
+
+
 def face_crops(
     rgb: np.ndarray,
     size: Sequence[int],
     margin: float = DEFAULT_MARGIN,
     fast: bool = False,
     min_face: float | None = None,
+    views: bool = False,
 ) -> list[tuple[Face, np.ndarray]]:
     """Detect and crop every face: [(Face, crop)], largest face first; [] when there is none.
 
     The one path from a photo to model inputs (see the module docstring); `fast` and `min_face`
-    as in `detect_faces`.
+    as in `detect_faces`. views: each crop is instead the face's `face_views` (prediction);
+    `margin` is then not used.
     """
+    if views:
+        return [(face, face_views(rgb, face, size)) for face in detect_faces(rgb, fast, min_face)]
     return [
         (face, align_crop(rgb, face, size, margin)) for face in detect_faces(rgb, fast, min_face)
     ]
@@ -261,6 +286,7 @@ def largest_faces(
     label: str = "detecting faces",
     min_face: float | None = None,
     margins: Sequence[float] | None = None,
+    views: bool = False,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield (index, rgb, crop) for each readable image, in order: its largest face, or None.
 
@@ -269,6 +295,7 @@ def largest_faces(
     Images are decoded, searched and cropped on one thread per core (OpenCV and LiteRT release
     the GIL), a bounded number ahead of the caller, who can run the model meanwhile.
     `margins`: each image's crop width in eye distances (default DEFAULT_MARGIN for all).
+    `views`: each crop is the face's `face_views` instead (prediction).
     """
     from gender.console import Progress, warn
     from gender.images import BadImageError, read_image
@@ -280,7 +307,7 @@ def largest_faces(
             return err, None, None
         margin = DEFAULT_MARGIN if margins is None else margins[i]
         # The LiteRT networks find the same faces as the package (tests/test_faces.py), quicker
-        crops = face_crops(rgb, size, margin, fast=True, min_face=min_face)
+        crops = face_crops(rgb, size, margin, fast=True, min_face=min_face, views=views)
         return None, rgb, crops
 
     def finish(i, future):

@@ -339,12 +339,21 @@ class Predictor:
                 p_woman[near] = self._float32.predict(images[near], batch_size).ravel()
         return p_woman
 
+    def classify_views(self, views: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """P(woman) (N,) for (N, V, H, W, 3): the mean over each image's V views."""
+        n, v = views.shape[:2]
+        p_woman = self.classify(views.reshape(n * v, *views.shape[2:]), batch_size)
+        return p_woman.reshape(n, v).mean(axis=1)
+
     def faces(self, rgb: np.ndarray, batch_size: int = 64) -> list[FaceResult]:
-        """Every face in a photo with its P(woman), largest first; [] when there is none."""
-        crops = face_crops(rgb, self.size, fast=self.fast_detector, min_face=self.min_face)
+        """Every face in a photo with its P(woman) (over `face_views`), largest first; [] when
+        there is none."""
+        crops = face_crops(
+            rgb, self.size, fast=self.fast_detector, min_face=self.min_face, views=True
+        )
         if not crops:
             return []
-        p_woman = self.classify(np.stack([crop for _, crop in crops]), batch_size)
+        p_woman = self.classify_views(np.stack([views for _, views in crops]), batch_size)
         return [FaceResult(face, float(p), self.threshold) for (face, _), p in zip(crops, p_woman)]
 
     def photo(self, path: str | Path, batch_size: int = 64) -> PhotoResult:
@@ -389,23 +398,24 @@ class Predictor:
         return FolderResult(kept, p_woman, len(samples) - len(kept), threshold=self.threshold)
 
     def _classify_faces(self, samples: Samples, batch_size: int) -> FolderResult:
-        """The largest face of each image (else the whole image), classified a batch at a time
-        while worker threads decode and detect the next images (`largest_faces`)."""
-        from gender.faces import largest_faces
+        """The largest face of each image (else the whole image), classified over its views a
+        batch at a time while worker threads decode and detect the next images
+        (`largest_faces`)."""
+        from gender.faces import largest_faces, whole_image_views
         from gender.images import resize
 
         summary = CropSummary()
         kept, has_face, p_woman, batch = [], [], [], []
-        faces = largest_faces(samples.paths, self.size, summary, min_face=self.min_face)
-        for i, rgb, crop in faces:
-            batch.append(crop if crop is not None else resize(rgb, self.size))
+        faces = largest_faces(samples.paths, self.size, summary, min_face=self.min_face, views=True)
+        for i, rgb, views in faces:
+            batch.append(views if views is not None else whole_image_views(resize(rgb, self.size)))
             kept.append(i)
-            has_face.append(crop is not None)
+            has_face.append(views is not None)
             if len(batch) == batch_size:
-                p_woman.append(self.classify(np.stack(batch), batch_size))
+                p_woman.append(self.classify_views(np.stack(batch), batch_size))
                 batch = []
         if batch:
-            p_woman.append(self.classify(np.stack(batch), batch_size))
+            p_woman.append(self.classify_views(np.stack(batch), batch_size))
         if not kept:
             raise UserError("no readable images")
         return FolderResult(

@@ -19,7 +19,7 @@ import dataset
 import gender_mAP
 import gender_single_predict
 from gender.faces import EYE_LINE, align_crop, detect_faces, face_crops
-from gender.images import read_image
+from gender.images import read_image, resize
 from gender.lite_faces import crop_and_resize
 from gender_single_predict import NO_FACE
 
@@ -146,6 +146,45 @@ def test_group_picture_finds_each_face_in_its_tile(detections, hopper):
 def test_no_face(detections, photos):
     assert detections["none"] == []
     assert face_crops(read_image(photos["none"]), (64, 64)) == []
+
+
+def test_face_views_are_two_framings_and_their_mirrors(detections, hopper):
+    """Prediction averages a detected face over its views (faces.VIEW_MARGINS): the toolkit's
+    framing and a looser one, each followed by its mirror image."""
+    from gender.faces import DEFAULT_MARGIN, face_views
+
+    (face,) = detections["one"]
+    views = face_views(hopper, face, (64, 64))
+    assert views.shape == (4, 64, 64, 3) and views.dtype == np.uint8
+    np.testing.assert_array_equal(views[0], align_crop(hopper, face, (64, 64), DEFAULT_MARGIN))
+    np.testing.assert_array_equal(views[1], views[0][:, ::-1])
+    np.testing.assert_array_equal(views[2], align_crop(hopper, face, (64, 64), 3.2))
+    np.testing.assert_array_equal(views[3], views[2][:, ::-1])
+    assert not np.array_equal(views[0], views[2])  # the looser crop is another picture
+
+
+def test_a_detected_face_is_answered_over_its_views(photos, trained_run):
+    """One photo (Predictor.faces) and a folder with detection answer the same P(woman): the mean
+    of the face's views, each classified alone."""
+    from gender.data import Samples
+    from gender.faces import face_views
+    from gender.predictor import Predictor
+
+    predictor = Predictor.load(trained_run / "best.keras", backend="keras")
+    predictor.fast_detector = True  # as folders do: both paths then find the very same face
+    rgb = read_image(photos["one"])
+    (result,) = predictor.faces(rgb)
+    each_view = predictor.classify(face_views(rgb, result.face, predictor.size))
+    assert np.ptp(each_view) > 0  # the views differ, so the mean is not any one of them
+    assert result.p_woman == pytest.approx(each_view.mean(), abs=1e-6)
+    samples = Samples([str(photos["one"]), str(photos["none"])], np.zeros(2, np.int64))
+    folder = predictor.folder(samples, detect=True, progress=False)
+    assert folder.p_woman[0] == pytest.approx(result.p_woman, abs=1e-6)
+    # no face: the whole image and its mirror
+    whole = resize(read_image(photos["none"]), predictor.size)
+    expected = predictor.classify(np.stack([whole, whole[:, ::-1]])).mean()
+    assert list(folder.has_face) == [True, False]
+    assert folder.p_woman[1] == pytest.approx(expected, abs=1e-6)
 
 
 def test_rotated_face_comes_out_upright(detections, hopper, photos):
@@ -278,14 +317,15 @@ def test_folder_detection_in_threads_matches_one_photo_at_a_time(portraits):
     from gender.faces import CropSummary, largest_faces
 
     paths = list_folder(portraits).paths
-    found = list(largest_faces(paths, (64, 64), CropSummary()))
-    assert [i for i, _, _ in found] == list(range(len(paths)))
-    for i, _, crop in found:
-        expected = face_crops(read_image(paths[i]), (64, 64), fast=True)
-        if expected:
-            np.testing.assert_array_equal(crop, expected[0][1])
-        else:
-            assert crop is None
+    for views in (False, True):
+        found = list(largest_faces(paths, (64, 64), CropSummary(), views=views))
+        assert [i for i, _, _ in found] == list(range(len(paths)))
+        for i, _, crop in found:
+            expected = face_crops(read_image(paths[i]), (64, 64), fast=True, views=views)
+            if expected:
+                np.testing.assert_array_equal(crop, expected[0][1])
+            else:
+                assert crop is None
 
 
 def test_crop_and_resize_is_tensorflows():
