@@ -235,9 +235,8 @@ def face_views(
 
 
 def whole_image_views(image: np.ndarray) -> np.ndarray:
-    """`face_views`' shape for an image without a face, resized whole: it and its mirror, as
-    many times as a face has views (their mean is the mean of the two)."""
-    return np.stack([image, image[:, ::-1]] * len(VIEW_MARGINS))
+    """The views of an image without a face, resized whole: it and its mirror, (2, H, W, 3)."""
+    return np.stack([image, image[:, ::-1]])
 
 
 def face_crops(
@@ -251,10 +250,12 @@ def face_crops(
     """Detect and crop every face: [(Face, crop)], largest face first; [] when there is none.
 
     The one path from a photo to model inputs (see the module docstring); `fast` and `min_face`
-    as in `detect_faces`. views: each crop is instead the face's `face_views` (prediction);
-    `margin` is then not used.
+    as in `detect_faces`. views: each crop is instead the face's `face_views` (prediction),
+    whose widths are VIEW_MARGINS, so `margin` must then be left at its default.
     """
     if views:
+        if margin != DEFAULT_MARGIN:
+            raise ValueError(f"views are cropped at {VIEW_MARGINS}, not at margin {margin}")
         return [(face, face_views(rgb, face, size)) for face in detect_faces(rgb, fast, min_face)]
     return [
         (face, align_crop(rgb, face, size, margin)) for face in detect_faces(rgb, fast, min_face)
@@ -295,8 +296,10 @@ def largest_faces(
     Images are decoded, searched and cropped on one thread per core (OpenCV and LiteRT release
     the GIL), a bounded number ahead of the caller, who can run the model meanwhile.
     `margins`: each image's crop width in eye distances (default DEFAULT_MARGIN for all).
-    `views`: each crop is the face's `face_views` instead (prediction).
+    `views`: each crop is the face's `face_views` instead (prediction); not with `margins`.
     """
+    if views and margins is not None:
+        raise ValueError("views are cropped at VIEW_MARGINS: give margins or views, not both")
     from gender.console import Progress, warn
     from gender.images import BadImageError, read_image
 

@@ -339,11 +339,13 @@ class Predictor:
                 p_woman[near] = self._float32.predict(images[near], batch_size).ravel()
         return p_woman
 
-    def classify_views(self, views: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """P(woman) (N,) for (N, V, H, W, 3): the mean over each image's V views."""
-        n, v = views.shape[:2]
-        p_woman = self.classify(views.reshape(n * v, *views.shape[2:]), batch_size)
-        return p_woman.reshape(n, v).mean(axis=1)
+    def classify_views(self, views: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """P(woman) (N,) for N images' views, each (V, H, W, 3) with its own V (a face has
+        four, an image without one two): the mean over each image's views."""
+        counts = np.array([len(image_views) for image_views in views])
+        p_woman = self.classify(np.concatenate(views), batch_size)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return np.add.reduceat(p_woman, starts) / counts
 
     def faces(self, rgb: np.ndarray, batch_size: int = 64) -> list[FaceResult]:
         """Every face in a photo with its P(woman) (over `face_views`), largest first; [] when
@@ -353,7 +355,7 @@ class Predictor:
         )
         if not crops:
             return []
-        p_woman = self.classify_views(np.stack([views for _, views in crops]), batch_size)
+        p_woman = self.classify_views([views for _, views in crops], batch_size)
         return [FaceResult(face, float(p), self.threshold) for (face, _), p in zip(crops, p_woman)]
 
     def photo(self, path: str | Path, batch_size: int = 64) -> PhotoResult:
@@ -412,10 +414,10 @@ class Predictor:
             kept.append(i)
             has_face.append(views is not None)
             if len(batch) == batch_size:
-                p_woman.append(self.classify_views(np.stack(batch), batch_size))
+                p_woman.append(self.classify_views(batch, batch_size))
                 batch = []
         if batch:
-            p_woman.append(self.classify_views(np.stack(batch), batch_size))
+            p_woman.append(self.classify_views(batch, batch_size))
         if not kept:
             raise UserError("no readable images")
         return FolderResult(

@@ -151,7 +151,7 @@ def test_no_face(detections, photos):
 def test_face_views_are_two_framings_and_their_mirrors(detections, hopper):
     """Prediction averages a detected face over its views (faces.VIEW_MARGINS): the toolkit's
     framing and a looser one, each followed by its mirror image."""
-    from gender.faces import DEFAULT_MARGIN, face_views
+    from gender.faces import DEFAULT_MARGIN, face_views, whole_image_views
 
     (face,) = detections["one"]
     views = face_views(hopper, face, (64, 64))
@@ -161,6 +161,13 @@ def test_face_views_are_two_framings_and_their_mirrors(detections, hopper):
     np.testing.assert_array_equal(views[2], align_crop(hopper, face, (64, 64), 3.2))
     np.testing.assert_array_equal(views[3], views[2][:, ::-1])
     assert not np.array_equal(views[0], views[2])  # the looser crop is another picture
+    # the views have their own widths: asking for another margin as well is refused, not ignored
+    with pytest.raises(ValueError, match="views are cropped at"):
+        face_crops(hopper, (64, 64), margin=3.0, views=True)
+    # an image without a face has two views, the whole image and its mirror
+    whole = whole_image_views(hopper[:64, :64])
+    assert whole.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(whole[1], hopper[:64, :64][:, ::-1])
 
 
 def test_a_detected_face_is_answered_over_its_views(photos, trained_run):
