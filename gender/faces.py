@@ -296,10 +296,9 @@ def largest_faces(
     Images are decoded, searched and cropped on one thread per core (OpenCV and LiteRT release
     the GIL), a bounded number ahead of the caller, who can run the model meanwhile.
     `margins`: each image's crop width in eye distances (default DEFAULT_MARGIN for all).
-    `views`: each crop is the face's `face_views` instead (prediction); not with `margins`.
+    `views`: each crop is the face's `face_views` instead (prediction); not with `margins`
+    (`face_crops` refuses a margin with views).
     """
-    if views and margins is not None:
-        raise ValueError("views are cropped at VIEW_MARGINS: give margins or views, not both")
     from gender.console import Progress, warn
     from gender.images import BadImageError, read_image
 

@@ -9,6 +9,9 @@ import sys
 
 os.environ["KERAS_BACKEND"] = "tensorflow"  # before anything imports Keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The environment before the toolkit is imported: a fresh process gets this one, so it sees what
+# a user's shell gives it, not the defaults `gender/__init__.py` set in this process.
+USER_ENVIRONMENT = dict(os.environ)
 
 import hashlib  # noqa: E402
 import shutil  # noqa: E402
@@ -95,8 +98,9 @@ def error_line(err: str) -> str:
 
 
 def predict_in_fresh_process(argv) -> subprocess.CompletedProcess:
-    """Run gender_single_predict.main(argv) in a new Python; its stdout ends with a line
-    'HEAVY [...]' naming the first TensorFlow/Keras modules it imported ('HEAVY []': none)."""
+    """Run gender_single_predict.main(argv) in a new Python, in USER_ENVIRONMENT; its stdout
+    ends with a line 'HEAVY [...]' naming the first TensorFlow/Keras modules it imported
+    ('HEAVY []': none)."""
     code = (
         "import sys, gender_single_predict as g\n"
         f"status = g.main({[str(a) for a in argv]!r})\n"
@@ -105,8 +109,9 @@ def predict_in_fresh_process(argv) -> subprocess.CompletedProcess:
         "sys.exit(status)\n"
     )
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-c", code],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=USER_ENVIRONMENT,
+    )  # fmt: skip
 
 
 def run_dirs(out) -> list:

@@ -18,7 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import IMAGE_SIZE, error_line, make_image_tree, tree_digest
+from conftest import (
+    IMAGE_SIZE,
+    error_line,
+    make_image_tree,
+    predict_in_fresh_process,
+    tree_digest,
+)
 
 import dataset
 import gender_mAP
@@ -550,17 +556,8 @@ def test_fuzz_decoder_long(tmp_path, capsys):
 def test_a_header_only_gif_is_one_error_line_in_a_fresh_process(tmp_path):
     """OpenCV logs its own decoder error on the process's stderr (not Python's): a file with a
     GIF header and nothing after it must still end in the toolkit's one line."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     bad = tmp_path / "header_only.jpg"
     bad.write_bytes(b"GIF89a garbage")
-    done = subprocess.run(
-        [sys.executable, "gender_single_predict.py", str(bad)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"},
-    )  # fmt: skip
+    done = predict_in_fresh_process([bad])
     assert done.returncode == 2
     assert str(bad) in error_line(done.stderr)
