@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     from gender.export import export_tflite
     from gender.lite import LiteModel
-    from models import create_model
+    from gender.models import create_model
 
     rng = np.random.default_rng(0)
     rows = []

@@ -161,7 +161,7 @@ def allreduce_worker(args) -> int:
     from gender import distribute
 
     strategy = distribute.select_strategy()
-    import models
+    import gender.models as models
 
     with strategy.scope():
         model = models.create_model("cnn3", image_size=(args.image_size, args.image_size))

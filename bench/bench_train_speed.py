@@ -66,7 +66,7 @@ def matmul_flop_rate(n: int = 2048, seconds: float = 3.0) -> tuple[float, float]
 def new_model(size, seed: int):
     import keras
 
-    from models import create_model
+    from gender.models import create_model
 
     keras.utils.set_random_seed(seed)
     model = create_model("cnn7", image_size=size)

@@ -283,7 +283,7 @@ def fit_phase(
     import keras
     import tensorflow as tf
 
-    from models import compile_model
+    from gender.models import compile_model
 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():

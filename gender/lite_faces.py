@@ -10,13 +10,15 @@ photos it finds the same faces within a fraction of a pixel (tests/test_faces.py
 Nothing here (nor in the modules it imports) may import TensorFlow or Keras: a test checks it.
 """
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from gender.lite import THREADS, without_delegate_banner
 
-DETECTOR_DIR = Path(__file__).resolve().parents[1] / "weights" / "detector"
+# Package data (see gender.predictor.PRETRAINED_DIR): the same place in a checkout and an install.
+DETECTOR_DIR = Path(str(resources.files("gender").joinpath("pretrained", "detector")))
 NETWORKS = ("pnet", "rnet", "onet")
 
 # mtcnn 1.0.0's defaults (MTCNN.detect_faces keyword arguments).

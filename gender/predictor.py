@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,7 +36,9 @@ from gender.runs import model_task, require_face_model
 if TYPE_CHECKING:
     import keras
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights" / "pretrained"
+# The bundled models are package data, found through importlib.resources so that an installed copy
+# (a wheel in site-packages) finds them where a checkout does; weights/pretrained links here.
+PRETRAINED_DIR = Path(str(resources.files("gender").joinpath("pretrained")))
 CHUNK = 512  # images decoded at a time: bounded memory on folders of any size
 FIRST_CHUNK = 64
 
@@ -158,7 +161,7 @@ def open_keras(path: str | Path, compile: bool = True) -> "keras.Model":
     """
     import keras
 
-    import models.layers  # noqa: F401  registers the custom layers before loading
+    import gender.models.layers  # noqa: F401  registers the custom layers before loading
 
     if not zipfile.is_zipfile(path):
         raise UserError(
@@ -206,7 +209,7 @@ def check_gender_model(path: str | Path, model: "keras.Model") -> None:
 
 
 def _build_and_load_weights(path: Path, info: dict):
-    from models import create_model
+    from gender.models import create_model
 
     if not info.get("model"):
         raise UserError(f"{path}: a .weights.h5 file needs the run.json of its run beside it")

@@ -18,7 +18,7 @@ from gender.config import TrainConfig, read_run_config
 from gender.shards import PackedSplit, is_packed
 
 if TYPE_CHECKING:
-    from models import ModelEntry
+    from gender.models import ModelEntry
 
 
 @dataclass
@@ -63,7 +63,7 @@ def train(
     import keras
     import numpy as np
 
-    import models
+    import gender.models as models
     from gender import distribute
     from gender.augment import parse_augment
     from gender.images import parse_image_size
@@ -289,10 +289,10 @@ def _fit_phase(
     sample_weights=None, val_weights=None,
 ):  # fmt: skip
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
-    import models
+    import gender.models as models
     from gender.augment import build_augmenter, parse_augment
     from gender.features import compute_features
-    from models.split import split_frozen_prefix
+    from gender.models.split import split_frozen_prefix
 
     (train_x, train_set), (val_x, val_set) = train, val
     if phase.trainable_blocks is not None:
@@ -377,7 +377,7 @@ def _fit_phase_custom(
     strategy, or on streamed shards). The frozen-prefix cache is off here: every step runs the
     whole model on freshly augmented images."""
 
-    import models
+    import gender.models as models
     from gender import distribute
     from gender.augment import build_augmenter, parse_augment
     from gender.shards import stream_dataset

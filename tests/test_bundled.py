@@ -1,4 +1,4 @@
-"""The bundled models in weights/pretrained/: what the scripts use when no weights are given.
+"""The bundled models (package data, gender/pretrained/): what runs when no weights are given.
 
 They are part of the repository (committed), so these tests fail, not skip, when one is missing.
 """
@@ -16,7 +16,7 @@ from gender import TASKS
 from gender.images import load_image
 from gender.predictor import load_trained
 
-PRETRAINED = REPO / "weights" / "pretrained"
+PRETRAINED = REPO / "gender" / "pretrained"  # weights/pretrained links here
 LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(probability [01]\.\d{3}, "
                   r"P\(woman\) = (?P<p>[01]\.\d{3})\)$")  # fmt: skip
 MAX_BYTES = 20 * 2**20  # the issue's limit for a committed model

@@ -190,7 +190,7 @@ def test_label_smoothing_out_of_range_is_an_argparse_error(image_tree, capsys, v
 def test_label_smoothing_makes_a_confident_right_answer_cost_something():
     import keras
 
-    from models import compile_model
+    from gender.models import compile_model
 
     # a "model" that answers P(woman) = sigmoid(12) ~ 1 for any input
     inputs = keras.Input((1,))
@@ -306,7 +306,9 @@ def test_resume_of_a_folder_that_is_no_run(tmp_path, capsys):
     ],
 )
 def test_train_mode_flags_map_onto_subcommands(argv, expected):
-    assert gender_train.with_mode(argv) == expected
+    from gender.cli.train import with_mode
+
+    assert with_mode(argv) == expected
 
 
 def test_train_config_reads_an_old_run_json():

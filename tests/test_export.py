@@ -209,7 +209,7 @@ def test_every_model_exports_to_plain_litert(name, eval_images, tmp_path):
     from gender.data import decode_images
     from gender.export import export_tflite
     from gender.lite import LiteModel
-    from models import create_model
+    from gender.models import create_model
 
     backbone = SHARED_WEIGHTS / f"{name}_imagenet_notop.weights.h5"
     if name == "mobilenetv2":
@@ -274,7 +274,7 @@ def two_epoch_run(trained_run, tmp_path_factory):
     """A run folder with two different epoch checkpoints (the second one's weights shifted)."""
     import keras
 
-    import models.layers  # noqa: F401  registers the custom layers
+    import gender.models.layers  # noqa: F401  registers the custom layers
 
     folder = tmp_path_factory.mktemp("two_epochs")
     info = json.loads((trained_run / "run.json").read_text())

@@ -18,10 +18,10 @@ from conftest import SHARED_DATA, error_line, predict_in_fresh_process, tree_dig
 import dataset
 import gender_mAP
 import gender_single_predict
+from gender.cli.predict import NO_FACE
 from gender.faces import EYE_LINE, align_crop, detect_faces, face_crops
 from gender.images import read_image, resize
 from gender.lite_faces import crop_and_resize
-from gender_single_predict import NO_FACE
 
 # Where the face is in grace_hopper.jpg (x1, y1, x2, y2), read off the photo: hairline to chin.
 HOPPER_FACE = (175, 110, 355, 340)
@@ -651,7 +651,7 @@ TRANSFER_MODELS = ("mobilenetv2", "resnet101", "resnet152", "resnet50", "vgg16")
 
 
 def test_grad_cam_tests_cover_the_registry():
-    from models import list_models
+    from gender.models import list_models
 
     assert sorted(SMALL_MODELS + TRANSFER_MODELS) == list_models()
 
@@ -664,7 +664,7 @@ def test_grad_cam_on_every_registry_model(name, detections, hopper):
 
     from gender.explain import explain_image, grad_cam
     from gender.images import resize
-    from models import create_model
+    from gender.models import create_model
 
     keras.utils.set_random_seed(0)
     size = (96, 96)  # the smallest square every model takes (cnn7 needs 94)

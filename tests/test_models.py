@@ -6,8 +6,8 @@ import pytest
 from conftest import SHARED_WEIGHTS
 
 from gender import UserError
-from models import create_model, list_models, set_trainable_blocks
-from models.layers import SqueezeExcite
+from gender.models import create_model, list_models, set_trainable_blocks
+from gender.models.layers import SqueezeExcite
 
 # The smallest convenient input per model. cnn7's five valid-conv + pool stages need at least
 # 94x94 (at 64x64 the feature map shrinks to nothing); every other model works at 32x32.
@@ -169,7 +169,7 @@ def test_mobilenetv2_default_freezes_the_whole_backbone(kwargs):
 def test_frozen_prefix_and_suffix_compose_to_the_full_model():
     # The trainer trains the suffix on cached prefix outputs; it must be the same function and
     # share the weights of the model that gets saved.
-    from models.split import split_frozen_prefix
+    from gender.models.split import split_frozen_prefix
 
     model = create_model("vgg16", image_size=(32, 32))  # blocks 1-4 frozen, block 5 trains
     prefix, suffix = split_frozen_prefix(model)
@@ -265,7 +265,7 @@ def test_trainable_blocks_counts_five_resnet_stages(resnet50):
 
 @pytest.mark.parametrize("count, boundary", [(1, "conv4_block6_out"), (2, "conv3_block4_out")])
 def test_resnet_frozen_prefix_ends_at_the_last_frozen_stage(resnet50, count, boundary):
-    from models.split import split_frozen_prefix
+    from gender.models.split import split_frozen_prefix
 
     set_trainable_blocks(resnet50, "resnet50", count)
     prefix, suffix = split_frozen_prefix(resnet50)
@@ -291,7 +291,7 @@ def test_resnet_grad_cam_uses_the_last_stage(resnet50):
 
 def test_resnet_preprocessing_is_keras_caffe_step():
     # The layer inside the model must match keras.applications.resnet.preprocess_input.
-    from models.layers import CaffePreprocess
+    from gender.models.layers import CaffePreprocess
 
     x = uint8_batch((8, 8), n=2).astype("float32")
     expected = keras.applications.resnet.preprocess_input(x.copy())

@@ -19,4 +19,5 @@ def test_project_table_matches_requirements():
     assert sorted(scripts) == ["gender-dataset", "gender-map", "gender-predict", "gender-train"]
     for target in scripts.values():
         module, _, function = target.partition(":")
-        assert (REPO / f"{module}.py").is_file() and function == "main"
+        assert module.startswith("gender.cli.") and function == "main"
+        assert REPO.joinpath(*module.split(".")).with_suffix(".py").is_file()

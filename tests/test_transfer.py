@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import IMAGE_SIZE, run_dirs
 
+import gender.models.layers  # noqa: F401  registers the custom layers for loading
 import gender_train
-import models.layers  # noqa: F401  registers the custom layers for loading
-from models import create_model
+from gender.models import create_model
 
 SEED = 1337  # the trainer's default --seed
 

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from models import register_model
+from gender.models import register_model
 
 if TYPE_CHECKING:
     import keras
@@ -29,7 +29,7 @@ def mobilenetv2(
 ) -> "keras.Model":
     import keras
 
-    from models.layers import transfer_model
+    from gender.models.layers import transfer_model
 
     return transfer_model(
         keras.applications.MobileNetV2, image_size, backbone_weights, BLOCKS, trainable_blocks,

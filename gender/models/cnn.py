@@ -10,7 +10,7 @@ cnn7se: cnn7 with a squeeze-and-excitation block ending each conv stage (seed 00
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from models import register_model
+from gender.models import register_model
 
 if TYPE_CHECKING:
     import keras
@@ -50,7 +50,7 @@ def build_cnn(
         x = keras.layers.Conv2D(width, 3, activation="relu", name=f"conv{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
         if se:
-            from models.layers import SqueezeExcite
+            from gender.models.layers import SqueezeExcite
 
             x = SqueezeExcite(SE_RATIO, name=f"se{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)

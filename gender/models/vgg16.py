@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from models import register_model
+from gender.models import register_model
 
 if TYPE_CHECKING:
     import keras
@@ -24,7 +24,7 @@ def vgg16(
 ) -> "keras.Model":
     import keras
 
-    from models.layers import CaffePreprocess, transfer_model
+    from gender.models.layers import CaffePreprocess, transfer_model
 
     return transfer_model(
         keras.applications.VGG16, image_size, backbone_weights, BLOCKS, trainable_blocks,

@@ -8,7 +8,7 @@ The three share one builder; they differ only in how many residual blocks each s
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from models import register_model
+from gender.models import register_model
 
 if TYPE_CHECKING:
     import keras
@@ -29,7 +29,7 @@ def build_resnet(
     """ResNet`depth` backbone, caffe-style preprocessing inside, GAP + Dropout + Dense(1)."""
     import keras
 
-    from models.layers import CaffePreprocess, transfer_model
+    from gender.models.layers import CaffePreprocess, transfer_model
 
     application = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101,
                    152: keras.applications.ResNet152}[depth]  # fmt: skip

@@ -1,0 +1,188 @@
+"""Evaluate a model on a man/woman folder and print accuracy, AP per class, mAP and confusion rates.
+
+python gender_mAP.py val weights/cnn7-20261122-101500/best.keras
+python gender_mAP.py weights/<run>/val.txt weights/<run>/best.keras --json report.json
+python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
+python gender_mAP.py portraits/ --detect-faces     # on each image's largest aligned face
+python gender_mAP.py data/faces_bfw/val --groups bfw-ethnicity   # error rates per group
+python gender_mAP.py data/ped_test --task pedestrian --by-person '^([^_]+__[^_.]+)'  # per person
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gender import UserError
+from gender.flags import (
+    add_min_face_flag,
+    add_model_flags,
+    add_person_flag,
+    probability,
+    tolerant_console,
+)
+from gender.groups import NO_GROUP, group_names
+from gender.groups import PRESETS as GROUP_PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "data",
+        metavar="DATASET",
+        help="folder with man/ and woman/ (a train/val folder: its val/), or a "
+        "ground-truth table .txt from dataset.py",
+    )
+    parser.add_argument(
+        "weights",
+        metavar="WEIGHTS",
+        nargs="?",
+        help="a .keras model or run folder (default: the bundled --task model)",
+    )
+    parser.add_argument("--weights", dest="weights_flag", metavar="WEIGHTS", help=argparse.SUPPRESS)
+    add_model_flags(parser)
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        help="P(woman) at or above which an image counts as woman, in (0, 1) (default: the "
+        "model's own, chosen on its validation split when bundled with --threshold val; else 0.5)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
+    parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
+    parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
+    add_min_face_flag(parser)
+    parser.add_argument(
+        "--detect-faces",
+        action="store_true",
+        help="classify each image's largest detected face, aligned and cropped; images "
+        "without a face are classified whole and reported separately",
+    )
+    parser.add_argument(
+        "--groups",
+        metavar="SOURCE",
+        help="also report accuracy and each class's error per group: a preset "
+        f"({', '.join(GROUP_PRESETS)}), a regex on the file name whose group 1 is the group, "
+        "or a CSV of path,group rows",
+    )
+    add_person_flag(
+        parser,
+        "--by-person",
+        "also report the rates with every person weighing the same (sets cut from video hold "
+        "some people in dozens of frames)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    tolerant_console()
+    args = build_parser().parse_args(argv)
+    try:
+        evaluate_folder(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def evaluate_folder(args: argparse.Namespace) -> dict:
+    from gender.atomic import check_outputs, write_text
+    from gender.console import warn
+    from gender.data import class_folders, load_samples, person_ids
+    from gender.images import parse_image_size
+    from gender.metrics import (
+        errors_csv,
+        evaluate,
+        face_report,
+        format_groups,
+        format_persons,
+        format_report,
+        group_report,
+        person_report,
+        save_plots,
+    )
+    from gender.predictor import Predictor, default_weights
+
+    splits = load_samples(args.data)
+    samples = splits.get("val", splits.get("all"))
+    title = f"{args.data}/val" if "val" in splits else str(args.data)
+    # read once, before the model: a bad regex or CSV fails early
+    group_of = (
+        dict(zip(samples.paths, group_names(samples.paths, args.groups))) if args.groups else {}
+    )
+    for name, count in samples.counts().items():
+        if count == 0:
+            raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
+    given = args.weights or args.weights_flag
+    weights = given or default_weights(args.task)
+    # before the work: an output never lands on (or inside) what is read
+    inputs = [*class_folders(args.data), *samples.paths, weights]
+    inputs += [args.data] if Path(args.data).is_file() else []
+    check_outputs([(args.json, False), (args.errors, False), (args.plots, True)], inputs)
+    predictor = Predictor.load(
+        weights,
+        task=args.task,
+        backend=args.backend,
+        image_size=parse_image_size(args.image_size) if args.image_size else None,
+        min_face=args.min_face,
+    )
+    if args.threshold is not None:
+        predictor.threshold = args.threshold  # before predicting: the int8 re-check is around it
+    result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
+    kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
+    weights, info, size = given or predictor.weights, predictor.info, predictor.size
+    threshold = result.threshold
+
+    report = evaluate(kept.labels, p_woman, threshold)
+    report.update(
+        dataset=str(args.data),
+        weights=str(weights),
+        model=info["model"],
+        image_size=list(size),
+        backend=predictor.backend,
+        skipped_unreadable=skipped,
+    )
+    if args.detect_faces:
+        report["faces"] = face_report(kept, p_woman, result.has_face, crops, threshold)
+    if args.groups:
+        groups = [group_of[path] for path in kept.paths]
+        report["by_group"] = group_report(kept.labels, p_woman, groups, threshold)
+        report["by_group"]["source"] = args.groups
+    if args.by_person:
+        persons = person_ids(kept.paths, args.by_person)
+        report["by_person"] = person_report(kept.labels, p_woman, persons, threshold)
+        report["by_person"]["source"] = args.by_person
+    print(format_report(report, title))
+    if args.by_person:
+        print(format_persons(report["by_person"]))
+    if args.groups:
+        print(format_groups(report["by_group"]))
+        unmatched = report["by_group"]["groups"].get(NO_GROUP, {}).get("n", 0)
+        if unmatched:
+            warn(
+                f"--groups {args.groups}: {unmatched} image(s) in no group (counted as {NO_GROUP})"
+            )
+    if args.detect_faces:
+        faces = report["faces"]
+        print(crops.line())
+        print(
+            f"accuracy(%) over all {len(kept)} images (no face: whole image) "
+            f"{100 * report['accuracy']:.2f}; over the {faces['found']} with a face "
+            f"{100 * faces['accuracy_with_face']:.2f}; counting no face as wrong "
+            f"{100 * faces['accuracy_no_face_wrong']:.2f}"
+        )
+    if skipped:
+        print(f"{skipped} unreadable image(s) skipped (listed above)")
+    if args.json:
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"numbers written to {args.json}")
+    if args.errors:
+        write_text(args.errors, errors_csv(kept, p_woman, threshold))
+        print(f"misclassified images listed in {args.errors}")
+    if args.plots:
+        save_plots(Path(args.plots), report, kept.labels, p_woman)
+        print(f"confusion_matrix.png and pr_curves.png written to {args.plots}")
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

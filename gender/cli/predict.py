@@ -1,0 +1,161 @@
+"""Predict man or woman for each face in a photo (or several, or a folder: then CSV rows).
+
+python gender_single_predict.py photo.jpg weights/cnn7-20261122-101500/best.keras
+python gender_single_predict.py photo.jpg --annotate boxes.jpg --explain heatmap.png
+python gender_single_predict.py crops/ --weights best.keras --csv predictions.csv
+Exit status: 0 done, 1 some images unreadable, 2 error, 3 an image without a face.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from gender import UserError
+from gender.flags import add_min_face_flag, add_model_flags, tolerant_console
+
+NO_FACE = 3  # exit status when an image holds no face: distinct from errors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files or folders; a last argument ending in .keras or .h5 "
+        "(or .tflite) is taken as WEIGHTS (the seeds' 'IMAGE WEIGHTS' order)",
+    )
+    parser.add_argument(
+        "--weights", help="a .keras model or run folder (default: the bundled --task model)"
+    )
+    add_model_flags(parser)
+    parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
+    parser.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="classify each whole image as it is (for crops; pedestrian models never detect)",
+    )
+    add_min_face_flag(parser)
+    parser.add_argument(
+        "--detect-faces",
+        action="store_true",
+        help="detect faces in folders too (by default only image files are searched for faces)",
+    )
+    parser.add_argument("--annotate", metavar="OUT.jpg", help="one image: draw boxes and labels")
+    parser.add_argument(
+        "--explain",
+        metavar="OUT.png",
+        help="one image: Grad-CAM heatmap of the predicted class (runs the Keras model, "
+        "whatever --backend)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    tolerant_console()
+    args = build_parser().parse_args(argv)
+    try:
+        return predict(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def predict(args: argparse.Namespace) -> int:
+    from gender.atomic import check_outputs
+    from gender.data import expand_inputs
+    from gender.images import parse_image_size
+    from gender.predictor import Predictor
+
+    inputs, weights = list(args.inputs), args.weights
+    if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
+        weights = inputs.pop()
+    paths = expand_inputs(inputs)
+    outputs = [(output, False) for output in (args.csv, args.annotate, args.explain)]
+    check_outputs(outputs, [*inputs, *paths, *([weights] if weights else [])])
+    # Grad-CAM needs the gradients of the Keras model; the TFLite export has none.
+    predictor = Predictor.load(
+        weights,
+        task=args.task,
+        backend="keras" if args.explain else args.backend,
+        image_size=parse_image_size(args.image_size) if args.image_size else None,
+        min_face=args.min_face,
+    )
+    single = len(inputs) == 1 and Path(inputs[0]).is_file()
+    if (args.annotate or args.explain) and not single:
+        raise UserError("--annotate and --explain need exactly one image file")
+    if predictor.wants_detection(inputs, args.detect_faces, args.no_detect):
+        return predict_faces(predictor, paths, args, single)
+    return predict_whole(predictor, paths, args, single)
+
+
+def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
+    """Each image classified as it is: one line for one image, else CSV rows."""
+    import numpy as np
+
+    from gender.data import Samples
+    from gender.output import emit, images_csv, verdict, whole_image_result, write_pictures
+
+    samples = Samples(paths, np.zeros(len(paths), np.int64))  # labels unknown here
+    # One bad image alone is an error naming it; among many it is reported and skipped.
+    result = predictor.folder(samples, args.batch_size, skip_bad=len(paths) > 1)
+    if single and not args.csv:
+        print(f"{result.samples.paths[0]}: {verdict(result.p_woman[0], result.threshold)}")
+    if args.annotate or args.explain:
+        from gender.images import read_image
+
+        rgb = read_image(paths[0])
+        faces = [whole_image_result(rgb, result.p_woman[0], result.threshold)]
+        write_pictures(predictor, rgb, faces, False, args.annotate, args.explain)
+    if single and not args.csv:
+        return 0
+    emit(images_csv(result), args.csv)
+    if args.csv:
+        print(f"{len(result.samples)} predictions written to {args.csv}")
+    return 0 if not result.skipped else 1
+
+
+def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
+    """One line (or CSV row) per face; an image without a face says so, with status NO_FACE.
+
+    Returns:
+        The exit status: 0, 1 if some images were unreadable, else NO_FACE if one had no face.
+    """
+    from gender.console import warn
+    from gender.images import BadImageError
+    from gender.output import emit, face_lines, faces_csv, write_pictures
+
+    photos, unreadable = [], 0
+    for path in paths:
+        try:
+            photo = predictor.photo(path, args.batch_size)
+            if not single:
+                photo.rgb = None  # only --annotate/--explain of one photo draw on it
+            photos.append(photo)
+        except BadImageError as err:
+            if single:
+                raise
+            warn(f"{err} (skipped)")
+            unreadable += 1
+    faceless = sum(not photo.faces for photo in photos)
+    first = photos[0] if single else None
+    if single and not args.csv:
+        if not first.faces:
+            print(f"{paths[0]}: no face found (--no-detect classifies the whole image)")
+            return NO_FACE
+        print("\n".join(face_lines(first)))
+    if single and first.faces:
+        write_pictures(predictor, first.rgb, first.faces, True, args.annotate, args.explain)
+    if single and not args.csv:
+        return 0
+    emit(faces_csv(photos), args.csv)
+    if args.csv:
+        found = sum(len(photo.faces) for photo in photos)
+        print(f"{found} faces in {len(photos)} images -> {args.csv}")
+    if faceless:
+        print(f"{faceless} image(s) with no face found", file=sys.stderr)
+    return 1 if unreadable else NO_FACE if faceless else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""Train a man/woman classifier and write a run folder under weights/; resume, export, bundle.
+
+python gender_train.py --data DIR --model cnn7 --epochs 60     # train (the default mode)
+python gender_train.py --data DIR --by-person --model mobilenetv2 --backbone-weights imagenet
+python gender_train.py resume weights/cnn7-20261122-101500      # continue an interrupted run
+python gender_train.py export weights/cnn7-20261122-101500/best.keras   # + .tflite, SavedModel
+python gender_train.py bundle weights/mobilenetv2-20261123-163729       # the bundled default
+python gender_train.py demo                          # synthetic data, about 30 s on a CPU
+TF_CONFIG='{"cluster": ...}' python gender_train.py --data SHARDS ...  # one per worker (README)
+The seeds' flags still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from gender import TASKS, UserError
+from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
+from gender.config import DEFAULT_EPOCHS, TrainConfig
+from gender.flags import add_person_flag, positive_int, probability, smoothing, tolerant_console
+
+MODES = ("train", "resume", "export", "bundle", "demo")
+# The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
+# RUN_DIR` (--demo takes no value).
+MODE_FLAGS = {"--resume": "resume", "--export": "export", "--bundle": "bundle", "--demo": "demo"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
+    train = sub.add_parser(
+        "train",
+        help="train a model (the default: gender_train.py --data DIR ... trains)",
+        description="Train a model and write its run folder (the default mode).",
+        epilog="other modes: gender_train.py {resume,export,bundle,demo} --help",
+    )
+    add_train_flags(train)
+    resume = sub.add_parser("resume", help="continue an interrupted run from its last.keras")
+    resume.add_argument("run_dir", metavar="RUN_DIR")
+    resume.add_argument(
+        "--epochs", type=positive_int, help="a new maximum, to extend a finished run"
+    )
+    add_devices_flag(resume)
+    export = sub.add_parser(
+        "export",
+        help="write a trained model as TFLite and SavedModel (with a JSON of its labels and "
+        "input size) beside it, or in --out",
+    )
+    export.add_argument("weights", metavar="WEIGHTS", help="a .keras model or run folder")
+    export.add_argument("--out", help="folder for the exports (default: beside the weights)")
+    export.add_argument(
+        "--calibration",
+        metavar="DATA",
+        help="images for the int8 export (a man/woman folder or a .txt table; ~1,000 are used); "
+        "default the training folders in the run's run.json, else its val.txt beside the "
+        "weights; without any no int8 export",
+    )
+    bundle = sub.add_parser(
+        "bundle",
+        help="make a run's best model the bundled default for its task: weights/pretrained/"
+        "<task>.keras, .json and .tflite (or in --out)",
+    )
+    bundle.add_argument("run_dir", metavar="RUN_DIR")
+    bundle.add_argument("--out", help="folder for the bundled files (default weights/pretrained)")
+    bundle.add_argument(
+        "--average-epochs",
+        metavar="N,N,...",
+        type=epoch_list,
+        help="bundle the mean of these epochs' checkpoints instead of best.keras",
+    )
+    bundle.add_argument(
+        "--threshold",
+        type=threshold_choice,
+        help="store a decision threshold on P(woman) with the model: a number in (0, 1), or "
+        "val for the one giving both classes the same error rate on the run's validation split "
+        "(default: none, i.e. 0.5)",
+    )
+    add_person_flag(
+        bundle,
+        "--by-person",
+        "with --threshold val: every person of the validation split weighs the same (a split "
+        "cut from video holds some people in hundreds of frames)",
+    )
+    demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
+    demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
+    return parser
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """The train mode's flags, in groups; each becomes the TrainConfig field of its name."""
+    from gender.models import list_models
+
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        nargs="+",
+        metavar="DIR",
+        help="folder(s) with man/ and woman/ (or train/ and val/ holding them); "
+        "several folders are pooled, each split on its own",
+    )
+    data.add_argument(
+        "--val-split",
+        type=float,
+        default=0.2,
+        help="validation fraction when --data has no val/ folder (default 0.2)",
+    )
+    add_person_flag(data, "--by-person", "split so no person is on both sides")
+    data.add_argument(
+        "--detect-faces",
+        action="store_true",
+        help="train on each image's largest detected face, aligned and cropped "
+        "(images without a face are left out and counted); or crop once with dataset.py crop",
+    )
+    data.add_argument(
+        "--augment",
+        default=DEFAULT_AUGMENT,
+        help=f"comma list from {','.join(AUGMENTATIONS)}, or none (default %(default)s)",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="cnn7", choices=list_models())
+    model.add_argument(
+        "--task",
+        choices=TASKS,
+        default="face",
+        help="what the images show, stored in run.json: face models detect faces "
+        "in photos at prediction, pedestrian models never do (default face)",
+    )
+    model.add_argument("--image-size", help="HxW or N (default: the model's own size)")
+    model = parser.add_argument_group("transfer models (vgg16, mobilenetv2, resnet50/101/152)")
+    model.add_argument(
+        "--backbone-weights",
+        default="imagenet",
+        help="transfer models (vgg16, mobilenetv2, resnet*): imagenet (download), a local "
+        ".weights.h5 file, or none (random init) (default imagenet)",
+    )
+    model.add_argument(
+        "--trainable-blocks",
+        type=int,
+        help="top backbone blocks fine-tuned after the head, 0 = frozen backbone "
+        "(default vgg16 1, mobilenetv2 0, resnet* 1 = conv5)",
+    )
+    model.add_argument(
+        "--head-epochs",
+        type=int,
+        default=5,
+        help="transfer models: epochs training the head alone before the top "
+        "blocks unfreeze (default 5; 0 = one phase)",
+    )
+    model.add_argument(
+        "--fine-tune-lr",
+        type=float,
+        default=1e-4,
+        help="learning rate once backbone blocks train (default 1e-4)",
+    )
+    model.add_argument(
+        "--cache",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto: run a frozen backbone prefix once per image and train the rest "
+        "on its cached output (augmentation then comes from --cache-views)",
+    )
+    model.add_argument(
+        "--cache-views",
+        type=int,
+        default=2,
+        help="cached versions of each training image: the original, its mirror "
+        "(if --augment has flip), then random --augment draws; a phase caches no more "
+        "than it has epochs (default 2)",
+    )
+    train = parser.add_argument_group("training")
+    train.add_argument(
+        "--epochs", type=positive_int, help=f"maximum epochs, 1 or more (default {DEFAULT_EPOCHS})"
+    )
+    train.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="images per training step (default %(default)s)",
+    )
+    train.add_argument("--lr", type=float, help="learning rate (default: the model's own)")
+    train.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="early stopping after this many epochs without a better val loss",
+    )
+    train.add_argument(
+        "--no-class-weights",
+        action="store_true",
+        help="do not reweight the loss when the classes are unbalanced",
+    )
+    train.add_argument(
+        "--balance-groups",
+        metavar="GROUPS",
+        help="weight the loss so man and woman weigh the same within each group: a preset "
+        "(subset: the camera network of SUBSET__name files; bfw-ethnicity, utk-age, utk-race), "
+        "a regex whose group 1 is the group, or a CSV of path,group, as gender_mAP.py --groups; "
+        "replaces the class weights",
+    )
+    add_person_flag(
+        train,
+        "--weigh-persons",
+        "every person weighs the same in the training and validation loss, however many images "
+        "(video frames) they are in, and the classes are balanced on those weights",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=smoothing,
+        metavar="S",
+        default=0.0,
+        help="train towards s/2 and 1 - s/2 instead of 0 and 1, so confident answers "
+        "cost something (default 0)",
+    )
+    train.add_argument("--seed", type=int, default=1337)
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
+    run.add_argument(
+        "--keep",
+        type=int,
+        default=0,
+        help="keep only the newest N epoch checkpoints (default 0 = all)",
+    )
+    add_devices_flag(run)
+
+
+def add_devices_flag(parser) -> None:
+    """--devices (issue 14): where to train, not what; so not part of the TrainConfig."""
+    parser.add_argument(
+        "--devices",
+        default="auto",
+        help="auto: all local GPUs when there are 2+, or the workers TF_CONFIG names "
+        "(README, Scaling out); a list such as gpu:0,gpu:1; or default (one device)",
+    )
+
+
+def threshold_choice(text: str) -> str | float:
+    """bundle --threshold: 'val' or a probability."""
+    return text if text == "val" else probability(text)
+
+
+def epoch_list(text: str) -> list[int]:
+    """--average-epochs: comma-separated epoch numbers, 1 or more."""
+    try:
+        epochs = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected epoch numbers like 10,11,13"
+        ) from None
+    if not epochs or min(epochs) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected epoch numbers like 10,11,13")
+    return epochs
+
+
+def with_mode(argv: list[str]) -> list[str]:
+    """argv with its mode first: the seeds' `--resume RUN_DIR` style, or `train` by default."""
+    if argv and argv[0] in MODES:
+        return argv
+    for k, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if flag not in MODE_FLAGS:
+            continue
+        if flag == "--demo":
+            return ["demo", *argv[:k], *argv[k + 1 :]]
+        if value:
+            return [MODE_FLAGS[flag], value, *argv[:k], *argv[k + 1 :]]
+        return [MODE_FLAGS[flag], *argv[k + 1 : k + 2], *argv[:k], *argv[k + 2 :]]
+    return ["train", *argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    tolerant_console()
+    argv = with_mode(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    if argv[0] != "bundle" and any(a.split("=")[0] == "--average-epochs" for a in argv):
+        parser.error("--average-epochs goes with --bundle RUN_DIR")
+    args = parser.parse_args(argv)
+    try:
+        if args.mode == "demo":
+            return run_demo(args.out)
+        if args.mode in ("export", "bundle"):
+            return export(args)
+        if args.mode == "resume":
+            from gender.training import resume_config
+
+            config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
+        else:
+            config, resume = train_config(args), None
+        run_dir = train(config, resume, args.devices)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the run folder keeps its last finished epoch; continue with --resume",
+            file=sys.stderr,
+        )
+        return 130
+    if run_dir is not None:  # None: a multi-worker worker, which writes no run folder
+        print(f"run folder: {run_dir}")
+    return 0
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The train mode's flags as a TrainConfig (every flag is a field of the same name)."""
+    values = {k: v for k, v in vars(args).items() if k not in ("mode", "devices")}
+    values["epochs"] = values.get("epochs") or DEFAULT_EPOCHS
+    values["data"] = values.get("data") or []
+    return TrainConfig(**values)
+
+
+def train(config: TrainConfig, resume=None, devices: str = "auto") -> Path | None:
+    """Train as `config` says (continuing the run folder `resume`) and return the run folder;
+    None on a multi-worker worker other than the chief (it writes no run folder)."""
+    from gender.training import train as train_run
+
+    return train_run(config, resume, devices)
+
+
+def export(args: argparse.Namespace) -> int:
+    """export: .tflite, SavedModel and JSON beside the weights; bundle: weights/pretrained/."""
+    from gender.export import bundle, export_all
+    from gender.predictor import PRETRAINED_DIR
+
+    if args.mode == "export":
+        paths = export_all(args.weights, args.out, args.calibration)
+    else:  # a run's best model becomes weights/pretrained/<task>.keras (what predict uses)
+        if args.by_person and args.threshold != "val":
+            raise UserError("--by-person weighs the validation persons for --threshold val")
+        paths = bundle(
+            args.run_dir,
+            args.out or PRETRAINED_DIR,
+            average_epochs=args.average_epochs,
+            threshold=args.threshold,
+            threshold_by_person=args.by_person,
+        )
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def run_demo(out) -> int:
+    """Train cnn3 on the synthetic set, then run the evaluation report and one prediction."""
+    from gender.cli import evaluate, predict
+    from gender.demo import DEMO_DATA, DEMO_SIZE, make_synthetic_set
+
+    print(f"demo: writing a SYNTHETIC image set (squares = 'man', discs = 'woman') to {DEMO_DATA}")
+    make_synthetic_set(DEMO_DATA)
+    argv = ["--data", str(DEMO_DATA), "--model", "cnn3", "--image-size", str(DEMO_SIZE),
+            "--epochs", "15", "--augment", "flip", "--out", str(out)]  # fmt: skip
+    print("demo: python gender_train.py " + " ".join(argv))
+    run_dir = train(train_config(build_parser().parse_args(["train", *argv])))
+    best = run_dir / "best.keras"
+    print(f"\ndemo: python gender_mAP.py {run_dir / 'val.txt'} {best}")
+    status = evaluate.main([str(run_dir / "val.txt"), str(best)])
+    image = DEMO_DATA / "woman" / "0000.png"
+    # shapes, not faces: the face detector would find none, so classify the whole image
+    print(f"\ndemo: python gender_single_predict.py {image} {best} --no-detect")
+    return status or predict.main([str(image), str(best), "--no-detect"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
