@@ -1,6 +1,14 @@
 """Shared, non-model code of the gender toolkit (data, augmentation, metrics, runs)."""
 
+import importlib.abc
+import importlib.util
 import os
+import sys
+
+__version__ = "0.2.0"
+
+# Whether the user chose TensorFlow's log level: their choice wins over the quiet start below.
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 
 # Set before anything imports TensorFlow: the toolkit is Keras-on-TensorFlow only, and TF's C++
 # start-up chatter (CUDA probing, oneDNN notices) would bury the one-line messages users need.
@@ -25,3 +33,61 @@ TASKS = ("face", "pedestrian")  # what a model's images show; one bundled model 
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs TensorFlow's import (and its device probe) with its own lines on stderr dropped.
+
+    TensorFlow 2.21 writes 5-7 lines through absl before its logging is set up ("All log messages
+    before absl::InitializeLog()", the oneDNN notice, "Could not find cuda drivers", a failed
+    cuInit): TF_CPP_MIN_LOG_LEVEL does not reach them, so only the file descriptor can. If the
+    import fails, everything it wrote is shown, so nothing that explains a failure is lost.
+    """
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec):  # noqa: ANN001, ANN201  (the importlib protocol)
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:  # noqa: ANN001
+        from gender.console import filtered_stderr
+
+        with filtered_stderr():
+            self.loader.exec_module(module)
+            module.config.list_physical_devices()  # the CUDA probe logs here, not at import
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Wraps the first import of tensorflow in `_QuietLoader` (Keras imports it lazily, from many
+    places: one hook here instead of a wrapper at each)."""
+
+    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+_QUIET_TENSORFLOW = _QuietTensorFlow()
+_SHOWN = {"tensorflow_logs": False}  # set by --verbose (show_tensorflow_logs)
+# A user who set TF_CPP_MIN_LOG_LEVEL to 0 or 1 asked for TensorFlow's INFO lines: they get them.
+if USER_TF_LOG_LEVEL not in ("0", "1") and "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QUIET_TENSORFLOW)
+
+
+def tensorflow_logs_shown() -> bool:
+    """True after --verbose, or when the user set TF_CPP_MIN_LOG_LEVEL to 0 or 1 (INFO lines)."""
+    return USER_TF_LOG_LEVEL in ("0", "1") or _SHOWN["tensorflow_logs"]
+
+
+def show_tensorflow_logs() -> None:
+    """--verbose: TensorFlow's start-up lines and INFO logs appear again (call before it loads)."""
+    _SHOWN["tensorflow_logs"] = True
+    if _QUIET_TENSORFLOW in sys.meta_path:
+        sys.meta_path.remove(_QUIET_TENSORFLOW)
+    if USER_TF_LOG_LEVEL is None:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"

@@ -46,7 +46,7 @@ class TrainConfig:
     seed: int = 1337
     # run folder
     out: str = "weights"
-    keep: int = 0  # newest epoch checkpoints kept, 0 = all
+    keep: int = 3  # newest epoch checkpoints kept besides best and last, 0 = all
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -1,6 +1,34 @@
 """What the toolkit says on stderr while it works: warnings and a progress count."""
 
+import contextlib
+import os
+import re
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+# Each job's installed command and the checkout's script for it.
+COMMANDS = {
+    "train": ("gender-train", "gender_train.py"),
+    "predict": ("gender-predict", "gender_single_predict.py"),
+    "map": ("gender-map", "gender_mAP.py"),
+    "dataset": ("gender-dataset", "dataset.py"),
+}
+CLI_MODULES = {"train": "train", "predict": "predict", "map": "evaluate", "dataset": "dataset"}
+
+
+def command(job: str) -> str:
+    """How to run `job` ("train", "predict", "map", "dataset") the way this process was run, for
+    the hints the toolkit prints: `gender-map` after an installed command, `python gender_mAP.py`
+    in a checkout, `python -m gender.cli.evaluate` after `python -m`."""
+    installed, script = COMMANDS[job]
+    ran = Path(sys.argv[0] if sys.argv and sys.argv[0] else "")
+    if ran.name.startswith("gender-"):
+        return installed
+    if ran.parent.name == "cli" and ran.parent.parent.name == "gender":
+        return f"python -m gender.cli.{CLI_MODULES[job]}"
+    return f"python {script}"
 
 
 def warn(message: str) -> None:
@@ -32,3 +60,40 @@ class Progress:
             print(f"\r{self.label}: {self.total}/{self.total}", file=sys.stderr, flush=True)
         elif self.shown < 10:
             print(f"{self.label}: {self.total}/{self.total}", file=sys.stderr, flush=True)
+
+
+# TensorFlow's and LiteRT's own lines on fd 2: absl-formatted logs ("I0000 00:00:...", "W0000",
+# "E0000"), absl's notice before its set-up, the converter's calibration line, LiteRT's banner.
+TF_CHATTER = re.compile(
+    r"^([IWE]\d{4} \d\d:\d\d:|WARNING: All log messages before absl|fully_quantize: |"
+    r"INFO: Created TensorFlow Lite|INFO: Initialized TensorFlow Lite)"
+)
+
+
+def is_tf_chatter(line: str) -> bool:
+    """A line TensorFlow, absl or LiteRT wrote for themselves, not for the toolkit's user."""
+    return bool(TF_CHATTER.match(line))
+
+
+@contextlib.contextmanager
+def filtered_stderr(drop: Callable[[str], bool] = is_tf_chatter) -> Iterator[None]:
+    """Capture file descriptor 2 (C++ code writes there, past sys.stderr) and pass on the lines
+    `drop` refuses; if the block raises, pass on every line, since they may explain why."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode(errors="replace").splitlines()
+            kept = [line for line in lines if failed or not drop(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)

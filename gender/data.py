@@ -333,10 +333,13 @@ def decode_images(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     skip_bad: bool = True,
+    report_skipped: bool = True,
 ) -> tuple[np.ndarray, Samples]:
     """Decode and resize every image once, skipping (and reporting) the bad ones.
 
-    With skip_bad=False the first bad image raises its BadImageError instead.
+    With skip_bad=False the first bad image raises its BadImageError instead; with
+    report_skipped=False a skipped image is not reported again (the int8 export's calibration
+    reads training images that training has already reported).
 
     Returns:
         (images, kept): images is (N, H, W, 3) uint8, in RAM when it fits the memory budget,
@@ -359,7 +362,8 @@ def decode_images(
             if isinstance(result, BadImageError):
                 if not skip_bad:
                     raise result
-                warn(f"{result} (skipped)")
+                if report_skipped:
+                    warn(f"{result} (skipped)")
                 continue
             store[len(kept)] = result
             kept.append(i)

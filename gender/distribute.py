@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import UserError
+from gender.console import command
 
 if TYPE_CHECKING:
     import keras
@@ -346,7 +347,7 @@ def fit_phase(
             raise UserError(
                 f"training stopped in epoch {epoch + 1}: {err.message.splitlines()[0]} "
                 "(another worker stopped?); start every worker again with: "
-                "gender_train.py resume RUN_DIR"
+                f"{command('train')} resume RUN_DIR"
             ) from None
         logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}  # fit's order
         if val_ds is not None:

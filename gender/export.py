@@ -8,6 +8,7 @@ Models are loaded with `gender.predictor.load_trained`; TensorFlow is imported o
 function here runs.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gender import CLASS_NAMES, UserError
+from gender import CLASS_NAMES, UserError, tensorflow_logs_shown
+from gender.console import filtered_stderr
 from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
 
 if TYPE_CHECKING:
@@ -208,7 +210,8 @@ def calibration_images(
         if samples is None or len(samples) == 0:
             raise UserError(f"{source}: no images to calibrate the int8 export on")
         pick = np.unique(np.linspace(0, len(samples) - 1, min(share, len(samples))).round())
-        images.append(np.asarray(decode_images(samples.subset(pick.astype(int)), size)[0]))
+        picked = samples.subset(pick.astype(int))
+        images.append(np.asarray(decode_images(picked, size, report_skipped=False)[0]))
     return np.concatenate(images)
 
 
@@ -224,7 +227,10 @@ def _write_tflite(write_saved_model, path, convert=None) -> Path:
     from gender.atomic import atomic_path
 
     path = Path(path)
-    with tempfile.TemporaryDirectory() as tmp:
+    # the converter's C++ lines ("fully_quantize: 0, inference_type: 6, ...") are for its
+    # developers; --verbose shows them
+    quiet = contextlib.nullcontext() if tensorflow_logs_shown() else filtered_stderr()
+    with tempfile.TemporaryDirectory() as tmp, quiet:
         write_saved_model(Path(tmp) / "model")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / "model"))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -267,7 +273,10 @@ def export_detector(out_dir: str | Path | None = None) -> dict[str, Path]:
 
 
 def export_all(
-    weights: str | Path, out: str | Path | None = None, calibration: str | Path | None = None
+    weights: str | Path,
+    out: str | Path | None = None,
+    calibration: str | Path | None = None,
+    saved_model: bool = True,
 ) -> dict[str, Path]:
     """Export a trained model (a .keras file or run folder) as TFLite, SavedModel and JSON,
     and as int8 TFLite when there are images to calibrate on.
@@ -277,6 +286,8 @@ def export_all(
         calibration: a data folder or ground-truth table for the int8 export; default the
             run's training folders, else its val.txt beside the weights
             (`_default_calibration`). Without any the int8 export is skipped.
+        saved_model: also the SavedModel folder (for TF Serving); the end of training leaves
+            it out: prediction needs only the LiteRT files.
 
     Returns:
         {'tflite': path, 'saved_model': folder, 'json': path} and 'int8': path when written.
@@ -286,8 +297,13 @@ def export_all(
     paths = export_paths(Path(out) / source.name if out else source)
     calibration = [calibration] if calibration else _default_calibration(source, info)
     _write_lite_export(model, info, source.name, paths, calibration)
-    export_saved_model(model, paths["saved_model"])
-    return {kind: path for kind, path in paths.items() if kind != "int8" or calibration}
+    if saved_model:
+        export_saved_model(model, paths["saved_model"])
+    return {
+        kind: path
+        for kind, path in paths.items()
+        if (kind != "int8" or calibration) and (kind != "saved_model" or saved_model)
+    }
 
 
 def _default_calibration(weights: Path, info: dict) -> list[str] | None:

@@ -11,7 +11,25 @@ import re
 import sys
 from collections.abc import Callable
 
-from gender import TASKS
+from gender import TASKS, __version__, show_tensorflow_logs
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """--version and --verbose, on every command (and every gender_train.py mode)."""
+    # a mode's parser is "gender_train.py train": the version line names the command alone
+    command = parser.prog.split()[0]
+    parser.add_argument("--version", action="version", version=f"{command} {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up and log lines (hidden by default)",
+    )
+
+
+def apply_common_flags(args: argparse.Namespace) -> None:
+    """What --verbose changes, before anything imports TensorFlow."""
+    if getattr(args, "verbose", False):
+        show_tensorflow_logs()
 
 
 def positive_int(text: str) -> int:

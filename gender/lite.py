@@ -8,14 +8,12 @@ second, and its XNNPACK kernels are faster than Keras predict on a few CPU cores
 import contextlib
 import json
 import os
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.console import command, filtered_stderr
 
 THREADS = min(4, os.cpu_count() or 1)
 # Images per interpreter call, whatever batch the caller asks for: small batches keep XNNPACK's
@@ -133,7 +131,7 @@ def load_lite(
         kind = ".int8.tflite" if int8 else ".tflite"
         raise UserError(
             f"{weights}: no {kind} and .export.json beside it; create them with "
-            "python gender_train.py export WEIGHTS"
+            f"{command('train')} export WEIGHTS"
             + (" (int8 needs images to calibrate on: --calibration DATA)" if int8 else "")
         )
     tflite, meta = found
@@ -165,23 +163,7 @@ def export_task(meta: Path) -> str:
     return model_task(read_run_info(meta.parent, model_info_name(weights)))
 
 
-@contextlib.contextmanager
-def without_delegate_banner() -> Iterator[None]:
-    """Drop LiteRT's "INFO: Created ... XNNPACK delegate" line, which C++ writes to fd 2.
-
-    Anything else written meanwhile (a real warning or error) is passed on to stderr.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines = sink.read().decode(errors="replace").splitlines()
-            kept = [line for line in lines if "XNNPACK delegate" not in line]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
+def without_delegate_banner() -> contextlib.AbstractContextManager:
+    """Drop LiteRT's "INFO: Created ... XNNPACK delegate" line, which C++ writes to fd 2;
+    anything else written meanwhile (a real warning or error) is passed on to stderr."""
+    return filtered_stderr(lambda line: "XNNPACK delegate" in line)

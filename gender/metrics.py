@@ -117,6 +117,7 @@ def format_report(report: dict, title: str) -> str:
     lines = [
         "mAP report",
         f"Evaluation dataset: {title}",
+        *([f"Model: {report['about']}"] if "about" in report else []),
         f"{report['correct']} images correctly predicted among {report['n']} evaluation images",
         f"accuracy(%): {_pct(report['accuracy'])}   balanced accuracy(%): "
         f"{_pct(report['balanced_accuracy'])}",

@@ -20,18 +20,28 @@ FACE_COLUMNS = ["path", "face", "x1", "y1", "x2", "y2", "label", "probability", 
 IMAGE_COLUMNS = ["path", "label", "probability", "p_woman"]
 
 
-def verdict(p_woman: float, threshold: float) -> str:
-    """One image's or face's answer in words, as the single-image lines print it."""
-    label, probability = predicted_class(p_woman, threshold)
-    return f"{label} (probability {probability:.3f}, P(woman) = {p_woman:.3f})"
+def verdict(p_woman: float, threshold: float, about: str = "") -> str:
+    """One image's or face's answer in words, as the single-image lines print it: the label and
+    the comparison that chose it, then `about` (the model and backend, `model_phrase`).
+
+    `woman (P(woman) 0.464 >= threshold 0.447; bundled face model, int8)`
+    """
+    label, _ = predicted_class(p_woman, threshold)
+    sign = ">=" if label == "woman" else "<"
+    return f"{label} (P(woman) {p_woman:.3f} {sign} threshold {threshold:.3f}{about})"
 
 
-def face_lines(photo: PhotoResult) -> list[str]:
+def model_phrase(predictor: Predictor) -> str:
+    """`; bundled face model, int8`: the end of every answer line (`verdict`'s `about`)."""
+    return f"; {predictor.model_name}, {predictor.backend_name}"
+
+
+def face_lines(photo: PhotoResult, about: str = "") -> list[str]:
     """`path: face i at x1,y1,x2,y2 = ...: verdict` for each face of one photo."""
     lines = []
     for i, result in enumerate(photo.faces, 1):
         box = ",".join(str(round(v)) for v in result.face.box)
-        answer = verdict(result.p_woman, result.threshold)
+        answer = verdict(result.p_woman, result.threshold, about)
         lines.append(f"{photo.path}: face {i} at x1,y1,x2,y2 = {box}: {answer}")
     return lines
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from gender import CLASS_NAMES, UserError, lite
-from gender.console import Progress
+from gender.console import Progress, command
 from gender.data import Samples, decode_images
 from gender.faces import CropSummary, Face, face_crops
 from gender.metrics import THRESHOLD
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 # The bundled models are package data, found through importlib.resources so that an installed copy
 # (a wheel in site-packages) finds them where a checkout does; weights/pretrained links here.
 PRETRAINED_DIR = Path(str(resources.files("gender").joinpath("pretrained")))
+BACKEND_NAMES = {"int8": "int8", "lite": "float32", "keras": "keras"}  # as the user reads them
 CHUNK = 512  # images decoded at a time: bounded memory on folders of any size
 FIRST_CHUNK = 64
 
@@ -102,7 +103,7 @@ def default_weights(task: str) -> Path:
     if not path.is_file():
         raise UserError(
             f"no weights given and no bundled model at {path}; pass a WEIGHTS file "
-            "(e.g. weights/<run>/best.keras from gender_train.py)"
+            f"(a run folder or its best.keras from {command('train')})"
         )
     return path
 
@@ -115,7 +116,9 @@ def resolve_weights(weights: str | Path) -> Path:
             if (path / name).is_file():
                 return path / name
         raise UserError(f"{path}: folder holds no best.keras or last.keras")
-    if not path.exists():
+    if not path.exists() and not (lite.lite_files(path, int8=True) or lite.lite_files(path)):
+        # (a model whose .keras is absent but its LiteRT export is there, as the installed
+        # package carries the pedestrian model, still resolves: load_backend decides)
         raise UserError(f"{path}: weights file not found")
     return path
 
@@ -248,15 +251,24 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
     """
     path = resolve_weights(weights)
     int8_export, float32_export = lite.lite_files(path, int8=True), lite.lite_files(path)
-    if backend == "auto" and int8_export and float32_export and lite.available():
-        backend = "int8"
+    # Without the .keras file (the installed pedestrian model: the wheel's size limit) int8 runs
+    # alone, without the float32 re-check; with it, a missing float32 export is a mistake.
+    keras_file = path.is_file()
+    if backend == "auto" and int8_export and (float32_export or not keras_file):
+        backend = "int8" if lite.available() else backend
+    if backend in ("keras", "auto") and not keras_file and not float32_export:
+        raise UserError(
+            f"{path}: not here (an installed copy carries this model as its int8 LiteRT file "
+            "only); --backend keras, --explain and fine-tuning need the Keras model: pass "
+            "--weights with the .keras file from the source repository"
+        )
     if backend == "int8":
         if not lite.available():
             raise UserError("--backend int8 needs the ai-edge-litert package (pip install it)")
-        if int8_export and not float32_export:
+        if int8_export and not float32_export and keras_file:
             raise UserError(
                 f"{path}: no float32 .tflite beside it; the int8 backend re-checks answers near "
-                f"the threshold with it (python gender_train.py export {path})"
+                f"the threshold with it ({command('train')} export {path})"
             )
         model, info = lite.load_lite(path, int8=True)  # no int8 export: its own error line
         return model, info, "int8"
@@ -268,7 +280,7 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
             raise UserError("--backend lite needs the ai-edge-litert package (pip install it)")
     elif backend == "lite":
         raise UserError(
-            f"{path}: no .tflite export beside it; run python gender_train.py --export {path}"
+            f"{path}: no .tflite export beside it; run {command('train')} export {path}"
         )
     model, info = load_trained(path)
     return model, info, "keras"
@@ -300,10 +312,13 @@ class Predictor:
         # P(woman) at or above which the answer is woman: 0.5 unless the bundle chose one on its
         # validation split (gender_train.py bundle --threshold val: equal error rates there).
         self.threshold = float(info.get("threshold", THRESHOLD))
+        # said beside the threshold wherever it is shown: a stored 0.447 must not read as a bug
+        self.threshold_source = "stored with the model" if "threshold" in info else "default"
         # Photos are searched with the LiteRT detector when the model runs under LiteRT (no
         # TensorFlow at all); under Keras TensorFlow is loaded anyway and the package runs.
         self.fast_detector = backend in ("lite", "int8")
         self._float32 = None  # the int8 backend's float32 export, loaded at its first re-check
+        self.recheck = backend == "int8" and lite.lite_files(weights) is not None
 
     @classmethod
     def load(
@@ -326,13 +341,38 @@ class Predictor:
         model, info, name = load_backend(path, backend)
         return cls(model, info, name, path, image_size, min_face)
 
+    def set_threshold(self, threshold: float, source: str = "--threshold") -> None:
+        """Decide at `threshold` instead of the model's own (before predicting: the int8
+        backend re-checks the answers near it)."""
+        self.threshold, self.threshold_source = float(threshold), source
+
+    @property
+    def model_name(self) -> str:
+        """The model in a few words: 'bundled face model', or the weights file as given."""
+        if self.weights.parent.resolve() == PRETRAINED_DIR.resolve():
+            return f"bundled {self.task} model"
+        return str(self.weights)
+
+    @property
+    def backend_name(self) -> str:
+        """What computes the answers: int8 (LiteRT, float32 again near the threshold when that
+        export is there), float32 (LiteRT) or keras (TensorFlow)."""
+        return BACKEND_NAMES[self.backend]
+
+    def describe(self) -> str:
+        """Model, threshold and backend in one phrase, for every answer line and report."""
+        return (
+            f"{self.model_name}, threshold {self.threshold:.3f} ({self.threshold_source}), "
+            f"backend {self.backend_name}"
+        )
+
     def classify(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """P(woman) (N,) float for (N, H, W, 3) RGB images of the model's size."""
         if len(images) == 0:
             return np.zeros(0)
         p_woman = self.model.predict(images, batch_size=batch_size, verbose=0).ravel()
         p_woman = p_woman.astype(float)
-        if self.backend == "int8":
+        if self.recheck:
             # int8 is ~2x faster and close: where it is near the threshold, where its error
             # could change the answer, float32 answers instead (a few % of the images)
             near = np.flatnonzero(np.abs(p_woman - self.threshold) < lite.RECHECK_MARGIN)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import gender.data
 from gender import CLASS_NAMES, UserError
 from gender.config import TrainConfig, read_run_config
+from gender.console import command
 from gender.shards import PackedSplit, is_packed
 
 if TYPE_CHECKING:
@@ -539,4 +540,5 @@ def _print_summary(run_dir: Path, info: dict) -> None:
         + " ".join(f"{k}={v:.4f}" for k, v in metric.items())
     )
     print(f"  best model: {run_dir / 'best.keras'}")
-    print(f"  evaluate:   python gender_mAP.py {run_dir / 'val.txt'} {run_dir / 'best.keras'}")
+    print(f"  evaluate:   {command('map')} {run_dir / 'val.txt'} {run_dir}")
+    print(f"  predict:    {command('predict')} PHOTO --weights {run_dir}")

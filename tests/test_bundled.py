@@ -17,8 +17,9 @@ from gender.images import load_image
 from gender.predictor import load_trained
 
 PRETRAINED = REPO / "gender" / "pretrained"  # weights/pretrained links here
-LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(probability [01]\.\d{3}, "
-                  r"P\(woman\) = (?P<p>[01]\.\d{3})\)$")  # fmt: skip
+LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(P\(woman\) (?P<p>[01]\.\d{3}) "
+                  r"(>=|<) threshold [01]\.\d{3}; "
+                  r"bundled (face|pedestrian) model, keras\)$")  # fmt: skip
 MAX_BYTES = 20 * 2**20  # the limit for a committed model
 
 

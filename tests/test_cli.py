@@ -486,8 +486,9 @@ def test_map_missing_dataset(trained_run, tmp_path, capsys):
 
 # --- gender_single_predict.py -------------------------------------------------------------------
 
-LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(probability (?P<prob>[01]\.\d{3}), "
-                  r"P\(woman\) = (?P<p>[01]\.\d{3})\)$")  # fmt: skip
+LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(P\(woman\) (?P<p>[01]\.\d{3}) "
+                  r"(?P<sign>>=|<) threshold (?P<threshold>[01]\.\d{3}); "
+                  r"(?P<model>.+), (?P<backend>int8|float32|keras)\)$")  # fmt: skip
 
 
 def test_predict_one_image(trained_run, image_tree, capsys):
@@ -500,9 +501,30 @@ def test_predict_one_image(trained_run, image_tree, capsys):
     match = LINE.match(out[0])
     assert match, out[0]
     assert match["path"] == str(image)
-    p, probability = float(match["p"]), float(match["prob"])
+    p = float(match["p"])
     assert match["label"] == ("woman" if p >= 0.5 else "man")
-    assert probability == pytest.approx(max(p, 1 - p), abs=1.1e-3)
+    assert match["sign"] == (">=" if p >= 0.5 else "<")
+    # the model, its threshold and the backend are on the line: a trained run has no stored
+    # threshold (0.5); this one was trained with --no-export, so Keras runs it
+    assert match["threshold"] == "0.500"
+    assert match["model"] == str(trained_run / "best.keras") and match["backend"] == "keras"
+
+
+def test_predict_threshold_flag_decides(trained_run, image_tree, capsys):
+    """--threshold moves the decision and is shown; without it the stored one is."""
+    image = sorted((image_tree / "woman").iterdir())[0]
+    argv = [str(image), "--weights", str(trained_run), "--no-detect"]
+    assert gender_single_predict.main(argv) == 0
+    p = float(LINE.match(capsys.readouterr().out.strip())["p"])
+    for threshold, label in ((max(p - 0.01, 0.001), "woman"), (min(p + 0.01, 0.999), "man")):
+        assert gender_single_predict.main([*argv, "--threshold", f"{threshold:.4f}"]) == 0
+        match = LINE.match(capsys.readouterr().out.strip())
+        assert match["label"] == label and float(match["threshold"]) == pytest.approx(
+            threshold, abs=6e-4
+        )
+    with pytest.raises(SystemExit) as refused:
+        gender_single_predict.main([*argv, "--threshold", "nan"])
+    assert refused.value.code == 2
 
 
 def test_predict_same_probability_as_the_evaluator(trained_run, image_tree, capsys):

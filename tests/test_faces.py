@@ -434,7 +434,7 @@ def test_predict_one_line_per_face(photos, trained_run, capsys):
     assert len(lines) == 3
     for i, line in enumerate(lines, 1):
         assert f"face {i} at x1,y1,x2,y2 = " in line
-        assert (": man (probability" in line) or (": woman (probability" in line)
+        assert (": man (P(woman) " in line) or (": woman (P(woman) " in line)
 
 
 def test_predict_no_face_has_its_own_status(photos, trained_run, capsys):
@@ -443,7 +443,7 @@ def test_predict_no_face_has_its_own_status(photos, trained_run, capsys):
     assert "no face found" in captured.out
     assert "man (" not in captured.out  # no invented label
     status, captured = predict([photos["none"], trained_run / "best.keras", "--no-detect"], capsys)
-    assert status == 0 and "(probability" in captured.out
+    assert status == 0 and "(P(woman) " in captured.out
 
 
 def test_predict_pedestrian_model_never_detects(photos, trained_run, tmp_path, capsys):

@@ -32,7 +32,7 @@ COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 def build_parser() -> argparse.ArgumentParser:
     from gender.faces import DEFAULT_MARGIN
-    from gender.flags import add_person_flag, crop_widths
+    from gender.flags import add_common_flags, add_person_flag, crop_widths
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,17 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--shards", type=int, help="shard files per split (default: ~64 MB each, at least 16)"
     )
     pack.add_argument("--seed", type=int, default=1337)
+    add_common_flags(parser)
+    for command_parser in sub.choices.values():
+        add_common_flags(command_parser)
     return parser
 
 
 def main(argv=None) -> int:
-    from gender.flags import tolerant_console
+    from gender.flags import apply_common_flags, tolerant_console
 
     tolerant_console()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "truth")  # the seeds' `python dataset.py DIR`
     args = build_parser().parse_args(argv)
+    apply_common_flags(args)
     try:
         commands = {
             "truth": write_truth,

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from gender import UserError
 from gender.flags import (
+    add_common_flags,
     add_min_face_flag,
     add_model_flags,
     add_person_flag,
+    apply_common_flags,
     probability,
     tolerant_console,
 )
@@ -70,12 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         "also report the rates with every person weighing the same (sets cut from video hold "
         "some people in dozens of frames)",
     )
+    add_common_flags(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     tolerant_console()
     args = build_parser().parse_args(argv)
+    apply_common_flags(args)
     try:
         evaluate_folder(args)
     except UserError as err:
@@ -126,7 +130,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         min_face=args.min_face,
     )
     if args.threshold is not None:
-        predictor.threshold = args.threshold  # before predicting: the int8 re-check is around it
+        predictor.set_threshold(args.threshold)  # before predicting: int8 re-checks around it
     result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
     weights, info, size = given or predictor.weights, predictor.info, predictor.size
@@ -138,7 +142,9 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         weights=str(weights),
         model=info["model"],
         image_size=list(size),
-        backend=predictor.backend,
+        backend=predictor.backend_name,
+        threshold_source=predictor.threshold_source,
+        about=predictor.describe(),
         skipped_unreadable=skipped,
     )
     if args.detect_faces:

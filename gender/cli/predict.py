@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 from gender import UserError
-from gender.flags import add_min_face_flag, add_model_flags, tolerant_console
+from gender.flags import (
+    add_common_flags,
+    add_min_face_flag,
+    add_model_flags,
+    apply_common_flags,
+    probability,
+    tolerant_console,
+)
 
 NO_FACE = 3  # exit status when an image holds no face: distinct from errors
 
@@ -31,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(parser)
     parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
     parser.add_argument(
+        "--threshold",
+        type=probability,
+        help="answer woman when P(woman) is at least this (default: the model's own, stored "
+        "with it when bundled; else 0.5)",
+    )
+    parser.add_argument(
         "--no-detect",
         action="store_true",
         help="classify each whole image as it is (for crops; pedestrian models never detect)",
@@ -48,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="one image: Grad-CAM heatmap of the predicted class (runs the Keras model, "
         "whatever --backend)",
     )
+    add_common_flags(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     tolerant_console()
     args = build_parser().parse_args(argv)
+    apply_common_flags(args)
     try:
         return predict(args)
     except UserError as err:
@@ -81,9 +96,13 @@ def predict(args: argparse.Namespace) -> int:
         image_size=parse_image_size(args.image_size) if args.image_size else None,
         min_face=args.min_face,
     )
+    if args.threshold is not None:
+        predictor.set_threshold(args.threshold)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     if (args.annotate or args.explain) and not single:
         raise UserError("--annotate and --explain need exactly one image file")
+    if not single or args.csv:  # CSV rows do not repeat it: one line on stderr says it
+        print(f"predicting with {predictor.describe()}", file=sys.stderr)
     if predictor.wants_detection(inputs, args.detect_faces, args.no_detect):
         return predict_faces(predictor, paths, args, single)
     return predict_whole(predictor, paths, args, single)
@@ -94,13 +113,21 @@ def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
     import numpy as np
 
     from gender.data import Samples
-    from gender.output import emit, images_csv, verdict, whole_image_result, write_pictures
+    from gender.output import (
+        emit,
+        images_csv,
+        model_phrase,
+        verdict,
+        whole_image_result,
+        write_pictures,
+    )
 
     samples = Samples(paths, np.zeros(len(paths), np.int64))  # labels unknown here
     # One bad image alone is an error naming it; among many it is reported and skipped.
     result = predictor.folder(samples, args.batch_size, skip_bad=len(paths) > 1)
     if single and not args.csv:
-        print(f"{result.samples.paths[0]}: {verdict(result.p_woman[0], result.threshold)}")
+        answer = verdict(result.p_woman[0], result.threshold, model_phrase(predictor))
+        print(f"{result.samples.paths[0]}: {answer}")
     if args.annotate or args.explain:
         from gender.images import read_image
 
@@ -123,7 +150,7 @@ def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
     """
     from gender.console import warn
     from gender.images import BadImageError
-    from gender.output import emit, face_lines, faces_csv, write_pictures
+    from gender.output import emit, face_lines, faces_csv, model_phrase, write_pictures
 
     photos, unreadable = [], 0
     for path in paths:
@@ -143,7 +170,7 @@ def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
         if not first.faces:
             print(f"{paths[0]}: no face found (--no-detect classifies the whole image)")
             return NO_FACE
-        print("\n".join(face_lines(first)))
+        print("\n".join(face_lines(first, model_phrase(predictor))))
     if single and first.faces:
         write_pictures(predictor, first.rgb, first.faces, True, args.annotate, args.explain)
     if single and not args.csv:

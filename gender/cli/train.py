@@ -17,7 +17,16 @@ from pathlib import Path
 from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
-from gender.flags import add_person_flag, positive_int, probability, smoothing, tolerant_console
+from gender.console import command
+from gender.flags import (
+    add_common_flags,
+    add_person_flag,
+    apply_common_flags,
+    positive_int,
+    probability,
+    smoothing,
+    tolerant_console,
+)
 
 MODES = ("train", "resume", "export", "bundle", "demo")
 # The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
@@ -43,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=positive_int, help="a new maximum, to extend a finished run"
     )
     add_devices_flag(resume)
+    add_export_flag(resume)
     export = sub.add_parser(
         "export",
         help="write a trained model as TFLite and SavedModel (with a JSON of its labels and "
@@ -85,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
     demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
+    add_common_flags(parser)
+    for mode_parser in sub.choices.values():
+        add_common_flags(mode_parser)
     return parser
 
 
@@ -219,9 +232,11 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--keep",
         type=int,
-        default=0,
-        help="keep only the newest N epoch checkpoints (default 0 = all)",
+        default=3,
+        help="epoch checkpoints kept besides best.keras and last.keras: the newest N "
+        "(default 3; 0 = all, e.g. for bundle --average-epochs over older epochs)",
     )
+    add_export_flag(run)
     add_devices_flag(run)
 
 
@@ -232,6 +247,16 @@ def add_devices_flag(parser) -> None:
         default="auto",
         help="auto: all local GPUs when there are 2+, or the workers TF_CONFIG names "
         "(README, Scaling out); a list such as gpu:0,gpu:1; or default (one device)",
+    )
+
+
+def add_export_flag(parser) -> None:
+    """--no-export: training ends by exporting best.keras for LiteRT unless told not to."""
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="skip the LiteRT export of the best model at the end (prediction then runs the "
+        "Keras model: seconds instead of a fraction of one)",
     )
 
 
@@ -276,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] != "bundle" and any(a.split("=")[0] == "--average-epochs" for a in argv):
         parser.error("--average-epochs goes with --bundle RUN_DIR")
     args = parser.parse_args(argv)
+    apply_common_flags(args)
+    if args.mode == "train" and not args.data:  # before TensorFlow loads: a usage error is quick
+        print("error: --data is required (or demo, or resume RUN_DIR)", file=sys.stderr)
+        return 2
     try:
         if args.mode == "demo":
             return run_demo(args.out)
@@ -297,14 +326,44 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    if run_dir is not None:  # None: a multi-worker worker, which writes no run folder
-        print(f"run folder: {run_dir}")
+    if run_dir is None:  # a multi-worker worker, which writes no run folder
+        return 0
+    if not args.no_export:
+        export_best(run_dir)
+    print(f"run folder: {run_dir}")
     return 0
+
+
+def export_best(run_dir: Path) -> None:
+    """The run's best model as LiteRT files beside it (float32, and int8 calibrated on the
+    training images), so that predicting with the run is as quick as with the bundled model.
+    A failed export leaves the trained run as it is and says how to try again."""
+    import contextlib
+    import io
+
+    from gender.export import export_all
+
+    said = io.StringIO()  # the calibration lists the training images again: no second report
+    try:
+        with contextlib.redirect_stderr(said):
+            paths = export_all(run_dir / "best.keras", saved_model=False)
+    except (UserError, OSError, ValueError) as err:
+        print(
+            f"warning: the LiteRT export failed ({err}); the run is complete, and "
+            f"{command('train')} export {run_dir} tries again",
+            file=sys.stderr,
+        )
+        return
+    finally:
+        repeated = [line for line in said.getvalue().splitlines() if line.endswith("(skipped)")]
+        print("\n".join(set(said.getvalue().splitlines()) - set(repeated)), file=sys.stderr, end="")
+    print("exported for fast prediction: " + ", ".join(p.name for p in paths.values()))
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The train mode's flags as a TrainConfig (every flag is a field of the same name)."""
-    values = {k: v for k, v in vars(args).items() if k not in ("mode", "devices")}
+    not_config = ("mode", "devices", "verbose", "no_export")
+    values = {k: v for k, v in vars(args).items() if k not in not_config}
     values["epochs"] = values.get("epochs") or DEFAULT_EPOCHS
     values["data"] = values.get("data") or []
     return TrainConfig(**values)
@@ -349,14 +408,14 @@ def run_demo(out) -> int:
     make_synthetic_set(DEMO_DATA)
     argv = ["--data", str(DEMO_DATA), "--model", "cnn3", "--image-size", str(DEMO_SIZE),
             "--epochs", "15", "--augment", "flip", "--out", str(out)]  # fmt: skip
-    print("demo: python gender_train.py " + " ".join(argv))
+    print(f"demo: {command('train')} " + " ".join(argv))
     run_dir = train(train_config(build_parser().parse_args(["train", *argv])))
     best = run_dir / "best.keras"
-    print(f"\ndemo: python gender_mAP.py {run_dir / 'val.txt'} {best}")
+    print(f"\ndemo: {command('map')} {run_dir / 'val.txt'} {best}")
     status = evaluate.main([str(run_dir / "val.txt"), str(best)])
     image = DEMO_DATA / "woman" / "0000.png"
     # shapes, not faces: the face detector would find none, so classify the whole image
-    print(f"\ndemo: python gender_single_predict.py {image} {best} --no-detect")
+    print(f"\ndemo: {command('predict')} {image} {best} --no-detect")
     return status or predict.main([str(image), str(best), "--no-detect"])
 
 

@@ -78,11 +78,20 @@ def transfer_model(
     """An ImageNet `keras.applications` backbone without its top, its top `trainable_blocks`
     of `blocks` trainable, between `preprocess` (a layer: raw 0..255 RGB in) and
     `classifier_head`: what every transfer model of the registry is."""
-    base = application(
-        include_top=False,
-        weights=resolve_backbone_weights(backbone_weights),
-        input_shape=(*image_size, 3),
-    )
+    weights = resolve_backbone_weights(backbone_weights)
+    try:
+        base = application(include_top=False, weights=weights, input_shape=(*image_size, 3))
+    except Exception as err:  # Keras raises a bare Exception("URL fetch failure on ...")
+        if weights != "imagenet" or "fetch failure" not in str(err):
+            raise
+        from gender import UserError
+
+        # offline (or a proxy in the way): one line with the way out, not three chained tracebacks
+        raise UserError(
+            f"could not download the ImageNet weights of {application.__name__} (no network?); "
+            "pass a local copy instead: --backbone-weights PATH/TO/<backbone>_notop.weights.h5 "
+            "(or put Keras's file in ~/.keras/models/)"
+        ) from None
     set_trainable_blocks(base, blocks, trainable_blocks)
     inputs = keras.Input((*image_size, 3), name="image")
     # training=False: BatchNorm keeps its ImageNet statistics, also while top blocks fine-tune
