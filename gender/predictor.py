@@ -100,7 +100,8 @@ class FolderResult:
 def default_weights(task: str) -> Path:
     """The bundled model for `task` (weights/pretrained/<task>.keras)."""
     path = PRETRAINED_DIR / f"{task}.keras"
-    if not path.is_file():
+    # an installed copy carries the pedestrian model as its int8 LiteRT export alone
+    if not path.is_file() and not lite.lite_files(path, int8=True):
         raise UserError(
             f"no weights given and no bundled model at {path}; pass a WEIGHTS file "
             f"(a run folder or its best.keras from {command('train')})"
