@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.console import command
 from gender.flags import (
     add_common_flags,
     add_min_face_flag,
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data",
         metavar="DATASET",
         help="folder with man/ and woman/ (a train/val folder: its val/), or a "
-        "ground-truth table .txt from dataset.py",
+        f"ground-truth table .txt from {command('dataset')}",
     )
     parser.add_argument(
         "weights",

@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
     train = sub.add_parser(
         "train",
-        help="train a model (the default: gender_train.py --data DIR ... trains)",
+        help="train a model (the default: %(prog)s --data DIR ... trains)",
         description="Train a model and write its run folder (the default mode).",
-        epilog="other modes: gender_train.py {resume,export,bundle,demo} --help",
+        epilog=f"other modes: {command('train')} {{resume,export,bundle,demo}} --help",
     )
     add_train_flags(train)
     resume = sub.add_parser("resume", help="continue an interrupted run from its last.keras")
@@ -124,7 +124,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "--detect-faces",
         action="store_true",
         help="train on each image's largest detected face, aligned and cropped "
-        "(images without a face are left out and counted); or crop once with dataset.py crop",
+        "(images without a face are left out and counted); or crop once with "
+        f"{command('dataset')} crop",
     )
     data.add_argument(
         "--augment",
@@ -209,7 +210,8 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         metavar="GROUPS",
         help="weight the loss so man and woman weigh the same within each group: a preset "
         "(subset: the camera network of SUBSET__name files; bfw-ethnicity, utk-age, utk-race), "
-        "a regex whose group 1 is the group, or a CSV of path,group, as gender_mAP.py --groups; "
+        "a regex whose group 1 is the group, or a CSV of path,group, as "
+        f"{command('map')} --groups; "
         "replaces the class weights",
     )
     add_person_flag(
