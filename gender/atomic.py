@@ -5,8 +5,10 @@ folder, read-only, or one of the user's images is refused in one line before any
 """
 
 import contextlib
+import errno
 import fnmatch
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -14,9 +16,21 @@ from pathlib import Path
 
 from gender import UserError
 
+# errors of a write that no check before it could foresee: the disk filled up, a quota, a
+# file-size limit, a file system remounted read-only, a disk that failed
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+# file_set's temporaries -> the outputs they stand for: an error names what the user asked for
+_STANDS_FOR: dict[str, str] = {}
+
 
 def _cannot_write(path, err: OSError) -> UserError:
-    return UserError(f"{path}: cannot be written ({err.strerror or err})")
+    name = str(path)
+    for tmp, final in _STANDS_FOR.items():
+        if name == tmp or name.startswith(f"{tmp}/"):
+            name = final
+    return UserError(f"{name}: cannot be written ({err.strerror or err})")
 
 
 @contextlib.contextmanager
@@ -40,7 +54,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     try:
-        yield Path(tmp)
+        try:
+            yield Path(tmp)
+        except OSError as err:
+            if err.errno not in WRITE_ERRORS:
+                raise
+            raise _cannot_write(path, err) from None  # the disk filled up while writing
         _test_pause(path)
         try:
             os.replace(tmp, path)
@@ -132,6 +151,31 @@ def _check_output(path: Path, folders: dict, files: set, folder: bool) -> None:
         raise UserError(f"{path}: cannot be written in {probe} ({err.strerror})") from None
 
 
+def check_space(folder: str | Path, need: int) -> None:
+    """Refuse before the work when the file system of `folder` has less than `need` bytes free.
+
+    An estimate (the work's outputs and their temporaries): a disk that fills up anyway is
+    still one line, from the write that failed.
+    """
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        stats = os.statvfs(probe)
+    except OSError:
+        return  # no figure to compare with: the writes themselves will tell
+    free = stats.f_bavail * stats.f_frsize
+    if free < need:
+        raise UserError(
+            f"{folder}: {_size(free)} free on its disk, about {_size(need)} needed; free "
+            "some space or choose another folder"
+        )
+
+
+def _size(count: float) -> str:
+    return f"{count / 2**20:,.1f} MB" if count >= 2**20 else f"{count / 2**10:,.0f} kB"
+
+
 def make_folder(path: str | Path) -> Path:
     """mkdir -p, with a failure reported as one line (UserError) naming the folder."""
     path = Path(path)
@@ -140,3 +184,139 @@ def make_folder(path: str | Path) -> Path:
     except OSError as err:
         raise _cannot_write(path, err) from None
     return path
+
+
+class FileSet:
+    """Outputs that belong together, committed at once (see `file_set`).
+
+    `add(path)` gives the temporary to write instead of `path` (a file beside it, keeping the
+    suffix; or, with folder=True, a temporary folder whose files go into `path`); `drop(path)`
+    removes `path` at the commit (a member of an older set that this one lacks).
+    """
+
+    def __init__(self) -> None:
+        self.members: list[tuple[Path, Path | None, bool]] = []  # (final, temporary, folder)
+
+    def add(self, path: str | Path, folder: bool = False) -> Path:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if folder:  # the folder itself is made at the commit: never left empty
+                tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+            else:
+                fd, name = tempfile.mkstemp(
+                    dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix
+                )
+                os.close(fd)
+                os.unlink(name)  # the writer makes it (Keras refuses to overwrite some files)
+                tmp = Path(name)
+        except OSError as err:
+            raise _cannot_write(path, err) from None
+        self.members.append((path, tmp, folder))
+        _STANDS_FOR[str(tmp)] = str(path)
+        return tmp
+
+    def drop(self, path: str | Path) -> None:
+        self.members.append((Path(path), None, False))
+
+    def _commit(self) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
+        for path, tmp, folder in self.members:
+            if tmp is None:
+                if path.is_file() or path.is_symlink():
+                    path.unlink()
+            elif folder:
+                path.mkdir(exist_ok=True)
+                for item in sorted(tmp.iterdir()):
+                    os.replace(item, path / item.name)
+            elif tmp.is_dir():  # a SavedModel: the old folder goes aside, then away
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                if path.exists():
+                    os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.chmod(tmp, 0o666 & ~umask)
+                os.replace(tmp, path)
+
+    def _discard(self) -> None:
+        for _, tmp, _ in self.members:
+            _STANDS_FOR.pop(str(tmp), None)
+            if tmp is not None and tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp is not None and tmp.exists():
+                tmp.unlink()
+
+
+@contextlib.contextmanager
+def file_set(lock: str | Path | None = None) -> Iterator[FileSet]:
+    """Write several outputs that belong together: all of them, or none (the older set intact).
+
+    Every member is written to a temporary first; when the block succeeds they are renamed into
+    place one after the other, with SIGINT and SIGTERM held (`gender.interrupt.deferred`) so a
+    stop never falls between two renames. With `lock` (a folder), the renames hold an exclusive
+    lock on it: two processes writing the same set there end with one complete set, the last.
+
+    Raises:
+        UserError: a temporary or a rename failed (a full disk: one line naming the path).
+    """
+    from gender import interrupt
+
+    files = FileSet()
+    try:
+        yield files
+        with _folder_lock(lock), interrupt.deferred():
+            _test_pause(Path("file_set"))
+            try:
+                files._commit()
+            except OSError as err:
+                raise _cannot_write(err.filename or "an output file", err) from None
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        raise _cannot_write(err.filename or "an output file", err) from None
+    finally:
+        files._discard()
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: str | Path | None) -> Iterator[None]:
+    """An exclusive flock on a folder (none without one); released when the block ends."""
+    if folder is None:
+        yield
+        return
+    import fcntl
+
+    fd = os.open(make_folder(folder), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def whole_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path` (which must be missing or empty) to fill; it
+    becomes `path` when the block succeeds and is deleted when it fails or is interrupted, so
+    `path` is never left half-filled (dataset.py crop, pack)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+    _STANDS_FOR[str(tmp)] = str(path)
+    try:
+        yield tmp
+        try:
+            if path.is_dir():
+                path.rmdir()  # empty (checked by the caller): the new folder takes its place
+            os.replace(tmp, path)
+        except OSError as err:
+            raise _cannot_write(path, err) from None
+    finally:
+        _STANDS_FOR.pop(str(tmp), None)
+        shutil.rmtree(tmp, ignore_errors=True)

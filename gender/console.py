@@ -3,6 +3,7 @@
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -97,3 +98,32 @@ def filtered_stderr(drop: Callable[[str], bool] = is_tf_chatter) -> Iterator[Non
             kept = [line for line in lines if failed or not drop(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+def run_cli(work: Callable[[], int | None]) -> int:
+    """Run a CLI's work and turn how it ends into an exit status, printing one line.
+
+    A UserError is `error: ...` (status 2); SIGINT or SIGTERM (`gender.interrupt`) is
+    `interrupted (SIGTERM): <what was kept>` (status 130 or 143); a write failure that reached
+    here (a full disk) is `error: PATH: cannot be written (...)` (status 2). None is status 0.
+    """
+    from gender import UserError, interrupt
+    from gender.atomic import WRITE_ERRORS
+
+    try:
+        with interrupt.handled():
+            try:
+                return work() or 0
+            except KeyboardInterrupt as err:  # a signal, or Ctrl-C before the handlers
+                signum = getattr(err, "signum", signal.SIGINT)
+                print(f"\n{interrupt.stop_line(signum)}", file=sys.stderr, flush=True)
+                return 128 + signum
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        where = err.filename or "an output file"
+        print(f"error: {where}: cannot be written ({err.strerror})", file=sys.stderr)
+        return 2

@@ -87,6 +87,16 @@ def find_splits(root: str | Path) -> dict[str, Path]:
         for name in CLASS_NAMES:
             if not (folder / name).is_dir():
                 raise UserError(f"{folder}: missing class folder {name}/")
+        first, second = (os.path.realpath(folder / name) for name in CLASS_NAMES)
+        if (
+            first == second
+            or Path(second).is_relative_to(first)
+            or Path(first).is_relative_to(second)
+        ):
+            raise UserError(
+                f"{folder}: {CLASS_NAMES[0]}/ ({first}) and {CLASS_NAMES[1]}/ ({second}) are the "
+                "same folder or one holds the other: every image would have both labels"
+            )
     return splits
 
 

@@ -43,15 +43,70 @@ if TYPE_CHECKING:
     from gender.shards import PackedSplit
 
 
+# the task types this toolkit trains with (MultiWorkerMirroredStrategy); TensorFlow's parameter
+# servers ('ps') and side evaluators need a different strategy and training loop
+TASK_TYPES = ("chief", "worker")
+# how long a worker waits for the others to start by default (--peer-timeout)
+PEER_TIMEOUT = 300.0
+
+
 def tf_config() -> dict:
-    """The parsed TF_CONFIG environment variable ({} when unset)."""
+    """The parsed TF_CONFIG environment variable ({} when unset), checked field by field.
+
+    Raises:
+        UserError: one line naming the field that is wrong (TensorFlow's own errors are
+            tracebacks, and an index out of range is silently trained alone).
+    """
     text = os.environ.get("TF_CONFIG", "").strip()
     if not text:
         return {}
     try:
-        return json.loads(text)
+        config = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"TF_CONFIG is not valid JSON ({err})") from None
+    _check_tf_config(config)
+    return config
+
+
+def _check_tf_config(config) -> None:
+    def bad(field: str, problem: str) -> UserError:
+        name = f"TF_CONFIG {field}" if field else "TF_CONFIG"
+        return UserError(f"{name}: {problem} (README, Scaling out)")
+
+    if not isinstance(config, dict):
+        raise bad("", f"expected a JSON object with 'cluster' and 'task', got {config!r:.40}")
+    cluster = config.get("cluster", {})
+    if not isinstance(cluster, dict):
+        raise bad("cluster", 'expected an object such as {"worker": ["host:port", ...]}')
+    for kind, addresses in cluster.items():
+        if kind not in TASK_TYPES:
+            raise bad(f"cluster.{kind}", f"task type not supported here (only {TASK_TYPES})")
+        if not isinstance(addresses, list) or not all(
+            isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses
+        ):
+            got = f"got {addresses!r:.60}"
+            raise bad(f"cluster.{kind}", f'expected a list of "host:port" strings, {got}')
+    task = config.get("task", {})
+    if not isinstance(task, dict):
+        raise bad("task", 'expected an object such as {"type": "worker", "index": 0}')
+    if not task:
+        if sum(len(addresses) for addresses in cluster.values()) > 1:
+            example = '{"type": "worker", "index": 0}'
+            raise bad("task", f"missing: which task of the cluster this process is, {example}")
+        return
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind not in TASK_TYPES:
+        raise bad("task.type", f"{kind!r}: not supported here (only {TASK_TYPES})")
+    if kind not in cluster:
+        raise bad("task.type", f"{kind!r}: the cluster names no {kind} addresses")
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise bad("task.index", f"{index!r}: expected a whole number")
+    if not 0 <= index < len(cluster[kind]):
+        raise bad(
+            "task.index",
+            f"{index}: out of range; cluster.{kind} has {len(cluster[kind])} address(es), "
+            f"so 0 to {len(cluster[kind]) - 1}",
+        )
 
 
 def local_cluster(count: int) -> list[dict]:
@@ -98,7 +153,9 @@ def task_index() -> int:
     return int(task.get("index", 0)) + (1000 if task.get("type") == "chief" else 0)
 
 
-def select_strategy(devices: str | None = None) -> "tf.distribute.Strategy | None":
+def select_strategy(
+    devices: str | None = None, peer_timeout: float = PEER_TIMEOUT
+) -> "tf.distribute.Strategy | None":
     """The tf.distribute strategy for this process, or None for the default device (model.fit).
 
     Must be called before TensorFlow runs anything: MultiWorkerMirroredStrategy configures the
@@ -108,11 +165,17 @@ def select_strategy(devices: str | None = None) -> "tf.distribute.Strategy | Non
         devices: None or 'auto' (2+ GPUs -> MirroredStrategy), 'default' (never mirror), or a
             comma list of devices such as 'gpu:0,gpu:1' ('cpu:0' alone runs the custom step on
             one device, for checking it).
+        peer_timeout: seconds to wait for the other workers of a TF_CONFIG cluster to start
+            (`wait_for_peers`).
     """
     import tensorflow as tf
 
     if cluster_size() > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from gender.interrupt import native_wait
+
+        wait_for_peers(peer_timeout)
+        with native_wait():  # TensorFlow's rendezvous blocks in C++, holding Python's lock
+            return tf.distribute.MultiWorkerMirroredStrategy()
     if devices in (None, "auto"):
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
@@ -127,6 +190,90 @@ def select_strategy(devices: str | None = None) -> "tf.distribute.Strategy | Non
             f"has {', '.join(sorted(available))}"
         )
     return tf.distribute.MirroredStrategy([f"/{name}" for name in names])
+
+
+def wait_for_peers(timeout: float = PEER_TIMEOUT, every: float = 10.0) -> None:
+    """Wait until every other task of TF_CONFIG's cluster accepts connections, saying which
+    addresses it waits for every `every` seconds, and give up after `timeout` seconds.
+
+    TensorFlow's own rendezvous waits for ever without a word, inside C++ code that no signal
+    handler can interrupt; this waits in Python first. While waiting, this task listens on its
+    own address, so that its peers find it too; the listener is closed before TensorFlow's
+    server takes the port.
+
+    Raises:
+        UserError: the peers still missing after `timeout`, named with their addresses.
+    """
+    import socket
+
+    config = tf_config()
+    task = config.get("task") or {"type": "worker", "index": 0}
+    peers = {
+        f"{kind} {i}": address
+        for kind, addresses in config.get("cluster", {}).items()
+        for i, address in enumerate(addresses)
+    }
+    me = f"{task['type']} {task.get('index', 0)}"
+    host, _, port = peers.pop(me).rpartition(":")
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, int(port)))
+        listener.listen(16)
+        listener.settimeout(0.1)
+    except OSError as err:
+        listener.close()
+        raise UserError(
+            f"TF_CONFIG: this task's address {host}:{port} cannot be used ({err.strerror})"
+        ) from None
+    started, said = time.monotonic(), 0.0
+    try:
+        while True:
+            waiting = {name: address for name, address in peers.items() if not _reachable(address)}
+            _accept_all(listener)
+            elapsed = time.monotonic() - started
+            if not waiting:
+                return
+            if elapsed > timeout:
+                raise UserError(
+                    f"{me}: gave up after {elapsed:.0f} s (--peer-timeout {timeout:g}) waiting for "
+                    + ", ".join(f"{name} at {address}" for name, address in waiting.items())
+                    + "; start every task of TF_CONFIG's cluster"
+                )
+            if elapsed - said >= every:
+                said = elapsed
+                print(
+                    f"{me}: waiting for "
+                    + ", ".join(f"{name} at {address}" for name, address in waiting.items())
+                    + f" ({elapsed:.0f} s of --peer-timeout {timeout:g})",
+                    flush=True,
+                )
+            time.sleep(0.5)
+    finally:
+        # a peer's probe that arrives after this closes is refused, and it tries again
+        _accept_all(listener)
+        listener.close()
+
+
+def _reachable(address: str) -> bool:
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _accept_all(listener) -> None:
+    """Accept and close the peers' probes waiting on `listener` (the probe closes first)."""
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except OSError:  # includes the timeout: no probe waiting
+            return
+        connection.close()
 
 
 def scope(strategy: "tf.distribute.Strategy | None") -> AbstractContextManager:

@@ -292,13 +292,23 @@ def export_all(
     Returns:
         {'tflite': path, 'saved_model': folder, 'json': path} and 'int8': path when written.
     """
+    from gender.atomic import check_space, file_set
+
     model, info = load_trained(weights)
     source = resolve_weights(weights)
     paths = export_paths(Path(out) / source.name if out else source)
     calibration = [calibration] if calibration else _default_calibration(source, info)
-    _write_lite_export(model, info, source.name, paths, calibration)
-    if saved_model:
-        export_saved_model(model, paths["saved_model"])
+    check_space(paths["json"].parent, 4 * _model_bytes(model))
+    with file_set(lock=paths["json"].parent) as files:  # the exports of one model, together
+        skip = ("int8", "saved_model") if not saved_model else ("int8",)
+        tmp = {kind: files.add(path) for kind, path in paths.items() if kind not in skip}
+        if calibration:
+            tmp["int8"] = files.add(paths["int8"])
+        else:
+            files.drop(paths["int8"])
+        _write_lite_export(model, info, source.name, tmp, calibration)
+        if saved_model:
+            export_saved_model(model, tmp["saved_model"])
     return {
         kind: path
         for kind, path in paths.items()
@@ -335,7 +345,7 @@ def _write_lite_export(
     meta = {**export_info(model, info), "source": source_name}
     if calibration:
         meta["int8"] = {
-            "file": paths["int8"].name,
+            "file": export_paths(source_name)["int8"].name,  # paths may be temporaries
             "calibrated_on": [str(source) for source in calibration],
             "layers_kept_float32": kept_float,
         }
@@ -363,7 +373,8 @@ def bundle(
     Returns:
         {'keras', 'json', 'tflite', 'export_json'} (and 'int8'): the files written.
     """
-    from gender.atomic import atomic_path, write_text
+    from gender import interrupt
+    from gender.atomic import check_space, file_set
     from gender.config import run_config
     from gender.runs import RUN_FILE, read_run_info
 
@@ -387,14 +398,29 @@ def bundle(
     info = {**info, **source}
     out_dir = Path(out_dir)
     paths = {"keras": out_dir / f"{task}.keras", "json": out_dir / f"{task}.json"}
-    with atomic_path(paths["keras"]) as tmp:
-        model.save(tmp)  # loaded with compile=False: no optimizer state to carry
-    write_text(paths["json"], json.dumps(info, indent=2) + "\n")
     exports = export_paths(paths["keras"])
     calibration = _default_calibration(run_dir / "best.keras", info)
-    _write_lite_export(model, info, paths["keras"].name, exports, calibration)
+    check_space(out_dir, 4 * _model_bytes(model))  # .keras, .tflite, .int8 and temporaries
+    interrupt.keep(f"{out_dir} keeps its previous {task}.* files whole (nothing was replaced)")
+    # One set: a model and the exports beside it from different runs would answer differently
+    # for the same image depending on the backend.
+    with file_set(lock=out_dir) as files:
+        tmp = {kind: files.add(path) for kind, path in paths.items()}
+        model.save(tmp["keras"])  # loaded with compile=False: no optimizer state to carry
+        Path(tmp["json"]).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        tmp_exports = {kind: files.add(exports[kind]) for kind in ("tflite", "json")}
+        if calibration:
+            tmp_exports["int8"] = files.add(exports["int8"])
+        else:
+            files.drop(exports["int8"])
+        _write_lite_export(model, info, paths["keras"].name, tmp_exports, calibration)
     written = {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
     return {**written, "int8": exports["int8"]} if calibration else written
+
+
+def _model_bytes(model: "keras.Model") -> int:
+    """About the size of one saved copy of `model` (float32 weights)."""
+    return 4 * model.count_params()
 
 
 def validation_threshold(

@@ -54,6 +54,26 @@ def _bounded_float(text: str, inside: Callable[[float], bool], bounds: str) -> f
     return value
 
 
+def finite_float(text: str) -> float:
+    """Any finite number (nan and inf are usage errors: a nan learning rate trains to nan)."""
+    return _bounded_float(text, math.isfinite, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (--lr, --fine-tune-lr)."""
+    return _bounded_float(text, lambda v: 0 < v < math.inf, "a finite number above 0")
+
+
+def positive_seconds(text: str) -> float:
+    """A time in seconds above 0, finite (--peer-timeout)."""
+    return _bounded_float(text, lambda v: 0 < v < math.inf, "a number of seconds above 0")
+
+
+def fraction(text: str) -> float:
+    """A share from 0 up to but not including 1 (--val-split, --val)."""
+    return _bounded_float(text, lambda v: 0 <= v < 1, "at least 0 and below 1")
+
+
 def probability(text: str) -> float:
     """A number strictly between 0 and 1 (--threshold)."""
     return _bounded_float(text, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
@@ -125,8 +145,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",
         choices=TASKS,
-        default="face",
-        help="bundled model to use when no weights are given (default face)",
+        help="bundled model to use when no weights are given (default face); with weights, "
+        "a model trained for the other task is refused",
     )
     parser.add_argument(
         "--backend",

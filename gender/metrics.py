@@ -8,8 +8,6 @@ of the two. The report's other outputs (face counts, the errors CSV, the plots) 
 too, from the same numbers.
 """
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -313,14 +311,14 @@ def face_report(
 
 def errors_csv(samples: "Samples", p_woman: np.ndarray, threshold: float) -> str:
     """CSV text listing the misclassified images: path, true and predicted class, P(woman)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["path", "true", "predicted", "p_woman"])
+    from gender.tables import csv_text
+
+    rows = []
     for path, label, p in zip(samples.paths, samples.labels, p_woman):
         predicted = int(p >= threshold)
         if predicted != label:
-            writer.writerow([path, CLASS_NAMES[label], CLASS_NAMES[predicted], f"{p:.4f}"])
-    return buffer.getvalue()
+            rows.append([path, CLASS_NAMES[label], CLASS_NAMES[predicted], f"{p:.4f}"])
+    return csv_text(["path", "true", "predicted", "p_woman"], rows)
 
 
 def save_plots(folder: Path, report: dict, labels: "ArrayLike", p_woman: "ArrayLike") -> None:

@@ -4,8 +4,6 @@ The one place that turns `gender.predictor` dataclasses into text and images, so
 gender_single_predict.py, the demo and a library caller print the same thing.
 """
 
-import csv
-import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 from gender import UserError
 from gender.faces import Face, whole_image_face
 from gender.predictor import FaceResult, FolderResult, PhotoResult, Predictor, predicted_class
+from gender.tables import csv_text
 
 FACE_COLUMNS = ["path", "face", "x1", "y1", "x2", "y2", "label", "probability", "p_woman"]
 IMAGE_COLUMNS = ["path", "label", "probability", "p_woman"]
@@ -48,30 +47,26 @@ def face_lines(photo: PhotoResult, about: str = "") -> list[str]:
 
 def faces_csv(photos: list[PhotoResult]) -> str:
     """One CSV row per face; a photo without a face gets one `no face` row."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(FACE_COLUMNS)
+    rows = []
     for photo in photos:
         if not photo.faces:
-            writer.writerow([photo.path, 0, "", "", "", "", "no face", "", ""])
+            rows.append([photo.path, 0, "", "", "", "", "no face", "", ""])
         for i, result in enumerate(photo.faces, 1):
             box = [round(v) for v in result.face.box]
             p = result.p_woman
-            writer.writerow(
+            rows.append(
                 [photo.path, i, *box, result.label, f"{result.probability:.4f}", f"{p:.4f}"]
             )
-    return buffer.getvalue()
+    return csv_text(FACE_COLUMNS, rows)
 
 
 def images_csv(result: FolderResult) -> str:
     """One CSV row per image: path, predicted class, its probability, P(woman)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(IMAGE_COLUMNS)
+    rows = []
     for path, p in zip(result.samples.paths, result.p_woman):
         label, probability = predicted_class(p, result.threshold)
-        writer.writerow([path, label, f"{probability:.4f}", f"{p:.4f}"])
-    return buffer.getvalue()
+        rows.append([path, label, f"{probability:.4f}", f"{p:.4f}"])
+    return csv_text(IMAGE_COLUMNS, rows)
 
 
 def emit(text: str, path: str | Path | None = None) -> None:

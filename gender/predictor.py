@@ -325,7 +325,7 @@ class Predictor:
     def load(
         cls,
         weights: str | Path | None = None,
-        task: str = "face",
+        task: str | None = None,
         backend: str = "auto",
         image_size: Sequence[int] | None = None,
         min_face: float | None = None,
@@ -333,14 +333,38 @@ class Predictor:
         """From a .keras file, a run folder, or (weights None) the bundled model for `task`.
 
         Args:
+            task: "face" or "pedestrian": the bundled model to load without weights (default
+                face); with weights, a model of the other task is an error.
             backend: "auto", "lite", "int8" or "keras" (see `load_backend`).
             image_size: (height, width) the caller expects; a different model size is an error.
             min_face: the smallest face side to look for in photos, in pixels (group photos
                 with small faces); None: a tenth of each photo's shorter side, at least 20.
         """
-        path = resolve_weights(weights or default_weights(task))
+        path = resolve_weights(weights or default_weights(task or "face"))
         model, info, name = load_backend(path, backend)
-        return cls(model, info, name, path, image_size, min_face)
+        if task and model_task(info) != task:
+            raise UserError(
+                f"--task {task}: {path} is a {model_task(info)} model (its "
+                f"{'run info' if name == 'keras' else 'export JSON'} says so); leave --task out "
+                f"or give a {task} model"
+            )
+        predictor = cls(model, info, name, path, image_size, min_face)
+        predictor.check_finite()
+        return predictor
+
+    def check_finite(self) -> None:
+        """Refuse a model whose answers are nan or infinite (weights ruined by a training that
+        diverged): it would print 'man (probability nan)' for every image."""
+        rng = np.random.default_rng(0)
+        probe = np.stack(  # a mid-grey image and a noisy one, 0..255 like real input
+            [np.full((*self.size, 3), 128.0), rng.uniform(0, 255, (*self.size, 3))]
+        ).astype(np.float32)
+        outputs = np.asarray(self.model.predict(probe, batch_size=2, verbose=0), dtype=float)
+        if not np.all(np.isfinite(outputs)):
+            raise UserError(
+                f"{self.weights}: the model answers nan or infinity (its weights are broken, "
+                "e.g. by a training whose loss became nan); use another checkpoint"
+            )
 
     def set_threshold(self, threshold: float, source: str = "--threshold") -> None:
         """Decide at `threshold` instead of the model's own (before predicting: the int8

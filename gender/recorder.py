@@ -1,12 +1,14 @@
 """The Keras callback that writes a run folder while training (see `gender.runs`)."""
 
+import math
 import time
 from pathlib import Path
 
 import keras
 
+from gender import UserError, interrupt
 from gender.atomic import atomic_path
-from gender.runs import link_over, write_history, write_run_info
+from gender.runs import link_over, run_kept, write_history, write_run_info
 
 
 def versions() -> dict[str, str]:
@@ -24,6 +26,8 @@ class RunRecorder(keras.callbacks.Callback):
         monitor: the logged metric that picks best.keras (lower is better).
         keep: how many epoch_NNN.keras files to keep (0 = all).
         history: rows of earlier epochs when resuming.
+        announce: keep the stop line of an interruption (`gender.interrupt`) up to date with
+            the last committed epoch (off on a worker, whose run folder is temporary).
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class RunRecorder(keras.callbacks.Callback):
         monitor: str,
         keep: int = 0,
         history: list[dict] | None = None,
+        announce: bool = True,
     ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -40,6 +45,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.monitor = monitor
         self.keep = keep
         self.history = list(history or [])
+        self.announce = announce
         scores = [row[monitor] for row in self.history if monitor in row]
         self.best = min(scores) if scores else float("inf")
         self._started = 0.0
@@ -50,9 +56,17 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.perf_counter()
 
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self._diverged(len(self.history) + 1, "loss", float(loss))
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
         number = epoch + 1  # epochs are numbered from 1 in file names and tables
+        for name in ("loss", "val_loss"):  # never commit an epoch whose weights are ruined
+            if name in logs and not math.isfinite(float(logs[name])):
+                self._diverged(number, name, float(logs[name]))
         row = {"epoch": number, "seconds": round(time.perf_counter() - self._started, 2)}
         row.update({k: float(v) for k, v in logs.items()})
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -73,7 +87,17 @@ class RunRecorder(keras.callbacks.Callback):
             self.info.update(best_epoch=number, best_metric={self.monitor: score})
         self.info["epochs_done"] = number
         write_run_info(self.run_dir, self.info)
+        if self.announce:
+            interrupt.keep(run_kept(self.run_dir, number))
         self._rotate(number)  # after the commit: the committed epoch's checkpoint always exists
+
+    def _diverged(self, number: int, name: str, value: float) -> None:
+        """Stop the run: a loss of nan or inf means the weights are ruined from here on."""
+        kept = run_kept(self.run_dir, len(self.history))
+        raise UserError(
+            f"training stopped: {name} became {value} in epoch {number} (try a lower --lr); "
+            + (kept if self.announce else "the chief's run folder keeps its last good epoch")
+        )
 
     def _rotate(self, number: int) -> None:
         if self.keep <= 0:

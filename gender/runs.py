@@ -11,7 +11,6 @@ training is `gender.recorder.RunRecorder`.
 """
 
 import csv
-import io
 import json
 import os
 import re
@@ -27,19 +26,32 @@ HISTORY_FILE = "history.csv"
 
 
 def new_run_dir(out: str | Path, model_name: str) -> Path:
-    """Create `out/<model>-<timestamp>/`, adding a suffix if that name is taken."""
+    """Create `out/<model>-<timestamp>/`, adding a suffix -2, -3, ... if that name is taken.
+
+    mkdir itself is the test: two runs started in the same second (a scheduler's array job)
+    each get their own folder, where checking first and making after would race.
+    """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(out) / f"{model_name}-{stamp}"
-    run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    make_folder(run_dir.parent)
-    try:
-        run_dir.mkdir()
-    except OSError as err:
-        raise UserError(f"{run_dir}: cannot be made ({err.strerror})") from None
-    return run_dir
+    make_folder(base.parent)
+    for n in range(1, 10_000):
+        run_dir = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise UserError(f"{run_dir}: cannot be made ({err.strerror})") from None
+    raise UserError(f"{base}: 10,000 run folders of this second exist already")
+
+
+def run_kept(run_dir: str | Path, epochs_done: int) -> str:
+    """What an interrupted run leaves: its last finished epoch, and the command to go on."""
+    from gender.console import command
+
+    done = f"epoch {epochs_done}" if epochs_done else "no finished epoch yet"
+    return f"{run_dir} keeps {done}; continue with: {command('train')} resume {run_dir}"
 
 
 def write_run_info(run_dir: str | Path, info: dict) -> None:
@@ -84,12 +96,11 @@ def read_history(run_dir: str | Path) -> list[dict]:
 
 def write_history(run_dir: str | Path, rows: list[dict]) -> None:
     """Write history.csv (one row per epoch), atomically."""
+    from gender.tables import csv_text
+
     fields = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(Path(run_dir) / HISTORY_FILE, buffer.getvalue())
+    table = csv_text(fields, ([row.get(field, "") for field in fields] for row in rows))
+    write_text(Path(run_dir) / HISTORY_FILE, table)
 
 
 # atomic_path's temporaries: a dot, the stem, 8 random characters, the suffix

@@ -53,27 +53,31 @@ def plan_phases(config: TrainConfig, entry: "ModelEntry", default_blocks: int) -
 
 
 def train(
-    config: TrainConfig, resume: str | Path | None = None, devices: str | None = None
+    config: TrainConfig,
+    resume: str | Path | None = None,
+    devices: str | None = None,
+    peer_timeout: float | None = None,
 ) -> Path | None:
     """Train as `config` says and return the run folder (None on a worker other than the chief).
 
     Args:
         resume: a run folder to continue from its last.keras (its config from `resume_config`).
         devices: where to train, see gender.distribute.select_strategy (None: automatic).
+        peer_timeout: seconds a multi-worker task waits for the others (None: the default).
     """
     import keras
     import numpy as np
 
     import gender.models as models
-    from gender import distribute
+    from gender import distribute, interrupt
     from gender.augment import parse_augment
     from gender.images import parse_image_size
     from gender.recorder import RunRecorder, versions
-    from gender.runs import read_run_info
+    from gender.runs import read_run_info, run_kept
 
     # issue 14: first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
-    strategy = distribute.select_strategy(devices)
+    strategy = distribute.select_strategy(devices, peer_timeout or distribute.PEER_TIMEOUT)
     history, model = [], None
     if resume:
         with distribute.scope(strategy):
@@ -104,7 +108,17 @@ def train(
                 trainable_blocks=phases[0].trainable_blocks,
             )
     distributed = distribute.describe(strategy, config.batch_size)
+    if distribute.is_chief():  # the checkpoints it will write, before hours of training
+        from gender.atomic import check_space
+
+        kept = min(config.epochs, config.keep or config.epochs) + 2  # + a temporary, best
+        # a checkpoint holds the weights and Adam's two moments: 3 float32 per parameter
+        check_space(Path(resume) if resume else config.out, kept * 12 * model.count_params())
     train_set, val_set = _load_splits(config)
+    if not isinstance(train_set, PackedSplit):  # packed shards were checked when packed
+        from gender.conflicts import check_training_labels
+
+        check_training_labels({"train": train_set, "val": val_set})
     if config.balance_groups or config.weigh_persons:
         flag = "--balance-groups" if config.balance_groups else "--weigh-persons"
         if strategy is not None or isinstance(train_set, PackedSplit):
@@ -118,6 +132,11 @@ def train(
             group_names(train_set.paths[:1], config.balance_groups)
     # issue 14: only the chief writes the run folder; other workers get a temporary one
     run_dir = distribute.run_folder(config.out, config.model, resume)
+    interrupt.keep(
+        run_kept(run_dir, len(history))
+        if distribute.is_chief()
+        else f"worker {distribute.task_index()} keeps nothing (the chief writes the run folder)"
+    )
     if isinstance(train_set, PackedSplit):  # streamed from shards: nothing decoded up front
         train_x = val_x = None
         packed_val = Path(config.data[0]) / "val.txt"
@@ -216,7 +235,12 @@ def train(
         info["epochs_done"] = 0
         write_run_info(run_dir, info)
     recorder = RunRecorder(
-        run_dir, info, monitor="val_loss" if val_set else "loss", keep=config.keep, history=history
+        run_dir,
+        info,
+        monitor="val_loss" if val_set else "loss",
+        keep=config.keep,
+        history=history,
+        announce=distribute.is_chief(),
     )
     # the first phase resumed keeps Adam's state (a run resumed at epoch 0 has none)
     keep_optimizer = resume is not None and bool(history)

@@ -32,7 +32,7 @@ COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 def build_parser() -> argparse.ArgumentParser:
     from gender.faces import DEFAULT_MARGIN
-    from gender.flags import add_common_flags, add_person_flag, crop_widths
+    from gender.flags import add_common_flags, add_person_flag, crop_widths, fraction
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     split = sub.add_parser("split", help="make OUT/train and OUT/val from DIR/{man,woman}")
     split.add_argument("data", metavar="DIR")
     split.add_argument("--out", required=True)
-    split.add_argument("--val", type=float, default=0.2, help="validation fraction (default 0.2)")
+    split.add_argument(
+        "--val", type=fraction, default=0.2, help="validation fraction (default 0.2)"
+    )
     add_person_flag(split, "--by-person", "keep each person on one side")
     split.add_argument("--copy", action="store_true", help="copy instead of hard/symbolic links")
     split.add_argument("--seed", type=int, default=1337)
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--out", required=True, metavar="SHARDS")
     pack.add_argument(
         "--val",
-        type=float,
+        type=fraction,
         default=0.2,
         help="validation fraction when DIR has no train/val (default 0.2; 0 = none)",
     )
@@ -93,20 +95,18 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "truth")  # the seeds' `python dataset.py DIR`
+    from gender.console import run_cli
+
     args = build_parser().parse_args(argv)
     apply_common_flags(args)
-    try:
-        commands = {
-            "truth": write_truth,
-            "split": make_split,
-            "check": check_files,
-            "crop": crop_faces,
-            "pack": pack_shards,
-        }
-        return commands[args.command](args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    commands = {
+        "truth": write_truth,
+        "split": make_split,
+        "check": check_files,
+        "crop": crop_faces,
+        "pack": pack_shards,
+    }
+    return run_cli(lambda: commands[args.command](args))
 
 
 def _all_samples(data):
@@ -118,21 +118,22 @@ def _all_samples(data):
 
 
 def write_truth(args) -> int:
-    from gender.atomic import atomic_path, check_outputs
+    from gender.atomic import check_outputs, file_set
     from gender.data import class_folders
 
     samples = _all_samples(args.data)
     stem = Path(args.out) if args.out else Path(args.data) / "ground_truth"
     tables = [(stem.with_suffix(suffix), False) for suffix in (".txt", ".npy")]
     check_outputs(tables, [*class_folders(args.data), *samples.paths])
-    write_truth_table(stem.with_suffix(".txt"), samples, relative_to=stem.parent)
     # A structured array loads with np.load(...) and no pickle: fields 'path' and 'label'.
     table = np.array(
         list(zip(samples.paths, samples.labels)),
         dtype=[("path", f"U{max(len(p) for p in samples.paths)}"), ("label", "i1")],
     )
-    with atomic_path(stem.with_suffix(".npy")) as tmp:
-        np.save(tmp, table)
+    with file_set() as files:  # the pair is replaced together: never a new .txt by an old .npy
+        txt = files.add(stem.with_suffix(".txt"))
+        write_truth_table(txt, samples, relative_to=stem.parent)
+        np.save(files.add(stem.with_suffix(".npy")), table)
     counts = ", ".join(f"{k} {v}" for k, v in samples.counts().items())
     print(
         f"{len(samples)} images ({counts}) -> {stem.with_suffix('.txt')}, "
@@ -185,7 +186,8 @@ def _relative(src: Path, source: Path, label: int) -> Path:
 def crop_faces(args) -> int:
     """Detect once, so that training on portraits need not detect every run. A train/val
     folder keeps its split (a split by person stays one)."""
-    from gender.atomic import write_text
+    from gender import interrupt
+    from gender.atomic import whole_folder, write_text
     from gender.faces import CropSummary, largest_faces
     from gender.images import parse_image_size
     from gender.output import write_image
@@ -199,20 +201,24 @@ def crop_faces(args) -> int:
     summary = CropSummary()
     no_face = []
     rng = np.random.default_rng(args.seed)
-    for split, folder in splits.items():
-        samples = list_folder(folder)
-        # log-uniform: each factor of width as likely (1.7-2.6 eye distances as 3.7-5.6)
-        margins = np.exp(rng.uniform(*np.log(args.margin), len(samples)))
-        target_root = out if split == "all" else out / split
-        for i, _, crop in largest_faces(samples.paths, size, summary, margins=margins):
-            src, label = Path(samples.paths[i]), int(samples.labels[i])
-            if crop is None:
-                no_face.append(f"{src}\t{label}\n")
-                continue
-            target = target_root / CLASS_NAMES[label] / _relative(src, folder, label)
-            if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
-                target = target.with_suffix(".png")  # a format OpenCV writes
-            write_image(target, crop)
+    interrupt.keep(f"{out} was not made (the crops are written there only when all are done)")
+    with whole_folder(out) as work:
+        for split, folder in splits.items():
+            samples = list_folder(folder)
+            # log-uniform: each factor of width as likely (1.7-2.6 eye distances as 3.7-5.6)
+            margins = np.exp(rng.uniform(*np.log(args.margin), len(samples)))
+            target_root = work if split == "all" else work / split
+            for i, _, crop in largest_faces(samples.paths, size, summary, margins=margins):
+                src, label = Path(samples.paths[i]), int(samples.labels[i])
+                if crop is None:
+                    no_face.append(f"{src}\t{label}\n")
+                    continue
+                target = target_root / CLASS_NAMES[label] / _relative(src, folder, label)
+                if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+                    target = target.with_suffix(".png")  # a format OpenCV writes
+                write_image(target, crop)
+        if no_face:
+            write_text(work / "no_face.txt", TRUTH_HEADER + "".join(no_face))
     print(summary.line())
     low, high = args.margin
     width = f"{low:g}" if low == high else f"{low:g} to {high:g}"
@@ -220,13 +226,14 @@ def crop_faces(args) -> int:
     print(f"{summary.found} crops of {size[0]}x{size[1]}, {width} eye distances wide")
     print(f"-> {out}/{layout}")
     if no_face:
-        write_text(out / "no_face.txt", TRUTH_HEADER + "".join(no_face))
         print(f"the {len(no_face)} images without a face are listed in {out / 'no_face.txt'}")
     return 0
 
 
 def pack_shards(args) -> int:
     """Shards for data sets bigger than memory (gender_train.py --data SHARDS streams them)."""
+    from gender import interrupt
+    from gender.atomic import whole_folder
     from gender.shards import pack
 
     source, out = Path(args.data), Path(args.out)
@@ -235,10 +242,12 @@ def pack_shards(args) -> int:
         raise UserError(f"{out}: already exists and is not empty")
     train, val = train_val_samples(source, args.val, args.seed, args.by_person)
     splits = {"train": train} if val is None else {"train": train, "val": val}
-    manifest = pack(
-        splits, out, person_pattern=args.by_person, source=source, seed=args.seed,
-        shards=args.shards,
-    )  # fmt: skip
+    interrupt.keep(f"{out} was not made (the shards are moved there only when all are written)")
+    with whole_folder(out) as work:
+        manifest = pack(
+            splits, work, person_pattern=args.by_person, source=source, seed=args.seed,
+            shards=args.shards,
+        )  # fmt: skip
     for name, entry in manifest["splits"].items():
         counts = ", ".join(f"{k} {v}" for k, v in entry["counts"].items())
         print(f"{name}: {entry['count']} images ({counts}) in {len(entry['shards'])} shards")
@@ -260,12 +269,16 @@ def _place(src: Path, target: Path, copy: bool) -> None:
 
 
 def check_files(args) -> int:
+    from gender.conflicts import difference_hash
+    from gender.data import concat_samples
     from gender.images import BadImageError, read_image
 
-    samples = _all_samples(args.data)
+    splits = load_samples(args.data)
+    samples = concat_samples(list(splits.values()))
+    where = [(split, CLASS_NAMES[label]) for split, s in splits.items() for label in s.labels]
     problems = 0
-    sizes = []
-    for path in samples.paths:
+    sizes, hashes, hashed = [], [], []
+    for i, path in enumerate(samples.paths):
         try:
             image = read_image(path)
         except BadImageError as err:
@@ -273,15 +286,42 @@ def check_files(args) -> int:
             problems += 1
             continue
         sizes.append(image.shape[:2])
+        hashes.append(difference_hash(image))
+        hashed.append(i)
         if min(image.shape[:2]) < 24:
             print(f"suspicious: {path}: only {image.shape[1]}x{image.shape[0]} pixels")
             problems += 1
+    problems += _report_duplicates(samples.paths, where, hashes, hashed)
     counts = ", ".join(f"{k} {v}" for k, v in samples.counts().items())
     print(f"{len(samples)} files ({counts}); {problems} with problems")
     if sizes:
         heights, widths = zip(*sizes)
         print(f"sizes: height {min(heights)}..{max(heights)}, width {min(widths)}..{max(widths)}")
     return 1 if problems else 0
+
+
+def _report_duplicates(paths, where, hashes, hashed) -> int:
+    """Print the same picture under two classes (conflict) or in two splits (leak): files with
+    the same bytes, then decoded images with near hashes; returns how many pairs were found."""
+    from gender.conflicts import near_duplicates, same_files
+
+    found = set()
+
+    def report(i: int, j: int, how: str) -> None:
+        (split_i, class_i), (split_j, class_j) = where[i], where[j]
+        if (class_i, split_i) == (class_j, split_j) or (min(i, j), max(i, j)) in found:
+            return  # copies within one class of one split mislabel nothing
+        found.add((min(i, j), max(i, j)))
+        kind = "conflict" if class_i != class_j else "leak"
+        first, second = f"{paths[i]} ({split_i} {class_i})", f"{paths[j]} ({split_j} {class_j})"
+        print(f"{kind}: {first} and {second} {how}")
+
+    for group in same_files(paths):
+        for j in group[1:]:
+            report(group[0], j, "are the same file or byte-identical")
+    for a, b, bits in near_duplicates(hashes):
+        report(hashed[a], hashed[b], f"look the same (perceptual hashes {bits} bits apart)")
+    return len(found)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
-from gender.console import command
+from gender.console import command, run_cli
 from gender.flags import (
     add_common_flags,
     add_min_face_flag,
@@ -81,16 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     tolerant_console()
     args = build_parser().parse_args(argv)
     apply_common_flags(args)
-    try:
-        evaluate_folder(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    def work() -> int:
+        evaluate_folder(args)  # the report it returns is for library callers
+        return 0
+
+    return run_cli(work)
 
 
 def evaluate_folder(args: argparse.Namespace) -> dict:
-    from gender.atomic import check_outputs, write_text
+    from gender import interrupt
+    from gender.atomic import check_outputs, file_set
     from gender.console import warn
     from gender.data import class_folders, load_samples, person_ids
     from gender.images import parse_image_size
@@ -118,11 +119,12 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
     given = args.weights or args.weights_flag
-    weights = given or default_weights(args.task)
+    weights = given or default_weights(args.task or "face")
     # before the work: an output never lands on (or inside) what is read
     inputs = [*class_folders(args.data), *samples.paths, weights]
     inputs += [args.data] if Path(args.data).is_file() else []
     check_outputs([(args.json, False), (args.errors, False), (args.plots, True)], inputs)
+    interrupt.keep("no output of this run was written; earlier --json/--errors/--plots stay whole")
     predictor = Predictor.load(
         weights,
         task=args.task,
@@ -179,14 +181,20 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         )
     if skipped:
         print(f"{skipped} unreadable image(s) skipped (listed above)")
+    # the outputs of one run, committed together: never one run's JSON beside another's CSV
+    with file_set() as files:
+        if args.json:
+            files.add(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        if args.errors:
+            text = errors_csv(kept, p_woman, threshold)
+            files.add(args.errors).write_text(text, encoding="utf-8", errors="surrogateescape")
+        if args.plots:
+            save_plots(files.add(args.plots, folder=True), report, kept.labels, p_woman)
     if args.json:
-        write_text(args.json, json.dumps(report, indent=2) + "\n")
         print(f"numbers written to {args.json}")
     if args.errors:
-        write_text(args.errors, errors_csv(kept, p_woman, threshold))
         print(f"misclassified images listed in {args.errors}")
     if args.plots:
-        save_plots(Path(args.plots), report, kept.labels, p_woman)
         print(f"confusion_matrix.png and pr_curves.png written to {args.plots}")
     return report
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gender import UserError
+from gender.console import run_cli
 from gender.flags import (
     add_common_flags,
     add_min_face_flag,
@@ -69,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     tolerant_console()
     args = build_parser().parse_args(argv)
     apply_common_flags(args)
-    try:
-        return predict(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: predict(args))
 
 
 def predict(args: argparse.Namespace) -> int:

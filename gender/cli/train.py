@@ -17,12 +17,15 @@ from pathlib import Path
 from gender import TASKS, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
-from gender.console import command
+from gender.console import command, run_cli
 from gender.flags import (
     add_common_flags,
     add_person_flag,
     apply_common_flags,
+    fraction,
+    positive_float,
     positive_int,
+    positive_seconds,
     probability,
     smoothing,
     tolerant_console,
@@ -115,7 +118,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--val-split",
-        type=float,
+        type=fraction,
         default=0.2,
         help="validation fraction when --data has no val/ folder (default 0.2)",
     )
@@ -141,7 +144,9 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         help="what the images show, stored in run.json: face models detect faces "
         "in photos at prediction, pedestrian models never do (default face)",
     )
-    model.add_argument("--image-size", help="HxW or N (default: the model's own size)")
+    model.add_argument(
+        "--image-size", help="HxW or N, each side 32 to 1024 (default: the model's own size)"
+    )
     model = parser.add_argument_group("transfer models (vgg16, mobilenetv2, resnet50/101/152)")
     model.add_argument(
         "--backbone-weights",
@@ -164,7 +169,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument(
         "--fine-tune-lr",
-        type=float,
+        type=positive_float,
         default=1e-4,
         help="learning rate once backbone blocks train (default 1e-4)",
     )
@@ -193,7 +198,7 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="images per training step (default %(default)s)",
     )
-    train.add_argument("--lr", type=float, help="learning rate (default: the model's own)")
+    train.add_argument("--lr", type=positive_float, help="learning rate (default: the model's own)")
     train.add_argument(
         "--patience",
         type=int,
@@ -249,6 +254,14 @@ def add_devices_flag(parser) -> None:
         default="auto",
         help="auto: all local GPUs when there are 2+, or the workers TF_CONFIG names "
         "(README, Scaling out); a list such as gpu:0,gpu:1; or default (one device)",
+    )
+    parser.add_argument(
+        "--peer-timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        default=300.0,
+        help="multi-worker: how long each worker waits for the others to start before it "
+        "gives up, saying which addresses it waited for (default %(default)g)",
     )
 
 
@@ -307,30 +320,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "train" and not args.data:  # before TensorFlow loads: a usage error is quick
         print("error: --data is required (or demo, or resume RUN_DIR)", file=sys.stderr)
         return 2
-    try:
-        if args.mode == "demo":
-            return run_demo(args.out)
-        if args.mode in ("export", "bundle"):
-            return export(args)
-        if args.mode == "resume":
-            from gender.training import resume_config
+    return run_cli(lambda: run_mode(args))
 
-            config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
-        else:
-            config, resume = train_config(args), None
-        run_dir = train(config, resume, args.devices)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted: the run folder keeps its last finished epoch; continue with --resume",
-            file=sys.stderr,
-        )
-        return 130
+
+def run_mode(args: argparse.Namespace) -> int:
+    """The work of one mode; what an interruption keeps is said by the mode itself."""
+    from gender import interrupt
+
+    if args.mode == "demo":
+        return run_demo(args.out)
+    if args.mode in ("export", "bundle"):
+        return export(args)
+    if args.mode == "resume":
+        from gender.training import resume_config
+
+        config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
+    else:
+        config, resume = train_config(args), None
+    run_dir = train(config, resume, args.devices, args.peer_timeout)
     if run_dir is None:  # a multi-worker worker, which writes no run folder
         return 0
     if not args.no_export:
+        interrupt.keep(
+            f"{run_dir} is complete; its LiteRT export was not written: "
+            f"{command('train')} export {run_dir / 'best.keras'}"
+        )
         export_best(run_dir)
     print(f"run folder: {run_dir}")
     return 0
@@ -364,27 +378,31 @@ def export_best(run_dir: Path) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The train mode's flags as a TrainConfig (every flag is a field of the same name)."""
-    not_config = ("mode", "devices", "verbose", "no_export")
+    not_config = ("mode", "devices", "verbose", "no_export", "peer_timeout")
     values = {k: v for k, v in vars(args).items() if k not in not_config}
     values["epochs"] = values.get("epochs") or DEFAULT_EPOCHS
     values["data"] = values.get("data") or []
     return TrainConfig(**values)
 
 
-def train(config: TrainConfig, resume=None, devices: str = "auto") -> Path | None:
+def train(
+    config: TrainConfig, resume=None, devices: str = "auto", peer_timeout: float | None = None
+) -> Path | None:
     """Train as `config` says (continuing the run folder `resume`) and return the run folder;
     None on a multi-worker worker other than the chief (it writes no run folder)."""
     from gender.training import train as train_run
 
-    return train_run(config, resume, devices)
+    return train_run(config, resume, devices, peer_timeout)
 
 
 def export(args: argparse.Namespace) -> int:
     """export: .tflite, SavedModel and JSON beside the weights; bundle: weights/pretrained/."""
+    from gender import interrupt
     from gender.export import bundle, export_all
     from gender.predictor import PRETRAINED_DIR
 
     if args.mode == "export":
+        interrupt.keep("earlier exports of these weights, if any, are kept whole")
         paths = export_all(args.weights, args.out, args.calibration)
     else:  # a run's best model becomes weights/pretrained/<task>.keras (what predict uses)
         if args.by_person and args.threshold != "val":
