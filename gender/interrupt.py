@@ -109,7 +109,7 @@ def native_wait() -> Iterator[None]:
         rearm()
 
 
-def _watch(read_fd: int) -> None:
+def _watch(read_fd: int, closed: threading.Event) -> None:
     """The watcher thread: after a signal, end the process if the main thread cannot."""
     while True:
         try:
@@ -123,8 +123,7 @@ def _watch(read_fd: int) -> None:
             continue
         started = time.monotonic()
         while time.monotonic() - started < GRACE_SECONDS or _state["deferred"]:
-            time.sleep(0.1)
-            if _state.get("closed"):
+            if closed.wait(0.1):
                 return
         signum = _state["stopping"] or signums[0]
         if not _state.get("reported"):
@@ -144,12 +143,15 @@ def handled() -> Iterator[None]:
     old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     saved = dict(_state)
     _state.update(kept=DEFAULT_KEPT, pending=None, stopping=None, installed=True)
-    _state.update(reported=False, closed=False)
+    _state.update(reported=False)
+    closed = threading.Event()
     for signum in SIGNALS:
         # a job a shell started in the background has SIGINT ignored, and keeps it so
         if previous[signum] is not signal.SIG_IGN:
             signal.signal(signum, _handler)
-    watcher = threading.Thread(target=_watch, args=(read_fd,), daemon=True, name="stop-watch")
+    watcher = threading.Thread(
+        target=_watch, args=(read_fd, closed), daemon=True, name="stop-watch"
+    )
     watcher.start()
     try:
         yield
@@ -158,7 +160,7 @@ def handled() -> Iterator[None]:
             signal.signal(signum, handler)
         signal.set_wakeup_fd(old_fd)
         if _state["stopping"] is None:
-            _state["closed"] = True
+            closed.set()
             os.close(write_fd)  # the watcher reads the end of the pipe and returns
             watcher.join(1)
             os.close(read_fd)

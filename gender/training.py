@@ -115,10 +115,6 @@ def train(
         # a checkpoint holds the weights and Adam's two moments: 3 float32 per parameter
         check_space(Path(resume) if resume else config.out, kept * 12 * model.count_params())
     train_set, val_set = _load_splits(config)
-    if not isinstance(train_set, PackedSplit):  # packed shards were checked when packed
-        from gender.conflicts import check_training_labels
-
-        check_training_labels({"train": train_set, "val": val_set})
     if config.balance_groups or config.weigh_persons:
         flag = "--balance-groups" if config.balance_groups else "--weigh-persons"
         if strategy is not None or isinstance(train_set, PackedSplit):
@@ -130,6 +126,10 @@ def train(
             from gender.groups import group_names
 
             group_names(train_set.paths[:1], config.balance_groups)
+    if not isinstance(train_set, PackedSplit):  # packed shards were checked when packed
+        from gender.conflicts import check_training_labels
+
+        check_training_labels({"train": train_set, "val": val_set})
     # issue 14: only the chief writes the run folder; other workers get a temporary one
     run_dir = distribute.run_folder(config.out, config.model, resume)
     interrupt.keep(

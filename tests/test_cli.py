@@ -263,7 +263,6 @@ def test_train_image_too_small_for_cnn7(image_tree, tmp_path, capsys):
     [
         (["--image-size", "16"], "--image-size"),
         (["--augment", "sparkle"], "sparkle"),
-        (["--val-split", "1.5"], "--val-split"),
     ],
 )
 def test_train_bad_options(image_tree, tmp_path, capsys, flags, words):

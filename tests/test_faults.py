@@ -251,6 +251,7 @@ def test_sigterm_stops_a_multi_worker_chief(tmp_path):
         ["--lr", "-1"],
         ["--fine-tune-lr", "nan"],
         ["--val-split", "nan"],
+        ["--val-split", "1.5"],
         ["--peer-timeout", "nan"],
         ["--peer-timeout", "inf"],
     ],
@@ -544,7 +545,7 @@ def test_full_disk_commands(small_disk, image_tree, trained_run, capsys):
     status = gender_single_predict.main(
         [str(image_tree), str(trained_run / "best.keras"), "--csv", str(csv_path)]
     )
-    line = error_line(capsys.readouterr().err)
+    line = last_line(capsys.readouterr().err)
     assert status == 2 and line.startswith(f"error: {csv_path}: cannot be written (No space"), line
     assert not [p for p in small_disk.iterdir() if p.name.startswith(".")]
 

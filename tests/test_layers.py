@@ -19,10 +19,13 @@ CORE = {
     "gender.console",
     "gender.flags",
     "gender.images",
+    "gender.interrupt",
     "gender.runs",
+    "gender.tables",
 }
 DATA = {
     "gender.augment",
+    "gender.conflicts",
     "gender.data",
     "gender.features",
     "gender.groups",
