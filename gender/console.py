@@ -114,8 +114,14 @@ def run_cli(work: Callable[[], int | None]) -> int:
         with interrupt.handled():
             try:
                 return work() or 0
-            except KeyboardInterrupt as err:  # a signal, or Ctrl-C before the handlers
-                signum = getattr(err, "signum", signal.SIGINT)
+            except BaseException as err:
+                # a signal; or any error it caused (raised inside a callback from C++ code,
+                # an interrupted conversion comes back as the converter's own error)
+                signum = getattr(err, "signum", None) or interrupt.stopping()
+                if signum is None and isinstance(err, KeyboardInterrupt):
+                    signum = signal.SIGINT  # Ctrl-C before the handlers were installed
+                if signum is None:
+                    raise
                 print(f"\n{interrupt.stop_line(signum)}", file=sys.stderr, flush=True)
                 return 128 + signum
     except UserError as err:

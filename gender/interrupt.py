@@ -13,6 +13,7 @@ after that it prints the same line and ends the process itself. Nothing is half-
 either: files are written under temporary names and renamed whole (gender.atomic).
 """
 
+import _thread
 import contextlib
 import os
 import signal
@@ -62,8 +63,25 @@ def _handler(signum, frame) -> None:
     if _state["deferred"]:
         _state["pending"] = signum
         return
+    if _in_finalizer(frame):
+        # Python prints and drops an exception raised in __del__ (TensorFlow's objects have
+        # them), and the work would go on: the watcher delivers the signal again shortly.
+        return
     _state["stopping"] = signum
     raise Interrupted(signum)
+
+
+def _in_finalizer(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def stopping() -> int | None:
+    """The signal that is stopping the work, or None."""
+    return _state["stopping"]
 
 
 @contextlib.contextmanager
@@ -123,8 +141,10 @@ def _watch(read_fd: int, closed: threading.Event) -> None:
             continue
         started = time.monotonic()
         while time.monotonic() - started < GRACE_SECONDS or _state["deferred"]:
-            if closed.wait(0.1):
+            if closed.wait(0.25):
                 return
+            if _state["stopping"] is None and not _state["deferred"]:
+                _thread.interrupt_main(signums[0])  # the handler declined (in a __del__)
         signum = _state["stopping"] or signums[0]
         if not _state.get("reported"):
             print(f"\n{stop_line(signum)}", file=sys.stderr, flush=True)

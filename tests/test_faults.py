@@ -125,6 +125,27 @@ def test_a_main_thread_stuck_in_native_code_still_stops():
     assert stop_line(err) == "interrupted (SIGTERM): the test kept this"
 
 
+def test_a_signal_during_a_finalizer_is_not_lost():
+    """Python drops an exception raised in __del__ (TensorFlow's objects have them): the
+    signal is delivered again once the work is outside it."""
+    body = """
+        class Slow:
+            def __del__(self):
+                time.sleep(0.6)
+
+        while True:
+            Slow()
+            time.sleep(0.2)
+    """
+    proc = child(WORK.format(body=textwrap.indent(textwrap.dedent(body), " " * 8).strip()))
+    wait_for(proc, "working")
+    time.sleep(0.1)  # inside the first __del__
+    code, err, took, _ = stopped(proc, signal.SIGTERM, within=5)
+    assert code == 143 and took < 5, (code, took, err)
+    assert "Exception ignored" not in err
+    assert stop_line(err) == "interrupted (SIGTERM): the test kept this"
+
+
 def test_renames_that_belong_together_are_not_cut():
     body = """
         with interrupt.deferred():
