@@ -427,6 +427,21 @@ def test_a_file_set_is_all_new_or_all_old(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy", "x.txt"]  # no temporaries
 
 
+def test_a_folder_filled_by_crop_or_pack_appears_whole_or_not_at_all(tmp_path):
+    from gender.atomic import whole_folder
+
+    out = tmp_path / "crops"
+    with pytest.raises(KeyboardInterrupt), whole_folder(out) as work:
+        (work / "man").mkdir()
+        (work / "man" / "a.png").write_bytes(b"x")
+        raise KeyboardInterrupt
+    assert not list(tmp_path.iterdir())  # neither the folder nor its temporary
+    out.mkdir()  # an empty folder given as --out is taken
+    with whole_folder(out) as work:
+        (work / "a.png").write_bytes(b"x")
+    assert [p.name for p in tmp_path.iterdir()] == ["crops"] and (out / "a.png").is_file()
+
+
 def test_concurrent_file_sets_end_with_one_complete_set(tmp_path):
     from gender.atomic import file_set
 
