@@ -92,11 +92,20 @@ class RunRecorder(keras.callbacks.Callback):
         self._rotate(number)  # after the commit: the committed epoch's checkpoint always exists
 
     def _diverged(self, number: int, name: str, value: float) -> None:
-        """Stop the run: a loss of nan or inf means the weights are ruined from here on."""
-        kept = run_kept(self.run_dir, len(self.history))
+        """Stop the run: a loss of nan or inf means the weights are ruined from here on.
+
+        No resume command: resuming keeps the learning rate that diverged."""
+        done = len(self.history)
+        kept = (
+            "the chief's run folder keeps its last good epoch"
+            if not self.announce
+            else f"{self.run_dir} keeps epoch {done}, the last good one"
+            if done
+            else f"no epoch of {self.run_dir} was finished"
+        )
         raise UserError(
-            f"training stopped: {name} became {value} in epoch {number} (try a lower --lr); "
-            + (kept if self.announce else "the chief's run folder keeps its last good epoch")
+            f"training stopped: {name} became {value} in epoch {number}; {kept}; train again "
+            "with a lower --lr"
         )
 
     def _rotate(self, number: int) -> None:
