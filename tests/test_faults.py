@@ -510,6 +510,33 @@ def test_an_interrupted_bundle_keeps_the_previous_set(trained_run, tmp_path, cap
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.slow
+def test_two_bundles_into_one_folder_end_with_one_set(trained_run, tmp_path):
+    out = tmp_path / "pretrained"
+    procs = [
+        child(
+            "import sys, gender_train\n"
+            f"sys.exit(gender_train.main(['bundle', {str(trained_run)!r}, '--out', {str(out)!r},"
+            f" '--threshold', {threshold!r}]))"
+        )
+        for threshold in ("0.3", "0.7")
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    model, export = (
+        json.loads((out / name).read_text()) for name in ("face.json", "face.export.json")
+    )
+    assert model["threshold"] == export["threshold"] in (0.3, 0.7)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "face.export.json",
+        "face.int8.tflite",
+        "face.json",
+        "face.keras",
+        "face.tflite",
+    ]
+
+
 def test_the_truth_pair_is_replaced_together(image_tree, tmp_path, capsys, monkeypatch):
     stem = tmp_path / "truth"
     assert dataset_cli.main(["truth", str(image_tree), "--out", str(stem)]) == 0
