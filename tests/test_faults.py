@@ -603,13 +603,15 @@ def test_full_disk_commands(small_disk, image_tree, trained_run, capsys):
     argv = ["--data", str(image_tree), *TRAIN_FAST, "--epochs", "5", "--out", str(small_disk)]
     assert gender_train.main(argv) == 2
     assert "free on its disk" in error_line(capsys.readouterr().err)
-    # a write that fails past the checks: one line, no traceback
+    # prediction and evaluation check the space their tables need before the work
     csv_path = small_disk / "p.csv"
     status = gender_single_predict.main(
         [str(image_tree), str(trained_run / "best.keras"), "--csv", str(csv_path)]
     )
-    line = last_line(capsys.readouterr().err)
-    assert status == 2 and line.startswith(f"error: {csv_path}: cannot be written (No space"), line
+    assert status == 2 and "free on its disk" in last_line(capsys.readouterr().err)
+    argv = [str(image_tree), str(trained_run / "best.keras"), "--json", str(small_disk / "r.json")]
+    assert gender_mAP.main(argv) == 2
+    assert "free on its disk" in error_line(capsys.readouterr().err)
     assert not [p for p in small_disk.iterdir() if p.name.startswith(".")]
 
 

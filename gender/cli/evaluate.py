@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate_folder(args: argparse.Namespace) -> dict:
     from gender import interrupt
-    from gender.atomic import check_outputs, file_set
+    from gender.atomic import check_outputs, check_space, file_set
     from gender.console import warn
     from gender.data import class_folders, load_samples, person_ids
     from gender.images import parse_image_size
@@ -124,6 +124,9 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     inputs = [*class_folders(args.data), *samples.paths, weights]
     inputs += [args.data] if Path(args.data).is_file() else []
     check_outputs([(args.json, False), (args.errors, False), (args.plots, True)], inputs)
+    for path, size in ((args.json, 2**16), (args.errors, 80 * len(samples)), (args.plots, 2**19)):
+        if path:  # rough sizes: a report, a row per image at most, two pictures
+            check_space(Path(path).parent, size)
     interrupt.keep("no output of this run was written; earlier --json/--errors/--plots stay whole")
     predictor = Predictor.load(
         weights,

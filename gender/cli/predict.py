@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from gender.atomic import check_outputs
+    from gender.atomic import check_outputs, check_space
     from gender.data import expand_inputs
     from gender.images import parse_image_size
     from gender.predictor import Predictor
@@ -85,6 +85,8 @@ def predict(args: argparse.Namespace) -> int:
     paths = expand_inputs(inputs)
     outputs = [(output, False) for output in (args.csv, args.annotate, args.explain)]
     check_outputs(outputs, [*inputs, *paths, *([weights] if weights else [])])
+    if args.csv:  # a row per image: its path and ~40 characters of answer (twice: a temporary)
+        check_space(Path(args.csv).parent, 2 * sum(len(path) + 40 for path in paths))
     # Grad-CAM needs the gradients of the Keras model; the TFLite export has none.
     predictor = Predictor.load(
         weights,
