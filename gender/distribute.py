@@ -218,7 +218,7 @@ def wait_for_peers(timeout: float = PEER_TIMEOUT, every: float = 10.0) -> None:
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listener.bind((host, int(port)))
+        listener.bind(("", int(port)))  # every interface, as TensorFlow's server binds
         listener.listen(16)
         listener.settimeout(0.1)
     except OSError as err:
