@@ -156,23 +156,82 @@ def explain_image(
     return overlay(rgb, heat, mask)
 
 
-def add_legend(rgb: np.ndarray, text: str) -> np.ndarray:
-    """The picture with a strip below it: `text` (label and probability) and the colour scale.
+LEGEND_MIN_WIDTH = 360  # pixels: narrower pictures are enlarged so the caption fits
+
+
+def number_faces(rgb: np.ndarray, faces: "Sequence[Face]") -> np.ndarray:
+    """A copy with each face's number (1, 2, ... in the order given) in a box at its top left,
+    inside the face, as the terminal lines number them."""
+    import cv2
+
+    out = rgb.copy()
+    for number, face in enumerate(faces, 1):
+        x1, y1, x2, _ = (round(v) for v in face.box)
+        scale = max(0.5, (x2 - x1) / 150)
+        thickness = max(1, round(scale * 1.5))
+        text = str(number)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        x1, y1 = max(0, x1), max(0, y1)
+        cv2.rectangle(out, (x1, y1), (x1 + tw + 6, y1 + th + base + 6), (255, 255, 255), -1)
+        cv2.putText(out, text, (x1 + 3, y1 + th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thickness, cv2.LINE_AA)  # fmt: skip
+    return out
+
+
+def _wrap(text: str, width: int, scale: float, thickness: int) -> list[str]:
+    """`text` cut at spaces into lines that fit `width` pixels at this font scale."""
+    import cv2
+
+    lines, line = [], ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}".strip()
+        fits = cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0]
+        if line and fits > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return [*lines, line]
+
+
+def add_legend(rgb: np.ndarray, text: str, bar_label: str = "the answer") -> np.ndarray:
+    """The picture with a strip below it: `text` (what each overlay shows) and the colour scale,
+    its two ends labelled.
+
+    A picture narrower than LEGEND_MIN_WIDTH (a 48 or 96 px pedestrian crop) is enlarged first,
+    by a whole factor, so the caption is not cut off.
 
     Returns:
-        (H + strip, W, 3) uint8 RGB; the scale runs from blue (no evidence) to red (most).
+        (H' + strip, W', 3) uint8 RGB; the scale runs from blue (no evidence) to red (most).
     """
     import cv2
 
+    if rgb.shape[1] < LEGEND_MIN_WIDTH:
+        factor = -(-LEGEND_MIN_WIDTH // rgb.shape[1])
+        size = (rgb.shape[1] * factor, rgb.shape[0] * factor)
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_NEAREST)
     width = rgb.shape[1]
-    height = max(40, width // 12)
+    scale = min(1.0, max(0.45, width / 900))
+    thickness = 1 if scale < 0.8 else 2
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    lines = _wrap(text, width - 8, scale, thickness)
+    (_, text_height), base = cv2.getTextSize("Ag", font, scale, thickness)
+    line_height = text_height + base + 6
+    bar_height = max(10, line_height // 2)
+    height = line_height * (len(lines) + 1) + bar_height + 8
     strip = np.full((height, width, 3), 255, np.uint8)
-    scale = max(0.35, height / 80)
-    thickness = max(1, round(height / 40))
-    cv2.putText(strip, text, (4, height // 2 - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                thickness, cv2.LINE_AA)  # fmt: skip
-    bar_top, bar_bottom = height // 2 + 4, height - 4
-    ramp = np.uint8(np.linspace(0, 255, max(1, width - 8)))[None].repeat(bar_bottom - bar_top, 0)
+    for k, line in enumerate(lines):
+        cv2.putText(strip, line, (4, 4 + text_height + k * line_height), font, scale, (0, 0, 0),
+                    thickness, cv2.LINE_AA)  # fmt: skip
+    bar_top = len(lines) * line_height + 6
+    ramp = np.uint8(np.linspace(0, 255, max(1, width - 8)))[None].repeat(bar_height, 0)
     bar = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    strip[bar_top:bar_bottom, 4 : 4 + bar.shape[1]] = bar
+    strip[bar_top : bar_top + bar_height, 4 : 4 + bar.shape[1]] = bar
+    baseline = bar_top + bar_height + text_height + 4
+    small = scale * 0.85
+    right = f"most evidence for {bar_label}"
+    right_width = cv2.getTextSize(right, font, small, 1)[0][0]
+    cv2.putText(strip, "none", (4, baseline), font, small, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(strip, right, (max(4, width - 4 - right_width), baseline), font, small,
+                (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
     return np.concatenate([rgb, strip], axis=0)

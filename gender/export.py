@@ -62,6 +62,8 @@ def export_info(model: "keras.Model", info: dict) -> dict:
         "resize": "OpenCV INTER_AREA when shrinking, INTER_LINEAR when enlarging, no aspect kept",
         # the decision threshold on P(woman), when the bundle chose one (else 0.5)
         **({"threshold": info["threshold"]} if "threshold" in info else {}),
+        # the --uncertain band it suggests (--uncertain model), chosen with the threshold
+        **({"uncertain_band": info["uncertain_band"]} if "uncertain_band" in info else {}),
     }
 
 
@@ -430,7 +432,7 @@ def validation_threshold(
     with `person_pattern`, with every person weighing the same (a validation split cut from
     video can hold a few people in hundreds of frames: they would choose the threshold)."""
     from gender.data import person_ids, read_truth_table
-    from gender.metrics import equal_error_threshold, person_weights
+    from gender.metrics import coverage_table, equal_error_threshold, person_weights
     from gender.predictor import Predictor
 
     table = run_dir / "val.txt"
@@ -443,10 +445,24 @@ def validation_threshold(
         persons = person_ids(result.samples.paths, person_pattern)
         weights = person_weights(persons)
         how += f", {len(set(persons))} persons weighing the same ({person_pattern})"
-    threshold = equal_error_threshold(result.samples.labels, result.p_woman, weights)
+    threshold = round(equal_error_threshold(result.samples.labels, result.p_woman, weights), 4)
+    # the band that leaves the least sure 10% of the validation images unanswered: a suggestion
+    # for --uncertain model (the answers stay "always" unless a user asks)
+    share = 0.9
+    (row,) = coverage_table(result.samples.labels, result.p_woman, threshold, [share])
+    band = [round(row["band"][0], 4), round(row["band"][1], 4)] if row["band"] else None
     return {
-        "threshold": round(threshold, 4),
+        "threshold": threshold,
         "threshold_source": f"equal error rates on {table} ({how})",
+        **(
+            {
+                "uncertain_band": band,
+                "uncertain_band_source": f"the least sure {100 - 100 * share:.0f}% of {table} "
+                f"left unanswered (accuracy on the rest {100 * row['accuracy']:.2f}%)",
+            }
+            if band
+            else {}
+        ),
     }
 
 

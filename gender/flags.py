@@ -79,6 +79,32 @@ def probability(text: str) -> float:
     return _bounded_float(text, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
 
 
+def uncertain_band(text: str) -> "tuple[float, float] | str":
+    """LOW:HIGH, 0 <= LOW < HIGH <= 1: the P(woman) band answered `uncertain` (--uncertain);
+    or "model": the band stored with the model (`gender.metrics.resolve_band`)."""
+    if text == "model":
+        return text
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LOW:HIGH, e.g. 0.3:0.7")
+    low, high = (_bounded_float(part, lambda v: 0 <= v <= 1, "between 0 and 1") for part in parts)
+    if low >= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: LOW must be below HIGH")
+    return low, high
+
+
+def add_uncertain_flag(parser: argparse.ArgumentParser) -> None:
+    """--uncertain LOW:HIGH, the same in every script that answers."""
+    parser.add_argument(
+        "--uncertain",
+        type=uncertain_band,
+        metavar="LOW:HIGH",
+        help="answer 'uncertain' when LOW < P(woman) < HIGH (the band must hold the threshold); "
+        "accuracy then counts the answered images only; 'model': the band stored by "
+        "gender_train.py bundle --threshold val (default: always answer)",
+    )
+
+
 def smoothing(text: str) -> float:
     """A label-smoothing amount, 0 (none) up to but not including 0.5 (no information left)."""
     return _bounded_float(text, lambda v: 0 <= v < 0.5, "at least 0 and below 0.5")

@@ -4,12 +4,11 @@ AP is scikit-learn's `average_precision_score`, computed here with numpy (the sa
 test compares; importing scikit-learn cost half a second of every evaluation): the step-wise
 (non-interpolated) area under the precision-recall curve. It is not Keras' `AUC(curve="PR")`,
 which interpolates. AP(woman) ranks images by p = P(woman); AP(man) by 1 - p; mAP is the mean
-of the two. The report's other outputs (face counts, the errors CSV, the plots) are written here
-too, from the same numbers.
+of the two. The report's other outputs (face counts, the errors CSV, the confidence intervals,
+the coverage table) are computed here too, from the same numbers; `gender.report` draws them.
 """
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -105,6 +104,12 @@ def _ratio(numerator, denominator) -> float:
     return float(numerator / denominator) if denominator else float("nan")
 
 
+def _nanmean(values: Sequence[float]) -> float:
+    """The mean of the numbers that are not NaN; NaN (no warning) when none is."""
+    kept = [v for v in values if v == v]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
 def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.2f}"
 
@@ -124,6 +129,7 @@ def format_report(report: dict, title: str) -> str:
     lines += [f"mAP(%): {_pct(report['map'])}", ""]
     for key, rate in report["confusion_rates"].items():
         lines.append(f"{key:<16} {rate:.3f}" if rate == rate else f"{key:<16} n/a")
+    lines.append("(true==>answered: the share of each true class given each answer)")
     lines += ["", f"{'class':<8}{'support':>9}{'error%':>9}{'precision':>11}{'recall':>9}{'F1':>8}"]
     for name in names:
         lines.append(
@@ -309,56 +315,338 @@ def face_report(
     }
 
 
-def errors_csv(samples: "Samples", p_woman: np.ndarray, threshold: float) -> str:
-    """CSV text listing the misclassified images: path, true and predicted class, P(woman)."""
+def errors_csv(
+    samples: "Samples",
+    p_woman: np.ndarray,
+    threshold: float,
+    band: tuple[float, float] | None = None,
+) -> str:
+    """CSV text of the misclassified images, most wrong first: path, true and predicted class,
+    P(woman), the threshold and the margin |P(woman) - threshold| (how far past it the model
+    went: the largest margins are its most confident mistakes). Images left `uncertain` by
+    `band` are no mistakes and not listed."""
     from gender.tables import csv_text
 
-    rows = []
-    for path, label, p in zip(samples.paths, samples.labels, p_woman):
-        predicted = int(p >= threshold)
-        if predicted != label:
-            rows.append([path, CLASS_NAMES[label], CLASS_NAMES[predicted], f"{p:.4f}"])
-    return csv_text(["path", "true", "predicted", "p_woman"], rows)
+    labels, p_woman = np.asarray(samples.labels, int), np.asarray(p_woman, float)
+    given = answers(p_woman, threshold, band)
+    wrong = np.flatnonzero((given != labels) & (given != UNCERTAIN_ANSWER))
+    margin = np.abs(p_woman - threshold)
+    rows = [
+        [samples.paths[i], CLASS_NAMES[labels[i]], CLASS_NAMES[given[i]],
+         f"{p_woman[i]:.4f}", f"{threshold:.4f}", f"{margin[i]:.4f}"]
+        for i in wrong[np.argsort(-margin[wrong], kind="mergesort")]
+    ]  # fmt: skip
+    return csv_text(["path", "true", "predicted", "p_woman", "threshold", "margin"], rows)
 
 
-def save_plots(folder: Path, report: dict, labels: "ArrayLike", p_woman: "ArrayLike") -> None:
-    """Write folder/confusion_matrix.png and folder/pr_curves.png for one evaluation."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend to choose
-    from sklearn.metrics import precision_recall_curve  # only here: its import takes 0.5 s
+# --- Answering only when sure, and how sure the figures are ----------------------------------
 
-    from gender.atomic import atomic_path
+UNCERTAIN = "uncertain"  # the answer inside an --uncertain band
+UNCERTAIN_ANSWER = -1  # its code among the 0/1 class answers
+COVERAGE_SHARES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.5)
+CONFIDENCE = 0.95  # of the bootstrap intervals
+BOOTSTRAP_DRAWS = 1000
 
-    fig = Figure(figsize=(4, 4))
-    ax = fig.subplots()
-    matrix = report["confusion_matrix"]
-    ax.imshow(matrix, cmap="Blues")
-    middle = (max(map(max, matrix)) + min(map(min, matrix))) / 2
-    for i in range(2):
-        for j in range(2):
-            # white on the dark cells, black on the light ones: readable on every shade
-            colour = "white" if matrix[i][j] > middle else "black"
-            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", color=colour, fontsize=14)
-    ax.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xticklabels=CLASS_NAMES,
-        yticklabels=CLASS_NAMES,
-        xlabel="predicted",
-        ylabel="true",
-        title="confusion matrix",
+
+def answers(
+    p_woman: "ArrayLike", threshold: float = THRESHOLD, band: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Each image's answer: 1 woman, 0 man, or UNCERTAIN_ANSWER (-1) when LOW < P(woman) < HIGH
+    for `band` = (LOW, HIGH); without a band every image is answered."""
+    p_woman = np.asarray(p_woman, float)
+    given = (p_woman >= threshold).astype(int)
+    if band is not None:
+        given[(p_woman > band[0]) & (p_woman < band[1])] = UNCERTAIN_ANSWER
+    return given
+
+
+def resolve_band(
+    band: "tuple[float, float] | str | None", info: dict, threshold: float
+) -> tuple[float, float] | None:
+    """The --uncertain band to use: as given, or with "model" the one stored in the model's
+    JSON (`info`); checked against the threshold."""
+    if band == "model":
+        if "uncertain_band" not in info:
+            raise UserError(
+                "--uncertain model: this model stores no band (gender_train.py bundle "
+                "--threshold val stores one); give LOW:HIGH"
+            )
+        band = tuple(info["uncertain_band"])
+    check_band(band, threshold)
+    return band
+
+
+def check_band(band: tuple[float, float] | None, threshold: float) -> None:
+    """A band must hold the threshold: else one side of it would answer against the threshold."""
+    if band is not None and not band[0] <= threshold <= band[1]:
+        raise UserError(
+            f"--uncertain {band[0]:g}:{band[1]:g} does not hold the threshold {threshold:g}; "
+            "choose LOW at or below it and HIGH at or above it"
+        )
+
+
+def uncertain_report(
+    labels: "ArrayLike", p_woman: "ArrayLike", threshold: float, band: tuple[float, float]
+) -> dict:
+    """The figures when the model may answer `uncertain` inside `band`: accuracy and each
+    class's error rate over the answered images only, and how many were left unanswered."""
+    labels = np.asarray(labels, int)
+    given = answers(p_woman, threshold, band)
+    answered = given != UNCERTAIN_ANSWER
+    correct = answered & (given == labels)
+    error_rate, unanswered = {}, {}
+    for i, name in enumerate(CLASS_NAMES):
+        mine = labels == i
+        error_rate[name] = _ratio(np.sum(mine & answered & ~correct), np.sum(mine & answered))
+        unanswered[name] = int(np.sum(mine & ~answered))
+    n_answered = int(answered.sum())
+    return {
+        "band": [float(band[0]), float(band[1])],
+        "answered": n_answered,
+        "unanswered": len(labels) - n_answered,
+        "unanswered_share": _ratio(len(labels) - n_answered, len(labels)),
+        "unanswered_by_class": unanswered,
+        "accuracy_answered": _ratio(int(correct.sum()), n_answered),
+        "balanced_accuracy_answered": 1.0 - _nanmean(list(error_rate.values())),
+        "error_rate_answered": error_rate,
+    }
+
+
+def format_uncertain(report: dict) -> str:
+    """`uncertain_report` as two lines."""
+    low, high = report["band"]
+    errors = report["error_rate_answered"]
+    return "\n".join(
+        [
+            "",
+            f"uncertain when {low:g} < P(woman) < {high:g}: {report['unanswered']} image(s) "
+            f"unanswered ({_pct(report['unanswered_share'])}%), {report['answered']} answered",
+            f"on the answered: accuracy(%) {_pct(report['accuracy_answered'])}   balanced "
+            f"accuracy(%) {_pct(report['balanced_accuracy_answered'])}   error% "
+            + ", ".join(f"{n} {_pct(errors[n])}" for n in CLASS_NAMES),
+        ]
     )
-    fig.tight_layout()
-    with atomic_path(folder / "confusion_matrix.png") as tmp:
-        fig.savefig(tmp, dpi=100)
 
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
-    for label, name in enumerate(CLASS_NAMES):
-        scores = p_woman if label == 1 else 1 - p_woman
-        precision, recall, _ = precision_recall_curve(labels == label, scores)
-        ax.step(recall, precision, where="post", label=f"{name} (AP {report['ap'][name]:.3f})")
-    ax.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(folder / "pr_curves.png") as tmp:
-        fig.savefig(tmp, dpi=100)
+
+def coverage_table(
+    labels: "ArrayLike",
+    p_woman: "ArrayLike",
+    threshold: float = THRESHOLD,
+    shares: Sequence[float] = COVERAGE_SHARES,
+) -> list[dict]:
+    """Accuracy when the model answers only its surest share of the images.
+
+    "Surest" is the distance of P(woman) from the threshold. Each row gives the share, the
+    images answered, their accuracy and the `--uncertain` band that leaves the rest unanswered
+    (None for 100%).
+    """
+    labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
+    distance = np.abs(p_woman - threshold)
+    order = np.argsort(-distance, kind="mergesort")
+    correct = ((p_woman >= threshold).astype(int) == labels)[order]
+    rows = []
+    for share in shares:
+        count = max(1, int(np.floor(share * len(labels) + 1e-9)))  # at most the share
+        cut = float(distance[order][count - 1])
+        # P(woman) lies in [0, 1]: so does a band that --uncertain accepts
+        band = (
+            None if count == len(labels) else [max(0.0, threshold - cut), min(1.0, threshold + cut)]
+        )
+        rows.append(
+            {
+                "share": float(share),
+                "answered": count,
+                "accuracy": float(correct[:count].mean()),
+                "band": band,
+            }
+        )
+    return rows
+
+
+def format_coverage(rows: list[dict]) -> str:
+    """The coverage table as text: how accuracy grows as the model answers less."""
+    lines = ["", "answering only the surest share (distance of P(woman) from the threshold)"]
+    lines.append(f"{'share':>7}{'answered':>10}{'accuracy%':>11}   uncertain band")
+    for row in rows:
+        band = row["band"]
+        text = "none" if band is None else f"{band[0]:.3f}:{band[1]:.3f}"
+        lines.append(
+            f"{100 * row['share']:>6.0f}%{row['answered']:>10}{_pct(row['accuracy']):>11}   {text}"
+        )
+    return "\n".join(lines)
+
+
+def threshold_sweep(
+    labels: "ArrayLike", p_woman: "ArrayLike", thresholds: "ArrayLike | None" = None
+) -> dict:
+    """Each class's error rate at every threshold of a grid (default 0.00, 0.01, ..., 1.00)."""
+    labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
+    grid = np.linspace(0, 1, 101) if thresholds is None else np.asarray(thresholds, float)
+    men, women = np.sort(p_woman[labels == 0]), np.sort(p_woman[labels == 1])
+    man_error = 1.0 - np.searchsorted(men, grid, "left") / max(1, len(men))
+    woman_error = np.searchsorted(women, grid, "left") / max(1, len(women))
+    return {
+        "threshold": grid.round(6).tolist(),
+        "error_rate": {"man": man_error.tolist(), "woman": woman_error.tolist()},
+    }
+
+
+def threshold_advice(labels: "ArrayLike", p_woman: "ArrayLike", threshold: float) -> dict:
+    """The equal-error threshold on this set and what moving there would change."""
+    eer = equal_error_threshold(labels, p_woman)
+    now, then = evaluate(labels, p_woman, threshold), evaluate(labels, p_woman, eer)
+    return {
+        "equal_error_threshold": eer,
+        "error_rate_now": now["error_rate"],
+        "error_rate_at_equal_error": then["error_rate"],
+        "accuracy_now": now["accuracy"],
+        "accuracy_at_equal_error": then["accuracy"],
+        "balanced_accuracy_at_equal_error": then["balanced_accuracy"],
+    }
+
+
+def advice_sentence(advice: dict, threshold: float) -> str:
+    """One sentence: what the equal-error threshold would change on this set."""
+    now, then = advice["error_rate_now"], advice["error_rate_at_equal_error"]
+    eer = advice["equal_error_threshold"]
+    if abs(eer - threshold) < 5e-4:
+        return f"The threshold {threshold:.3f} already gives both classes about equal error rates."
+    return (
+        f"At the equal-error threshold {eer:.3f} (now {threshold:.3f}) the error rates would be "
+        + ", ".join(f"{n} {_pct(then[n])}%" for n in CLASS_NAMES)
+        + " (now "
+        + ", ".join(f"{n} {_pct(now[n])}%" for n in CLASS_NAMES)
+        + f") and accuracy {_pct(advice['accuracy_at_equal_error'])}% (now "
+        f"{_pct(advice['accuracy_now'])}%). Chosen on this set itself, it flatters it: choose "
+        "it on a validation split (gender_train.py bundle --threshold val)."
+    )
+
+
+def pr_curve(is_positive: "ArrayLike", scores: "ArrayLike") -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at each distinct score, from the highest, as `average_precision`."""
+    is_positive, scores = np.asarray(is_positive, bool), np.asarray(scores, float)
+    order = np.argsort(-scores, kind="mergesort")
+    ranked, hits = scores[order], is_positive[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    true_positives = np.cumsum(hits)[ends]
+    return true_positives / max(1, true_positives[-1]), true_positives / (ends + 1)
+
+
+def roc_curve(is_positive: "ArrayLike", scores: "ArrayLike") -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at each distinct score, from (0, 0)."""
+    is_positive, scores = np.asarray(is_positive, bool), np.asarray(scores, float)
+    order = np.argsort(-scores, kind="mergesort")
+    ranked, hits = scores[order], is_positive[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tp, fp = np.cumsum(hits)[ends], np.cumsum(~hits)[ends]
+    return np.r_[0.0, fp / max(1, fp[-1])], np.r_[0.0, tp / max(1, tp[-1])]
+
+
+def draw_counts(rng: np.random.Generator, units: int, size: int) -> np.ndarray:
+    """(size, units) int32: how often each unit is drawn in each of `size` resamplings of
+    `units` units with replacement (a bincount per row: far faster than a multinomial)."""
+    drawn = rng.integers(0, units, (size, units)) + units * np.arange(size)[:, None]
+    return np.bincount(drawn.ravel(), minlength=size * units).reshape(size, units).astype(np.int32)
+
+
+def bootstrap_intervals(
+    labels: "ArrayLike",
+    p_woman: "ArrayLike",
+    threshold: float = THRESHOLD,
+    persons: Sequence[str] | None = None,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+) -> dict:
+    """95% percentile-bootstrap intervals of accuracy, balanced accuracy, each class's error
+    rate and AP, and mAP.
+
+    Each draw resamples the images with replacement; with `persons` it resamples persons (all
+    of a drawn person's images together): frames of one person are not independent, and
+    resampling them one by one would give intervals too narrow. A draw is a count per image, so
+    AP needs one sort for all draws (a drawn image's copies tie, as in `average_precision`), and
+    AP(man)'s ranking is AP(woman)'s read backwards (ties are whole groups either way).
+
+    Returns:
+        {"confidence": 0.95, "draws": n, "unit": "images" or "persons", "accuracy": [lo, hi],
+        "balanced_accuracy": ..., "map": ..., "error_rate": {class: [lo, hi]}, "ap": {...}}
+    """
+    labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
+    rng = np.random.default_rng(seed)
+    correct = ((p_woman >= threshold).astype(int) == labels).astype(np.int32)
+    if persons is not None:
+        unit = _person_index(persons)[0]
+        units = int(unit.max()) + 1
+    else:
+        unit, units = np.arange(len(labels)), len(labels)
+    # images by P(woman), highest first; `ends` closes each run of tied scores, `starts` opens it
+    order = np.argsort(-p_woman, kind="mergesort")
+    ends = np.r_[np.flatnonzero(np.diff(p_woman[order])), len(order) - 1]
+    starts = np.r_[0, ends[:-1] + 1]
+    is_woman = (labels[order] == 1).astype(np.int32)
+    values = {key: [] for key in ("accuracy", "balanced_accuracy", "map")}
+    values.update({f"error_rate/{n}": [] for n in CLASS_NAMES})
+    values.update({f"ap/{n}": [] for n in CLASS_NAMES})
+    chunk = max(1, 4_000_000 // max(1, len(labels)))  # bounded memory: (chunk, N) counts
+    for begin in range(0, draws, chunk):
+        counts = draw_counts(rng, units, min(chunk, draws - begin))[:, unit]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values["accuracy"].append(counts @ correct / counts.sum(1))
+            errors = []
+            for i, name in enumerate(CLASS_NAMES):
+                mine = counts[:, labels == i]
+                rate = 1.0 - mine @ correct[labels == i] / mine.sum(1)
+                values[f"error_rate/{name}"].append(rate)
+                errors.append(rate)
+            values["balanced_accuracy"].append(1.0 - np.nanmean(errors, axis=0))
+            ranked = counts[:, order]
+            seen = np.cumsum(ranked, axis=1)  # images at or above each score, P(woman) order
+            women = np.cumsum(ranked * is_woman, axis=1)
+            total, total_women = seen[:, -1:], women[:, -1:]
+            ap_woman = _ap_from_counts(women[:, ends], seen[:, ends])
+            # by P(man), highest first: the groups backwards, each counting what lies at or
+            # below its first image in P(woman) order
+            seen_before = np.where(starts > 0, seen[:, starts - 1], 0)
+            women_before = np.where(starts > 0, women[:, starts - 1], 0)
+            men_upto = (total - seen_before) - (total_women - women_before)
+            ap_man = _ap_from_counts(men_upto[:, ::-1], (total - seen_before)[:, ::-1])
+            values["ap/man"].append(ap_man)
+            values["ap/woman"].append(ap_woman)
+            values["map"].append((ap_man + ap_woman) / 2)
+    tail = 100 * (1 - CONFIDENCE) / 2
+    out = {"confidence": CONFIDENCE, "draws": draws, "unit": "persons" if persons else "images"}
+    for key, parts in values.items():
+        drawn = np.concatenate(parts)
+        drawn = drawn[np.isfinite(drawn)]
+        bounds = [float("nan")] * 2 if not len(drawn) else np.percentile(drawn, [tail, 100 - tail])
+        interval = [float(b) for b in bounds]
+        if "/" in key:
+            group, name = key.split("/")
+            out.setdefault(group, {})[name] = interval
+        else:
+            out[key] = interval
+    return out
+
+
+def _ap_from_counts(true_positives: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """AP per row from cumulative positives and images at each distinct score, best first."""
+    precision = np.where(seen > 0, true_positives / np.maximum(seen, 1), 0.0)
+    recall = true_positives / true_positives[:, -1:]
+    return np.sum(np.diff(recall, prepend=0.0, axis=1) * precision, axis=1)
+
+
+def format_intervals(report: dict, intervals: dict) -> str:
+    """The headline figures with their intervals, one line each."""
+    unit = intervals["unit"]
+    head = f"{round(100 * intervals['confidence'])}% confidence intervals (bootstrap over {unit})"
+    lines = ["", head]
+    rows = [
+        ("accuracy", report["accuracy"], intervals["accuracy"]),
+        ("balanced accuracy", report["balanced_accuracy"], intervals["balanced_accuracy"]),
+        ("mAP", report["map"], intervals["map"]),
+    ]
+    rows += [
+        (f"error {n}", report["error_rate"][n], intervals["error_rate"][n]) for n in CLASS_NAMES
+    ]
+    for name, value, (low, high) in rows:
+        lines.append(f"{name + '(%)':<22}{_pct(value):>7}   [{_pct(low)}, {_pct(high)}]")
+    return "\n".join(lines)

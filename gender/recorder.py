@@ -78,13 +78,15 @@ class RunRecorder(keras.callbacks.Callback):
         with atomic_path(checkpoint) as tmp:
             (self.full_model or self.model).save(tmp)
         write_history(self.run_dir, self.history)
-        plot_curves(self.history, self.run_dir / "curves.png")
         link_over(checkpoint, self.run_dir / "last.keras")
         score = row.get(self.monitor)
         if score is not None and score < self.best:
             self.best = score
             link_over(checkpoint, self.run_dir / "best.keras")
             self.info.update(best_epoch=number, best_metric={self.monitor: score})
+        switches = [phase["last_epoch"] for phase in self.info.get("phases", [])[:-1]]
+        best = self.info.get("best_epoch")
+        plot_curves(self.history, self.run_dir / "curves.png", best, switches, self.monitor)
         self.info["epochs_done"] = number
         write_run_info(self.run_dir, self.info)
         if self.announce:
@@ -116,10 +118,24 @@ class RunRecorder(keras.callbacks.Callback):
             old.unlink()  # best.keras and last.keras are separate links and stay
 
 
-def plot_curves(history: list[dict], path: str | Path) -> None:
-    """Loss and accuracy per epoch for train and validation (seed 001's Figure 2), as a PNG."""
+def plot_curves(
+    history: list[dict],
+    path: str | Path,
+    best_epoch: int | None = None,
+    switches: list[int] | None = None,
+    monitor: str = "val_loss",
+) -> None:
+    """Loss and accuracy per epoch for train and validation (seed 001's Figure 2), as a PNG.
+
+    Args:
+        best_epoch: marked with a dashed line (the epoch best.keras holds).
+        switches: the last epoch of each phase but the last: a dotted line after each, where
+            training went from the head alone to fine-tuning the backbone (the curves jump there).
+        monitor: the metric that picked the best epoch, named in the legend.
+    """
     # The object API needs no pyplot and so no global backend choice (matplotlib.use).
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(10, 4))
@@ -129,10 +145,17 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
             values = [row.get(prefix + metric) for row in history]
             if any(v is not None for v in values):
                 ax.plot(epochs, values, marker="o", label=label)
+        for k, switch in enumerate(switches or []):
+            ax.axvline(switch + 0.5, color="grey", linestyle=":",
+                       label="head -> fine-tuning" if k == 0 else None)  # fmt: skip
+        if best_epoch:
+            ax.axvline(best_epoch, color="green", linestyle="--",
+                       label=f"best epoch {best_epoch} ({monitor})")  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)

@@ -254,6 +254,12 @@ def train(
         else:  # issue 14: under a tf.distribute strategy, or streaming packed shards
             _fit_phase_custom(*args, strategy)
         keep_optimizer = False
+    if distribute.is_chief():  # before the cache goes: the validation images are decoded there
+        from gender.report import run_page
+
+        page = run_page(run_dir, val_set, val_x, info)
+        if page:
+            print(f"evaluation page of best.keras on the validation split: {page}")
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: possibly gigabytes
     if not distribute.finish(run_dir):  # a worker other than the chief: its folder is gone
         return None

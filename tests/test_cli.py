@@ -430,13 +430,16 @@ def test_map_plots(evaluation):
 
 def test_map_errors_csv(evaluation):
     rows = read_csv(evaluation["folder"] / "errors.csv")
-    assert rows[0] == ["path", "true", "predicted", "p_woman"]
+    assert rows[0] == ["path", "true", "predicted", "p_woman", "threshold", "margin"]
     report = evaluation["report"]
     assert len(rows) - 1 == report["n"] - report["correct"]
-    for path, true, predicted, p in rows[1:]:
+    for path, true, predicted, p, threshold, margin in rows[1:]:
         assert true != predicted and {true, predicted} == {"man", "woman"}
-        assert (float(p) >= 0.5) == (predicted == "woman")
+        assert (float(p) >= float(threshold)) == (predicted == "woman")
+        assert float(margin) == pytest.approx(abs(float(p) - float(threshold)), abs=2e-4)
         assert f"/{true}/" in path
+    margins = [float(row[-1]) for row in rows[1:]]
+    assert margins == sorted(margins, reverse=True)  # the most wrong first
 
 
 def test_map_on_a_folder_with_a_run_folder_as_weights(trained_run, image_tree, capsys):

@@ -344,7 +344,17 @@ def test_bundle_threshold_val_is_stored_and_used_by_default(trained_run, tmp_pat
     task = json.loads((trained_run / "run.json").read_text())["task"]
     info = json.loads((out / f"{task}.json").read_text())
     assert "val.txt" in info["threshold_source"]
-    assert json.loads((out / f"{task}.export.json").read_text())["threshold"] == info["threshold"]
+    exported = json.loads((out / f"{task}.export.json").read_text())
+    assert exported["threshold"] == info["threshold"]
+    # with it, the band that leaves the least sure 10% of val.txt unanswered (--uncertain model)
+    low, high = info["uncertain_band"]
+    assert low <= info["threshold"] <= high and exported["uncertain_band"] == [low, high]
+    argv = [str(trained_run / "val.txt"), str(out / f"{task}.keras"), "--uncertain", "model",
+            "--json", str(tmp_path / "band.json")]  # fmt: skip
+    assert gender_mAP.main(argv) == 0
+    band_report = json.loads((tmp_path / "band.json").read_text())["uncertain"]
+    assert band_report["band"] == [low, high]
+    assert band_report["unanswered"] <= 0.1 * band_report["answered"] + 2
     # the stored threshold equalises the errors of the model's own P(woman) on val.txt
     val = read_truth_table(trained_run / "val.txt")
     result = Predictor.load(trained_run / "best.keras", backend="keras").folder(val, 64)

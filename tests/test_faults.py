@@ -465,7 +465,7 @@ def test_concurrent_file_sets_end_with_one_complete_set(tmp_path):
 def test_interrupted_evaluation_keeps_the_previous_outputs(
     trained_run, image_tree, tmp_path, capsys, monkeypatch
 ):
-    import gender.metrics
+    import gender.report
 
     outputs = ["--json", str(tmp_path / "r.json"), "--errors", str(tmp_path / "e.csv"),
                "--plots", str(tmp_path / "plots")]  # fmt: skip
@@ -477,11 +477,11 @@ def test_interrupted_evaluation_keeps_the_previous_outputs(
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gender.metrics, "save_plots", interrupted)
+    monkeypatch.setattr(gender.report, "save_plots", interrupted)
     capsys.readouterr()
     assert gender_mAP.main([*argv, "--threshold", "0.3"]) == 130
     line = stop_line(capsys.readouterr().err)
-    assert "earlier --json/--errors/--plots stay whole" in line and "--resume" not in line
+    assert "earlier --json/--errors/--plots/--report stay whole" in line and "--resume" not in line
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before  # and no temporaries beside them
 

@@ -44,6 +44,7 @@ PIPELINE = {
     "gender.output",
     "gender.predictor",
     "gender.recorder",
+    "gender.report",
     "gender.training",
 }
 MAY_IMPORT = {

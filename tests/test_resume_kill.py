@@ -25,7 +25,8 @@ from gender.runs import read_history, read_run_info
 
 EPOCHS = 5
 START_TIMEOUT = 300  # seconds to reach the kill point; the machine may be busy training
-RUN_FILES = {"best.keras", "last.keras", "history.csv", "curves.png", "val.txt", "run.json"}
+RUN_FILES = {"best.keras", "last.keras", "history.csv", "curves.png", "val.txt", "run.json",
+             "report.html"}  # fmt: skip
 
 
 def _finished_checkpoint(run_dir: Path, number: int):

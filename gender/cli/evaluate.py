@@ -6,6 +6,7 @@ python gender_mAP.py DIR --task pedestrian --plots plots/ --errors errors.csv
 python gender_mAP.py portraits/ --detect-faces     # on each image's largest aligned face
 python gender_mAP.py data/faces_bfw/val --groups bfw-ethnicity   # error rates per group
 python gender_mAP.py data/ped_test --task pedestrian --by-person '^([^_]+__[^_.]+)'  # per person
+python gender_mAP.py val --report report.html --uncertain 0.3:0.7   # one page to look at
 """
 
 import argparse
@@ -20,6 +21,7 @@ from gender.flags import (
     add_min_face_flag,
     add_model_flags,
     add_person_flag,
+    add_uncertain_flag,
     apply_common_flags,
     probability,
     tolerant_console,
@@ -51,8 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
         "model's own, chosen on its validation split when bundled with --threshold val; else 0.5)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
-    parser.add_argument("--plots", metavar="DIR", help="save confusion matrix and PR curves (PNG)")
-    parser.add_argument("--errors", metavar="PATH", help="CSV of the misclassified images")
+    parser.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="save the confusion matrix, PR and ROC curves and, with --groups, groups.png (PNG)",
+    )
+    parser.add_argument(
+        "--errors", metavar="PATH", help="CSV of the misclassified images, most wrong first"
+    )
+    parser.add_argument(
+        "--report",
+        metavar="PAGE.html",
+        help="one self-contained HTML page: figures with confidence intervals, plots, the "
+        "threshold, galleries of the mistakes (open it in any browser)",
+    )
+    parser.add_argument(
+        "--explain-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --report: Grad-CAM of the N most confident mistakes (runs the Keras model)",
+    )
+    add_uncertain_flag(parser)
     add_min_face_flag(parser)
     parser.add_argument(
         "--detect-faces",
@@ -96,18 +118,24 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     from gender.data import class_folders, load_samples, person_ids
     from gender.images import parse_image_size
     from gender.metrics import (
+        advice_sentence,
         errors_csv,
-        evaluate,
         face_report,
+        format_coverage,
         format_groups,
+        format_intervals,
         format_persons,
         format_report,
+        format_uncertain,
         group_report,
         person_report,
-        save_plots,
+        resolve_band,
     )
     from gender.predictor import Predictor, default_weights
+    from gender.report import figures
 
+    if args.explain_errors and not args.report:
+        raise UserError("--explain-errors draws on the --report page: give --report PAGE.html")
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
@@ -123,11 +151,17 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     # before the work: an output never lands on (or inside) what is read
     inputs = [*class_folders(args.data), *samples.paths, weights]
     inputs += [args.data] if Path(args.data).is_file() else []
-    check_outputs([(args.json, False), (args.errors, False), (args.plots, True)], inputs)
-    for path, size in ((args.json, 2**16), (args.errors, 80 * len(samples)), (args.plots, 2**19)):
-        if path:  # rough sizes: a report, a row per image at most, two pictures
+    outputs = [(args.json, False), (args.errors, False), (args.plots, True), (args.report, False)]
+    check_outputs(outputs, inputs)
+    # rough sizes: a report, a row per image at most, the pictures, a page (capped galleries)
+    sizes = [(args.json, 2**16), (args.errors, 80 * len(samples)), (args.plots, 2**19),
+             (args.report, 2**21)]  # fmt: skip
+    for path, size in sizes:
+        if path:
             check_space(Path(path).parent, size)
-    interrupt.keep("no output of this run was written; earlier --json/--errors/--plots stay whole")
+    interrupt.keep(
+        "no output of this run was written; earlier --json/--errors/--plots/--report stay whole"
+    )
     predictor = Predictor.load(
         weights,
         task=args.task,
@@ -137,12 +171,14 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     )
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)  # before predicting: int8 re-checks around it
+    args.uncertain = resolve_band(args.uncertain, predictor.info, predictor.threshold)
     result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
     weights, info, size = given or predictor.weights, predictor.info, predictor.size
     threshold = result.threshold
 
-    report = evaluate(kept.labels, p_woman, threshold)
+    persons = person_ids(kept.paths, args.by_person) if args.by_person else None
+    report = figures(kept.labels, p_woman, threshold, persons, args.uncertain)
     report.update(
         dataset=str(args.data),
         weights=str(weights),
@@ -152,6 +188,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         threshold_source=predictor.threshold_source,
         about=predictor.describe(),
         skipped_unreadable=skipped,
+        setting=setting(args, predictor),
     )
     if args.detect_faces:
         report["faces"] = face_report(kept, p_woman, result.has_face, crops, threshold)
@@ -160,10 +197,14 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         report["by_group"] = group_report(kept.labels, p_woman, groups, threshold)
         report["by_group"]["source"] = args.groups
     if args.by_person:
-        persons = person_ids(kept.paths, args.by_person)
         report["by_person"] = person_report(kept.labels, p_woman, persons, threshold)
         report["by_person"]["source"] = args.by_person
     print(format_report(report, title))
+    print(format_intervals(report, report["intervals"]))
+    if args.uncertain:
+        print(format_uncertain(report["uncertain"]))
+    print(format_coverage(report["coverage"]))
+    print(advice_sentence(report["threshold_advice"], threshold))
     if args.by_person:
         print(format_persons(report["by_person"]))
     if args.groups:
@@ -189,17 +230,67 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         if args.json:
             files.add(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         if args.errors:
-            text = errors_csv(kept, p_woman, threshold)
+            text = errors_csv(kept, p_woman, threshold, args.uncertain)
             files.add(args.errors).write_text(text, encoding="utf-8", errors="surrogateescape")
         if args.plots:
-            save_plots(files.add(args.plots, folder=True), report, kept.labels, p_woman)
+            from gender.report import save_plots
+
+            plot_title = f"{info['model']} ({Path(weights).name}) on {title}"
+            folder = files.add(args.plots, folder=True)
+            save_plots(folder, report, kept.labels, p_woman, plot_title)
+        if args.report:
+            page = write_report(files.add(args.report), report, kept, p_woman, args, weights)
     if args.json:
         print(f"numbers written to {args.json}")
     if args.errors:
-        print(f"misclassified images listed in {args.errors}")
+        print(f"misclassified images listed in {args.errors} (most wrong first)")
     if args.plots:
-        print(f"confusion_matrix.png and pr_curves.png written to {args.plots}")
+        groups = " and groups.png" if args.groups else ""
+        print(f"confusion_matrix.png, pr_curves.png{groups} written to {args.plots}")
+    if args.report:
+        print(f"report page written to {args.report} ({page})")
     return report
+
+
+def setting(args: argparse.Namespace, predictor) -> dict:
+    """What the page's header says beyond the figures: task, date, where the threshold came from."""
+    from datetime import datetime, timezone
+
+    source = predictor.threshold_source
+    if args.threshold is None and "threshold_source" in predictor.info:
+        source += f": {predictor.info['threshold_source']}"  # how the bundle chose it
+    return {
+        "task": predictor.task,
+        "model_name": predictor.model_name,
+        "threshold_source": source,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "detect_faces": bool(args.detect_faces),
+        "uncertain": list(args.uncertain) if args.uncertain else None,
+    }
+
+
+def write_report(path: Path, report: dict, kept, p_woman, args, weights) -> str:
+    """The HTML page, with Grad-CAM of the first --explain-errors mistakes; returns its size
+    and the seconds it took, in words."""
+    import time
+
+    from gender.report import explain_mistakes, gallery_indices, write_page
+
+    started = time.perf_counter()
+    explained, note = [], ""
+    if args.explain_errors > 0:
+        wrong, _ = gallery_indices(kept.labels, p_woman, report["threshold"], args.uncertain)
+        mistakes = [kept.paths[i] for i in wrong]
+        explained = explain_mistakes(weights, mistakes, args.detect_faces, args.explain_errors)
+        note = (
+            "The overlays come from the .keras model (Grad-CAM needs its gradients); the other "
+            f"P(woman) figures on this page come from the {report['backend']} backend, so each "
+            "caption gives both."
+        )
+    size = write_page(
+        path, report, kept.labels, p_woman, kept.paths, explained, args.uncertain, note
+    )
+    return f"{size / 2**20:.1f} MB in {time.perf_counter() - started:.1f} s"
 
 
 if __name__ == "__main__":

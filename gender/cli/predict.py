@@ -3,6 +3,7 @@
 python gender_single_predict.py photo.jpg weights/cnn7-20261122-101500/best.keras
 python gender_single_predict.py photo.jpg --annotate boxes.jpg --explain heatmap.png
 python gender_single_predict.py crops/ --weights best.keras --csv predictions.csv
+python gender_single_predict.py photo.jpg --uncertain 0.3:0.7   # no answer when unsure
 Exit status: 0 done, 1 some images unreadable, 2 error, 3 an image without a face.
 """
 
@@ -16,6 +17,7 @@ from gender.flags import (
     add_common_flags,
     add_min_face_flag,
     add_model_flags,
+    add_uncertain_flag,
     apply_common_flags,
     probability,
     tolerant_console,
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="detect faces in folders too (by default only image files are searched for faces)",
     )
+    add_uncertain_flag(parser)
     parser.add_argument("--annotate", metavar="OUT.jpg", help="one image: draw boxes and labels")
     parser.add_argument(
         "--explain",
@@ -97,6 +100,9 @@ def predict(args: argparse.Namespace) -> int:
     )
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)
+    from gender.metrics import resolve_band
+
+    args.uncertain = resolve_band(args.uncertain, predictor.info, predictor.threshold)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     if (args.annotate or args.explain) and not single:
         raise UserError("--annotate and --explain need exactly one image file")
@@ -125,7 +131,9 @@ def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
     # One bad image alone is an error naming it; among many it is reported and skipped.
     result = predictor.folder(samples, args.batch_size, skip_bad=len(paths) > 1)
     if single and not args.csv:
-        answer = verdict(result.p_woman[0], result.threshold, model_phrase(predictor))
+        answer = verdict(
+            result.p_woman[0], result.threshold, model_phrase(predictor), args.uncertain
+        )
         print(f"{result.samples.paths[0]}: {answer}")
     if args.annotate or args.explain:
         from gender.images import read_image
@@ -135,9 +143,14 @@ def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
         write_pictures(predictor, rgb, faces, False, args.annotate, args.explain)
     if single and not args.csv:
         return 0
-    emit(images_csv(result), args.csv)
+    emit(images_csv(result, args.uncertain), args.csv)
     if args.csv:
-        print(f"{len(result.samples)} predictions written to {args.csv}")
+        unsure = ""
+        if args.uncertain:
+            low, high = args.uncertain
+            count = int(((result.p_woman > low) & (result.p_woman < high)).sum())
+            unsure = f" ({count} uncertain)"
+        print(f"{len(result.samples)} predictions written to {args.csv}{unsure}")
     return 0 if not result.skipped else 1
 
 
@@ -169,12 +182,12 @@ def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
         if not first.faces:
             print(f"{paths[0]}: no face found (--no-detect classifies the whole image)")
             return NO_FACE
-        print("\n".join(face_lines(first, model_phrase(predictor))))
+        print("\n".join(face_lines(first, model_phrase(predictor), args.uncertain)))
     if single and first.faces:
         write_pictures(predictor, first.rgb, first.faces, True, args.annotate, args.explain)
     if single and not args.csv:
         return 0
-    emit(faces_csv(photos), args.csv)
+    emit(faces_csv(photos, args.uncertain), args.csv)
     if args.csv:
         found = sum(len(photo.faces) for photo in photos)
         print(f"{found} faces in {len(photos)} images -> {args.csv}")
