@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
-from gender.console import warn
+from gender.console import command, warn
 
 # Two dHashes this many bits apart or fewer are called the same picture: 0-2 for re-encoded or
 # resized copies; unrelated photos are ~32 bits apart.
@@ -110,7 +110,7 @@ def check_training_labels(parts: dict[str, "object"]) -> None:
         raise UserError(
             f"{len(both)} image(s) are in both {CLASS_NAMES[0]}/ and {CLASS_NAMES[1]}/ (the "
             f"same file or a byte-identical copy): {named}; keep each in one class "
-            "(python dataset.py check DIR lists them all, and near-identical ones)"
+            f"({command('dataset')} check DIR lists them all, and near-identical ones)"
         )
     for name, samples in present.items():
         counts = samples.counts()

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from gender import TASKS, __version__, show_tensorflow_logs
+from gender.console import command
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +102,7 @@ def add_uncertain_flag(parser: argparse.ArgumentParser) -> None:
         metavar="LOW:HIGH",
         help="answer 'uncertain' when LOW < P(woman) < HIGH (the band must hold the threshold); "
         "accuracy then counts the answered images only; 'model': the band stored by "
-        "gender_train.py bundle --threshold val (default: always answer)",
+        f"{command('train')} bundle --threshold val (default: always answer)",
     )
 
 

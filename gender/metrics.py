@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.console import command
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -368,7 +369,7 @@ def resolve_band(
     if band == "model":
         if "uncertain_band" not in info:
             raise UserError(
-                "--uncertain model: this model stores no band (gender_train.py bundle "
+                f"--uncertain model: this model stores no band ({command('train')} bundle "
                 "--threshold val stores one); give LOW:HIGH"
             )
         band = tuple(info["uncertain_band"])
@@ -518,7 +519,7 @@ def advice_sentence(advice: dict, threshold: float) -> str:
         + ", ".join(f"{n} {_pct(now[n])}%" for n in CLASS_NAMES)
         + f") and accuracy {_pct(advice['accuracy_at_equal_error'])}% (now "
         f"{_pct(advice['accuracy_now'])}%). Chosen on this set itself, it flatters it: choose "
-        "it on a validation split (gender_train.py bundle --threshold val)."
+        f"it on a validation split ({command('train')} bundle --threshold val)."
     )
 
 
