@@ -164,15 +164,19 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="the model to adapt (.keras or run folder)")
-    parser.add_argument("--setting", type=parse_setting, action="append", required=True,
-                        metavar="NAME=DIR", help="a {man,woman} folder of a held-out setting")  # fmt: skip
+    parser.add_argument(
+        "--setting", type=parse_setting, action="append", required=True, metavar="NAME=DIR",
+        help="a {man,woman} folder of a held-out setting",
+    )  # fmt: skip
     parser.add_argument("--forget", required=True, help="the source's validation images")
     parser.add_argument("--by-person", help="person-id regex (default: every image its own)")
     parser.add_argument("--k", type=int, nargs="+", default=list(K_VALUES))
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--test-share", type=float, default=0.35)
-    parser.add_argument("--set", type=parse_override, action="append", default=[],
-                        metavar="FIELD=VALUE", help="an AdaptConfig field, e.g. l2sp=0")  # fmt: skip
+    parser.add_argument(
+        "--set", type=parse_override, action="append", default=[], metavar="FIELD=VALUE",
+        help="an AdaptConfig field, e.g. l2sp=0",
+    )  # fmt: skip
     parser.add_argument("--out", default="weights/bench_adapt")
     parser.add_argument("--keep-runs", action="store_true", help="keep each adapted run folder")
     args = parser.parse_args(argv)
@@ -184,7 +188,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    rows = (
+        [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    )
     overrides = dict(args.set)
     print(describe())
     print(f"source {args.source}; adapt overrides {overrides or 'none'}")
@@ -225,17 +231,21 @@ def main(argv=None) -> int:
                     row["threshold"] = threshold
                     row["images"] = {"man": int(np.sum(samples.labels[index] == 0)),
                                      "woman": int(np.sum(samples.labels[index] == 1))}  # fmt: skip
-                    row["test"] = score(samples.labels[test], predict(model, images[test]), threshold)
+                    row["test"] = score(
+                        samples.labels[test], predict(model, images[test]), threshold
+                    )
                     row["forget"] = score(forget.labels, predict(model, forget_images), threshold)
                     if not args.keep_runs:
                         shutil.rmtree(work, ignore_errors=True)
                 rows.append(row)
                 with open(results, "a") as f:
                     f.write(json.dumps(row) + "\n")
+                test_scores, forget_acc = row["test"], 100 * row["forget"]["accuracy"]
                 print(f"RESULT {name} draw {draw} k {k}: balanced "
-                      f"{100 * row['test']['balanced']:.2f}%, errors "
-                      f"{100 * row['test']['error_man']:.1f} / {100 * row['test']['error_woman']:.1f}, "
-                      f"forget acc {100 * row['forget']['accuracy']:.2f}%, {row['seconds']:.0f} s",
+                      f"{100 * test_scores['balanced']:.2f}%, errors "
+                      f"{100 * test_scores['error_man']:.1f} / "
+                      f"{100 * test_scores['error_woman']:.1f}, "
+                      f"forget acc {forget_acc:.2f}%, {row['seconds']:.0f} s",
                       flush=True)  # fmt: skip
     print_tables([r for r in rows if r["setting"] in dict(args.setting)], source_forget)
     return 0

@@ -154,7 +154,7 @@ def _set_trainable(model, model_name: str, blocks: int) -> None:
     trains whole, with its BatchNorm layers frozen too (inference statistics as bundled)."""
     import keras
 
-    import models
+    import gender.models as models
 
     if models.get_entry(model_name).blocks:
         count = min(blocks, len(models.get_entry(model_name).blocks))
@@ -171,8 +171,8 @@ class _Trainer:
     def __init__(self, model, model_name: str, config: AdaptConfig, images: np.ndarray) -> None:
         from gender.augment import build_augmenter, parse_augment
         from gender.features import compute_features
+        from gender.models.split import split_frozen_prefix
         from gender.training import cache_views
-        from models.split import split_frozen_prefix
 
         self.model, self.config = model, config
         _set_trainable(model, model_name, config.trainable_blocks)
@@ -199,7 +199,7 @@ class _Trainer:
         import keras
 
         import gender.data
-        import models
+        import gender.models as models
 
         self.model.set_weights(self.start_all)
         inputs = self.inputs[:, index] if self.cached else self.inputs[index]
