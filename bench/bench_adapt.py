@@ -234,7 +234,10 @@ def main(argv=None) -> int:
                     row["test"] = score(
                         samples.labels[test], predict(model, images[test]), threshold
                     )
-                    row["forget"] = score(forget.labels, predict(model, forget_images), threshold)
+                    forget_p = predict(model, forget_images)
+                    row["forget"] = score(forget.labels, forget_p, threshold)
+                    # how much of what is forgotten is the new threshold alone
+                    row["forget_at_source"] = score(forget.labels, forget_p, source_threshold)
                     if not args.keep_runs:
                         shutil.rmtree(work, ignore_errors=True)
                 rows.append(row)

@@ -275,6 +275,7 @@ def adapt(config: AdaptConfig) -> Path:
     per_class = min(counts.values())
     folds = min(config.folds, per_class)
     threshold, threshold_source = source_threshold, "the source model's (no folds)"
+    fitted = None
     if folds >= 2:
         groups = (
             person_ids(samples.paths[:new_count], config.by_person)
@@ -338,6 +339,7 @@ def adapt(config: AdaptConfig) -> Path:
         best_epoch=config.epochs,
         threshold=round(threshold, 4),
         threshold_source=threshold_source,
+        threshold_out_of_fold=None if fitted is None else round(fitted, 4),
         adapt_seconds=round(time.perf_counter() - started, 1),
     )
     info.pop("best_metric", None)
