@@ -126,6 +126,11 @@ def predict(model, images) -> np.ndarray:
     return model.predict(images, batch_size=64, verbose=0).ravel()
 
 
+def mix_weights(model, start: list, adapted: list, share: float) -> None:
+    """Set `model`'s weights to start + share * (adapted - start)."""
+    model.set_weights([s + share * (a - s) for s, a in zip(start, adapted)])
+
+
 def mean_spread(values) -> str:
     values = 100 * np.asarray(values, float)
     if len(values) == 1:
@@ -177,6 +182,9 @@ def main(argv=None) -> int:
         "--set", type=parse_override, action="append", default=[], metavar="FIELD=VALUE",
         help="an AdaptConfig field, e.g. l2sp=0",
     )  # fmt: skip
+    parser.add_argument("--mixes", type=float, nargs="*", default=[],
+                        help="also score the weights this share of the way from the source's "
+                        "to the adapted ones (weight-space ensembling)")  # fmt: skip
     parser.add_argument("--out", default="weights/bench_adapt")
     parser.add_argument("--keep-runs", action="store_true", help="keep each adapted run folder")
     args = parser.parse_args(argv)
@@ -231,13 +239,29 @@ def main(argv=None) -> int:
                     row["threshold"] = threshold
                     row["images"] = {"man": int(np.sum(samples.labels[index] == 0)),
                                      "woman": int(np.sum(samples.labels[index] == 1))}  # fmt: skip
-                    row["test"] = score(
-                        samples.labels[test], predict(model, images[test]), threshold
-                    )
+                    test_p = predict(model, images[test])
+                    row["test"] = score(samples.labels[test], test_p, threshold)
+                    # the same model at the other thresholds the rule could have chosen
+                    others = {"source": source_threshold, "half": 0.5,
+                              "out_of_fold": run_info.get("threshold_out_of_fold")}  # fmt: skip
+                    row["test_at"] = {
+                        name: score(samples.labels[test], test_p, value)
+                        for name, value in others.items() if value is not None
+                    }  # fmt: skip
                     forget_p = predict(model, forget_images)
                     row["forget"] = score(forget.labels, forget_p, threshold)
                     # how much of what is forgotten is the new threshold alone
                     row["forget_at_source"] = score(forget.labels, forget_p, source_threshold)
+                    row["mixed"] = {}
+                    adapted = model.get_weights()
+                    for share in args.mixes:  # weights part way back to the source's
+                        mix_weights(model, source.get_weights(), adapted, share)
+                        row["mixed"][str(share)] = {
+                            "test": score(samples.labels[test], predict(model, images[test]),
+                                          threshold),
+                            "forget": score(forget.labels, predict(model, forget_images),
+                                            threshold),
+                        }  # fmt: skip
                     if not args.keep_runs:
                         shutil.rmtree(work, ignore_errors=True)
                 rows.append(row)

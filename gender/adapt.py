@@ -9,8 +9,11 @@ The recipe, measured on held-out camera networks and on UTK children (docs/adapt
   bottom runs once per image and view (the frozen-prefix cache), so 250 images adapt in minutes;
 - Adam at 1e-4 on a cosine schedule, a fixed number of epochs: a few dozen images give no
   validation split worth stopping on;
-- L2-SP: a pull of every trained weight toward its starting value, so that what the source model
-  knew about its own cameras is not forgotten. It needs no old images; `replay` can add some;
+- replay: as many images of the source's own training folders as new ones (at most 250) train
+  alongside, when those folders are here (a checkout with the data); this, not L2-SP, is what
+  kept the old cameras' accuracy in the bench. An installed copy without them adapts without
+  (and says so); L2-SP, a pull of every trained weight toward its starting value, stays on but
+  barely moved the forgetting at any strength tried;
 - a decision threshold that equalises the two error rates on the new setting, chosen on
   cross-validated (out-of-fold) probabilities and shrunk toward the source model's threshold by
   how few images there are.
@@ -28,6 +31,7 @@ from gender import CLASS_NAMES, TASKS, UserError
 MIN_IMAGES = 10  # fewer cannot be split into folds that each hold both classes
 MIN_PER_CLASS = 4
 ADAPT_AUGMENT = "flip,shift,zoom,brightness,contrast"
+REPLAY_AUTO = "auto"
 
 
 @dataclass
@@ -45,7 +49,9 @@ class AdaptConfig:
     views: int = 4  # cached versions of each image: original, mirror, then `augment` draws
     augment: str = ADAPT_AUGMENT
     l2sp: float = 0.01  # strength of the pull toward the start weights (0: none)
-    replay: str | None = None  # DIR/{man,woman}/ of the old setting, mixed in
+    # "auto": the source run's training folders (run.json flags.data) when present here; or a
+    # DIR/{man,woman}/ (or DIR/{train,val}/...) of the old setting; None: no replay
+    replay: str | None = REPLAY_AUTO
     replay_images: int = 250  # at most this many replayed images (and no more than new ones)
     folds: int = 3  # cross-validation folds for the threshold (0: the source's threshold)
     prior_images: int = 25  # threshold shrinkage: images per class the source threshold is worth
@@ -120,13 +126,29 @@ def _decode(samples, size, detect_faces: bool, label: str):
     return images, kept
 
 
-def _replay_samples(config: AdaptConfig, new_count: int):
-    """Up to min(replay_images, new_count) images of the old setting, half of each class."""
-    from gender.data import list_folder
+def replay_folders(config: AdaptConfig, source_info: dict) -> list[str]:
+    """The folders of old-setting images to replay: --replay, or with "auto" the source run's
+    own training folders that exist here (none for an installed copy, or a bundled model whose
+    data was never fetched)."""
+    if not config.replay:
+        return []
+    if config.replay != REPLAY_AUTO:
+        return [config.replay]
+    return [f for f in source_info.get("flags", {}).get("data", []) if Path(f).is_dir()]
 
-    if not config.replay or config.replay_images <= 0:
+
+def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
+    """Up to min(replay_images, new_count) images of `folders` (their train/ part when they
+    have one), half of each class; None when there is nothing to replay."""
+    from gender.data import concat_samples, load_samples
+
+    if not folders or config.replay_images <= 0:
         return None
-    samples = list_folder(config.replay)
+    parts = []
+    for folder in folders:
+        splits = load_samples(folder)
+        parts.append(splits["train"] if "train" in splits else next(iter(splits.values())))
+    samples = concat_samples(parts)
     rng = np.random.default_rng(config.seed + 1)
     per_class = max(1, min(config.replay_images, new_count) // 2)
     index = []
@@ -247,7 +269,14 @@ def adapt(config: AdaptConfig) -> Path:
     images, samples = _decode(samples, size, config.detect_faces, "new setting")
     check_samples(samples, config.data)  # after unreadable or faceless images left out
     new_count = len(samples)
-    replay = _replay_samples(config, new_count)
+    folders = replay_folders(config, source_info)
+    replay = _replay_samples(config, folders, new_count)
+    if replay is None and config.replay == REPLAY_AUTO:
+        print(
+            "no replay: the source's training folders "
+            f"({', '.join(source_info.get('flags', {}).get('data', [])) or 'none recorded'}) "
+            "are not here; give --replay DIR to keep its old settings in mind"
+        )
     if replay is not None:
         replay_images, replay = _decode(replay, size, config.detect_faces, "replay")
         images = np.concatenate([images, replay_images])
@@ -260,7 +289,11 @@ def adapt(config: AdaptConfig) -> Path:
     print(
         f"adapting {source_path} ({task}, {model_name} {size[0]}x{size[1]}) to {config.data}: "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
-        + (f"; replaying {len(replay)} images of {config.replay}" if replay is not None else "")
+        + (
+            f"; replaying {len(replay)} images of {', '.join(folders)}"
+            if replay is not None
+            else ""
+        )
     )
     print(
         f"  {trainer.trainable_count():,} weights train ({config.trainable_blocks} top blocks, "
@@ -329,6 +362,7 @@ def adapt(config: AdaptConfig) -> Path:
     }
     if replay is not None:
         info["data"]["replay"] = replay.counts()
+        info["replay_folders"] = folders
     write_run_info(run_dir, info)
     recorder = RunRecorder(run_dir, info, monitor="loss", keep=config.keep)
     recorder.full_model = model if trainer.cached else None

@@ -68,14 +68,29 @@ def test_folds_keep_people_whole_and_spread_each_class():
         assert set(fold[labels == label]) == {0, 1}
 
 
-def test_no_folds_keeps_the_source_threshold(trained_run, image_tree, tmp_path):
-    run = adapt(
-        AdaptConfig(
-            data=str(image_tree), weights=str(trained_run), out=str(tmp_path), epochs=1, folds=0
-        )  # fmt: skip
+def test_no_folds_keeps_the_source_threshold_and_auto_replays_its_training_data(
+    trained_run, image_tree, tmp_path
+):
+    config = AdaptConfig(
+        data=str(image_tree), weights=str(trained_run), out=str(tmp_path), epochs=1, folds=0
     )
-    info = json.loads((run / "run.json").read_text())
+    info = json.loads((adapt(config) / "run.json").read_text())
     assert info["threshold"] == info["adapted_from"]["threshold"] == 0.5
+    # replay "auto": the source run's own training folders, since they are here
+    assert info["replay_folders"] == [str(image_tree)]
+    assert info["data"]["replay"] == {"man": 16, "woman": 16}
+
+
+def test_auto_replay_without_the_source_data_adapts_without(trained_run, data_copy, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(trained_run, source)
+    info = json.loads((source / "run.json").read_text())
+    info["flags"]["data"] = [str(tmp_path / "gone")]
+    (source / "run.json").write_text(json.dumps(info))
+    config = AdaptConfig(
+        data=str(data_copy), weights=str(source), out=str(tmp_path / "runs"), epochs=1, folds=0
+    )
+    assert "replay" not in json.loads((adapt(config) / "run.json").read_text())["data"]
 
 
 def test_l2sp_is_the_squared_distance_to_the_start_weights():

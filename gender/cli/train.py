@@ -129,8 +129,11 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         "forgotten (default %(default)g; 0 = none)",
     )  # fmt: skip
     parser.add_argument(
-        "--replay", metavar="DIR",
-        help="man/ and woman/ images of the old setting to mix in (default none: L2-SP only)",
+        "--replay", metavar="DIR", default=defaults.replay,
+        type=lambda text: None if text == "none" else text,
+        help="images of the old setting trained alongside, so it is not forgotten: auto (the "
+        "source run's training folders, when they are here), a man/woman folder, or none "
+        "(default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--replay-images", type=int, default=defaults.replay_images,
