@@ -139,27 +139,37 @@ def mean_spread(values) -> str:
 
 
 def print_tables(rows: list[dict], source_forget: dict) -> None:
+    """Per setting: mean ± spread (sample standard deviation) over draws, then the thresholds."""
     for setting in dict.fromkeys(r["setting"] for r in rows):
         part = [r for r in rows if r["setting"] == setting]
-        first = part[0]
-        print(f"\n{setting}: test part {first['test_images']} images of people not adapted on")
-        print("| k | draws | balanced | error man | error woman | forgotten (pts) | wall s |")
+        print(f"\n{setting}: test parts of {part[0]['test_images']} images (draw 0), people "
+              "not adapted on; forgotten: points of accuracy lost on --forget")  # fmt: skip
+        print("| k | draws | balanced | error man | error woman | forgotten | wall s |")
         print("|---|---|---|---|---|---|---|")
         for k in sorted({r["k"] for r in part}):
             done = [r for r in part if r["k"] == k]
+            cells = [mean_spread([r["test"][m] for r in done])
+                     for m in ("balanced", "error_man", "error_woman")]  # fmt: skip
             forgot = [source_forget["accuracy"] - r["forget"]["accuracy"] for r in done]
-            wall = [r["seconds"] for r in done]
-            print(
-                f"| {k} | {len(done)} | {mean_spread([r['test']['balanced'] for r in done])} | "
-                f"{mean_spread([r['test']['error_man'] for r in done])} | "
-                f"{mean_spread([r['test']['error_woman'] for r in done])} | "
-                f"{mean_spread(forgot) if k else '-'} | "
-                f"{np.mean(wall):.0f} |"
-                if k
-                else f"| 0 | {len(done)} | {mean_spread([r['test']['balanced'] for r in done])} | "
-                f"{mean_spread([r['test']['error_man'] for r in done])} | "
-                f"{mean_spread([r['test']['error_woman'] for r in done])} | - | - |"
-            )
+            wall = f"{np.mean([r['seconds'] for r in done]):.0f}" if k else "-"
+            print(f"| {k} | {len(done)} | {' | '.join(cells)} | "
+                  f"{mean_spread(forgot) if k else '-'} | {wall} |")  # fmt: skip
+        adapted = [r for r in part if r["k"] and "test_at" in r]
+        if adapted:
+            print("\nbalanced (mean |error man - error woman|) at each candidate threshold:")
+            names = ["adapted", *adapted[0]["test_at"]]
+            print("| k | " + " | ".join(names) + " |")
+            print("|---|" + "---|" * len(names))
+            for k in sorted({r["k"] for r in adapted}):
+                done = [r for r in adapted if r["k"] == k]
+                cells = []
+                for name in names:
+                    scores = [r["test"] if name == "adapted" else r["test_at"][name]
+                              for r in done]  # fmt: skip
+                    gap = np.mean([abs(x["error_man"] - x["error_woman"]) for x in scores])
+                    cells.append(f"{100 * np.mean([x['balanced'] for x in scores]):.1f} "
+                                 f"({100 * gap:.0f})")  # fmt: skip
+                print(f"| {k} | " + " | ".join(cells) + " |")
     print(
         f"\nsource model on --forget: accuracy {100 * source_forget['accuracy']:.2f}%, "
         f"balanced {100 * source_forget['balanced']:.2f}%"
