@@ -23,10 +23,14 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gender import CLASS_NAMES, TASKS, UserError
+
+if TYPE_CHECKING:
+    from gender.data import Samples
 
 MIN_IMAGES = 10  # fewer cannot be split into folds that each hold both classes
 MIN_PER_CLASS = 4
@@ -103,7 +107,7 @@ def source_model(config: AdaptConfig) -> tuple[Path, "object", dict, str]:
     return path, model, info, task
 
 
-def check_samples(samples, what: str) -> None:
+def check_samples(samples: "Samples", what: str) -> None:
     """Refuse too few images for a meaningful adaptation (UserError, one line)."""
     counts = samples.counts()
     if len(samples) < MIN_IMAGES or min(counts.values()) < MIN_PER_CLASS:

@@ -30,6 +30,7 @@ DATA = {
     "gender.shards",
 }
 PIPELINE = {
+    "gender.adapt",
     "gender.config",
     "gender.demo",
     "gender.distribute",
