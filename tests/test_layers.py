@@ -33,6 +33,7 @@ DATA = {
     "gender.shards",
 }
 PIPELINE = {
+    "gender.adapt",
     "gender.config",
     "gender.demo",
     "gender.distribute",

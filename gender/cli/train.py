@@ -1,4 +1,5 @@
-"""Train a man/woman classifier and write a run folder under weights/; resume, export, bundle.
+"""Train a man/woman classifier and write a run folder under weights/; resume, export, bundle,
+adapt.
 
 python gender_train.py --data DIR --model cnn7 --epochs 60     # train (the default mode)
 python gender_train.py --data DIR --by-person --model mobilenetv2 --backbone-weights imagenet
@@ -6,6 +7,7 @@ python gender_train.py resume weights/cnn7-20261122-101500      # continue an in
 python gender_train.py export weights/cnn7-20261122-101500/best.keras   # + .tflite, SavedModel
 python gender_train.py bundle weights/mobilenetv2-20261123-163729       # the bundled default
 python gender_train.py demo                          # synthetic data, about 30 s on a CPU
+python gender_train.py adapt --data MY_CAMERA --task pedestrian  # fine-tune on a new setting
 TF_CONFIG='{"cluster": ...}' python gender_train.py --data SHARDS ...  # one per worker (README)
 The seeds' flags still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
 """
@@ -31,7 +33,7 @@ from gender.flags import (
     tolerant_console,
 )
 
-MODES = ("train", "resume", "export", "bundle", "demo")
+MODES = ("train", "resume", "export", "bundle", "demo", "adapt")
 # The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
 # RUN_DIR` (--demo takes no value).
 MODE_FLAGS = {"--resume": "resume", "--export": "export", "--bundle": "bundle", "--demo": "demo"}
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model (the default: %(prog)s --data DIR ... trains)",
         description="Train a model and write its run folder (the default mode).",
-        epilog=f"other modes: {command('train')} {{resume,export,bundle,demo}} --help",
+        epilog=f"other modes: {command('train')} {{resume,export,bundle,demo,adapt}} --help",
     )
     add_train_flags(train)
     resume = sub.add_parser("resume", help="continue an interrupted run from its last.keras")
@@ -98,10 +100,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
     demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
+    adapt_parser = sub.add_parser(
+        "adapt",
+        help="fine-tune a trained model (default: the bundled one) on a few hundred labelled "
+        "images of a new setting; a normal run folder",
+        description="Adapt a trained model to your camera or photos from 25-500 labelled "
+        "images in DIR/{man,woman}/ (docs/adapt.md: how many a setting needs).",
+    )
+    add_adapt_flags(adapt_parser)
+    add_export_flag(adapt_parser)
     add_common_flags(parser)
     for mode_parser in sub.choices.values():
         add_common_flags(mode_parser)
     return parser
+
+
+def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
+    """The adapt mode's flags; each becomes the AdaptConfig field of its name."""
+    from gender.adapt import AdaptConfig
+
+    defaults = AdaptConfig(data="")
+    parser.add_argument("--data", required=True, metavar="DIR", help="man/ and woman/ images")
+    parser.add_argument(
+        "--weights", help="the model to adapt, .keras or run folder (default: the bundled one)"
+    )
+    parser.add_argument(
+        "--task", choices=TASKS, help="which bundled model (default: the --weights' task, or face)"
+    )
+    parser.add_argument(
+        "--out", default="weights", help="parent of the run folder (default weights)"
+    )
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    parser.add_argument(
+        "--lr", dest="learning_rate", type=float, default=defaults.learning_rate,
+        help="Adam rate, cosine to zero (default %(default)g; 3e-4 collapsed in the bench)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trainable-blocks", type=int, default=defaults.trainable_blocks,
+        help="top backbone blocks that train, BatchNorm frozen (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--l2sp", type=float, default=defaults.l2sp,
+        help="pull of the weights toward the source model's, so its old settings are not "
+        "forgotten (default %(default)g; 0 = none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replay", metavar="DIR", default=defaults.replay,
+        type=lambda text: None if text == "none" else text,
+        help="images of the old setting trained alongside, so it is not forgotten: auto (the "
+        "source run's training folders, when they are here), a man/woman folder, or none "
+        "(default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--replay-images", type=int, default=defaults.replay_images,
+        help="at most this many replayed images, no more than new ones (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--folds", type=int, default=defaults.folds,
+        help="cross-validation folds choosing the threshold (default %(default)s; 0: the "
+        "source model's threshold)",
+    )  # fmt: skip
+    add_person_flag(parser, "--by-person", "folds keep each person's images together")
+    parser.add_argument(
+        "--detect-faces", action="store_true",
+        help="photos, not face crops: train on each image's largest face, as the bundled model",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -331,13 +395,18 @@ def run_mode(args: argparse.Namespace) -> int:
         return run_demo(args.out)
     if args.mode in ("export", "bundle"):
         return export(args)
-    if args.mode == "resume":
+    if args.mode == "adapt":
+        from gender.adapt import AdaptConfig, adapt
+
+        not_config = ("mode", "verbose", "no_export")
+        run_dir = adapt(AdaptConfig(**{k: v for k, v in vars(args).items() if k not in not_config}))
+    elif args.mode == "resume":
         from gender.training import resume_config
 
         config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
+        run_dir = train(config, resume, args.devices, args.peer_timeout)
     else:
-        config, resume = train_config(args), None
-    run_dir = train(config, resume, args.devices, args.peer_timeout)
+        run_dir = train(train_config(args), None, args.devices, args.peer_timeout)
     if run_dir is None:  # a multi-worker worker, which writes no run folder
         return 0
     if not args.no_export:

@@ -1,0 +1,387 @@
+"""Adapt a trained model to a new setting (a camera, a kind of photo) from a few hundred labels.
+
+`adapt(AdaptConfig(data=DIR))` starts from a trained model (default: the bundled model of the
+task), fine-tunes it on DIR/{man,woman}/ and writes a normal run folder (best.keras, last.keras,
+history.csv, run.json with `adapted_from`) that prediction, evaluation, export and bundle take.
+
+The recipe, measured on held-out camera networks and on UTK children (docs/adapt.md):
+- the top backbone blocks train (BatchNorm stays in inference mode, as bundled), the frozen
+  bottom runs once per image and view (the frozen-prefix cache), so 250 images adapt in minutes;
+- Adam at 1e-4 on a cosine schedule, a fixed number of epochs: a few dozen images give no
+  validation split worth stopping on;
+- replay: as many images of the source's own training folders as new ones (at most 250) train
+  alongside, when those folders are here (a checkout with the data); this, not L2-SP, is what
+  kept the old cameras' accuracy in the bench. An installed copy without them adapts without
+  (and says so); L2-SP, a pull of every trained weight toward its starting value, stays on but
+  barely moved the forgetting at any strength tried;
+- a decision threshold that equalises the two error rates on the new setting, chosen on
+  cross-validated (out-of-fold) probabilities and shrunk toward the source model's threshold by
+  how few images there are.
+"""
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gender import CLASS_NAMES, TASKS, UserError
+
+if TYPE_CHECKING:
+    from gender.data import Samples
+
+MIN_IMAGES = 10  # fewer cannot be split into folds that each hold both classes
+MIN_PER_CLASS = 4
+ADAPT_AUGMENT = "flip,shift,zoom,brightness,contrast"
+REPLAY_AUTO = "auto"
+
+
+@dataclass
+class AdaptConfig:
+    """What `adapt` needs besides the images; saved in run.json as "adapt"."""
+
+    data: str  # DIR/{man,woman}/ of the new setting
+    weights: str | None = None  # a .keras model or run folder; None: the bundled model of `task`
+    task: str | None = None  # None: the task of `weights` (face when no weights are given)
+    out: str = "weights"
+    epochs: int = 12
+    learning_rate: float = 1e-4  # 3e-4 collapsed a whole-model fine-tune (docs/adapt.md)
+    trainable_blocks: int = 12  # top backbone blocks that train (the bundled recipes' 12-13)
+    batch_size: int = 32
+    views: int = 4  # cached versions of each image: original, mirror, then `augment` draws
+    augment: str = ADAPT_AUGMENT
+    l2sp: float = 0.01  # strength of the pull toward the start weights (0: none)
+    # "auto": the source run's training folders (run.json flags.data) when present here; or a
+    # DIR/{man,woman}/ (or DIR/{train,val}/...) of the old setting; None: no replay
+    replay: str | None = REPLAY_AUTO
+    replay_images: int = 250  # at most this many replayed images (and no more than new ones)
+    folds: int = 3  # cross-validation folds for the threshold (0: the source's threshold)
+    prior_images: int = 25  # threshold shrinkage: images per class the source threshold is worth
+    by_person: str | None = None  # person-id regex: folds keep each person on one side
+    detect_faces: bool = False  # photos: train on each image's largest detected face
+    seed: int = 1337
+    keep: int = 1  # epoch checkpoints kept (best.keras and last.keras always stay)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def shrunk_threshold(fitted: float, source: float, per_class: int, prior_images: int) -> float:
+    """The fitted threshold pulled toward the source model's: weight n / (n + prior_images) on
+    the fitted one, n the smaller class's image count (a dozen images cannot move it far)."""
+    weight = per_class / (per_class + prior_images) if per_class + prior_images else 0.0
+    return float(weight * fitted + (1 - weight) * source)
+
+
+def fold_index(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> np.ndarray:
+    """(N,) fold number of each image: groups (people) whole, each class spread over the folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(labels), int)
+    for label in range(len(CLASS_NAMES)):
+        keys = sorted({g for g, y in zip(groups, labels) if y == label})
+        rng.shuffle(keys)
+        for k, key in enumerate(keys):
+            fold[[i for i, g in enumerate(groups) if g == key and labels[i] == label]] = k % folds
+    return fold
+
+
+def source_model(config: AdaptConfig) -> tuple[Path, "object", dict, str]:
+    """(path, model, info, task) of the model to start from; UserError for the wrong task."""
+    from gender.predictor import default_weights, load_trained, resolve_weights
+    from gender.runs import model_task
+
+    if config.task is not None and config.task not in TASKS:
+        raise UserError(f"--task {config.task}: expected one of {', '.join(TASKS)}")
+    path = resolve_weights(config.weights or default_weights(config.task or "face"))
+    model, info = load_trained(path)
+    task = model_task(info)
+    if config.task is not None and config.task != task:
+        raise UserError(
+            f"{path}: a {task} model, not a {config.task} one (leave out --task, or give "
+            f"--weights of a {config.task} model)"
+        )
+    if config.detect_faces and task != "face":
+        raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
+    return path, model, info, task
+
+
+def check_samples(samples: "Samples", what: str) -> None:
+    """Refuse too few images for a meaningful adaptation (UserError, one line)."""
+    counts = samples.counts()
+    if len(samples) < MIN_IMAGES or min(counts.values()) < MIN_PER_CLASS:
+        raise UserError(
+            f"{what}: {len(samples)} images ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
+            f"adapting needs at least {MIN_IMAGES}, {MIN_PER_CLASS} of each class (a few hundred "
+            "are best)"
+        )
+
+
+def _decode(samples, size, detect_faces: bool, label: str):
+    import gender.data
+
+    if not detect_faces:
+        return gender.data.decode_images(samples, size)
+    from gender.faces import decode_face_crops
+
+    images, kept, _, crops = decode_face_crops(samples, size, label=f"detecting faces ({label})")
+    print(f"{label}: {crops.line()}; {crops.none} image(s) without a face left out")
+    return images, kept
+
+
+def replay_folders(config: AdaptConfig, source_info: dict) -> list[str]:
+    """The folders of old-setting images to replay: --replay, or with "auto" the source run's
+    own training folders that exist here (none for an installed copy, or a bundled model whose
+    data was never fetched)."""
+    if not config.replay:
+        return []
+    if config.replay != REPLAY_AUTO:
+        return [config.replay]
+    return [f for f in source_info.get("flags", {}).get("data", []) if Path(f).is_dir()]
+
+
+def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
+    """Up to min(replay_images, new_count) images of `folders` (their train/ part when they
+    have one), half of each class; None when there is nothing to replay."""
+    from gender.data import concat_samples, load_samples
+
+    if not folders or config.replay_images <= 0:
+        return None
+    parts = []
+    for folder in folders:
+        splits = load_samples(folder)
+        parts.append(splits["train"] if "train" in splits else next(iter(splits.values())))
+    samples = concat_samples(parts)
+    rng = np.random.default_rng(config.seed + 1)
+    per_class = max(1, min(config.replay_images, new_count) // 2)
+    index = []
+    for label in range(len(CLASS_NAMES)):
+        members = np.flatnonzero(samples.labels == label)
+        index += sorted(rng.choice(members, min(per_class, len(members)), replace=False))
+    return samples.subset(np.asarray(index, int))
+
+
+class L2SP:
+    """alpha * ||w - w_start||^2: a Keras weight regularizer pulling toward the start weights
+    (Li, Grandvalet and Davoine 2018). Set on variables only while adapting: not saved."""
+
+    def __init__(self, start: np.ndarray, alpha: float) -> None:
+        self.start, self.alpha = start, alpha
+
+    def __call__(self, weight):
+        import keras
+
+        return self.alpha * keras.ops.sum(keras.ops.square(weight - self.start))
+
+
+def _set_trainable(model, model_name: str, blocks: int) -> None:
+    """The top `blocks` backbone blocks train (BatchNorm frozen); a model without a backbone
+    trains whole, with its BatchNorm layers frozen too (inference statistics as bundled)."""
+    import keras
+
+    import gender.models as models
+
+    if models.get_entry(model_name).blocks:
+        count = min(blocks, len(models.get_entry(model_name).blocks))
+        models.set_trainable_blocks(model, model_name, count)
+        return
+    for layer in model.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+
+
+class _Trainer:
+    """The adaptation recipe on one model: cached prefix features, then fits from the start
+    weights (each fold and the final fit start over from the same weights)."""
+
+    def __init__(self, model, model_name: str, config: AdaptConfig, images: np.ndarray) -> None:
+        from gender.augment import build_augmenter, parse_augment
+        from gender.features import compute_features
+        from gender.models.split import split_frozen_prefix
+        from gender.training import cache_views
+
+        self.model, self.config = model, config
+        _set_trainable(model, model_name, config.trainable_blocks)
+        names = parse_augment(config.augment)
+        self.augment = build_augmenter(names, config.seed)
+        split = split_frozen_prefix(model)
+        if split:
+            prefix, self.fit_model = split
+            views = cache_views(names, config.views)
+            self.inputs = compute_features(prefix, images, views, augment=self.augment)
+        else:  # the whole network trains: every epoch augments the images afresh
+            self.fit_model, self.inputs = model, images
+        self.cached = split is not None
+        self.start = [np.array(w) for w in self.fit_model.trainable_weights]
+        self.start_all = [np.array(w) for w in model.weights]
+        for variable, start in zip(self.fit_model.trainable_weights, self.start):
+            variable.regularizer = L2SP(start, config.l2sp) if config.l2sp > 0 else None
+
+    def trainable_count(self) -> int:
+        return int(sum(w.size for w in self.start))
+
+    def fit(self, index: np.ndarray, labels: np.ndarray, callbacks=(), verbose=0) -> None:
+        """Train from the start weights on the images `index` (labels of all images)."""
+        import keras
+
+        import gender.data
+        import gender.models as models
+
+        self.model.set_weights(self.start_all)
+        inputs = self.inputs[:, index] if self.cached else self.inputs[index]
+        steps = -(-len(index) // self.config.batch_size)
+        seed = self.config.seed
+        ds = gender.data.make_dataset(
+            inputs, labels[index], self.config.batch_size, shuffle=True, seed=seed,
+            views=self.cached, augment=None if self.cached else self.augment,
+        )  # fmt: skip
+        # cosine to zero: no validation to stop on, so the rate itself ends the training
+        rate = keras.optimizers.schedules.CosineDecay(
+            self.config.learning_rate, decay_steps=steps * self.config.epochs
+        )
+        models.compile_model(self.fit_model, rate)
+        counts = np.bincount(labels[index], minlength=2)
+        class_weight = {i: len(index) / (2 * max(c, 1)) for i, c in enumerate(counts)}
+        self.fit_model.fit(
+            ds, epochs=self.config.epochs, class_weight=class_weight,
+            callbacks=list(callbacks), verbose=verbose, shuffle=False,
+        )  # fmt: skip
+
+    def predict(self, index: np.ndarray) -> np.ndarray:
+        """P(woman) of images `index` (original view) with the current weights."""
+        inputs = self.inputs[0, index] if self.cached else self.inputs[index]
+        return self.fit_model.predict(inputs, batch_size=64, verbose=0).ravel()
+
+
+def adapt(config: AdaptConfig) -> Path:
+    """Adapt the source model to `config.data` and return the new run folder."""
+    from gender.atomic import check_outputs
+    from gender.data import class_folders, concat_samples, list_folder, person_ids
+    from gender.metrics import equal_error_threshold
+    from gender.recorder import RunRecorder, versions
+    from gender.runs import RUN_FILE, link_over, new_run_dir, write_run_info
+
+    started = time.perf_counter()
+    source_path, model, source_info, task = source_model(config)
+    samples = list_folder(config.data)
+    check_samples(samples, config.data)
+    check_outputs([(config.out, True)], class_folders(config.data))
+    size = tuple(source_info["image_size"])
+    model_name = source_info["model"]
+    source_threshold = float(source_info.get("threshold", 0.5))
+
+    images, samples = _decode(samples, size, config.detect_faces, "new setting")
+    check_samples(samples, config.data)  # after unreadable or faceless images left out
+    new_count = len(samples)
+    folders = replay_folders(config, source_info)
+    replay = _replay_samples(config, folders, new_count)
+    if replay is None and config.replay == REPLAY_AUTO:
+        print(
+            "no replay: the source's training folders "
+            f"({', '.join(source_info.get('flags', {}).get('data', [])) or 'none recorded'}) "
+            "are not here; give --replay DIR to keep its old settings in mind"
+        )
+    if replay is not None:
+        replay_images, replay = _decode(replay, size, config.detect_faces, "replay")
+        images = np.concatenate([images, replay_images])
+        samples = concat_samples([samples, replay])
+    labels = samples.labels
+    is_new = np.arange(len(samples)) < new_count
+
+    trainer = _Trainer(model, model_name, config, images)
+    counts = samples.subset(np.flatnonzero(is_new)).counts()
+    print(
+        f"adapting {source_path} ({task}, {model_name} {size[0]}x{size[1]}) to {config.data}: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + (
+            f"; replaying {len(replay)} images of {', '.join(folders)}"
+            if replay is not None
+            else ""
+        )
+    )
+    print(
+        f"  {trainer.trainable_count():,} weights train ({config.trainable_blocks} top blocks, "
+        f"BatchNorm frozen), {config.epochs} epochs at {config.learning_rate:g} (cosine), "
+        f"L2-SP {config.l2sp:g}, "
+        + (f"{config.views} cached views" if trainer.cached else "live augmentation")
+    )
+
+    # The threshold: out-of-fold P(woman) of the new images (a model never sees the images it
+    # scores), so it is not fitted on images the model has memorised. Replayed images train in
+    # every fold but choose nothing: the threshold is for the new setting.
+    per_class = min(counts.values())
+    folds = min(config.folds, per_class)
+    threshold, threshold_source = source_threshold, "the source model's (no folds)"
+    fitted = None
+    if folds >= 2:
+        groups = (
+            person_ids(samples.paths[:new_count], config.by_person)
+            if config.by_person
+            else [f"file:{p}" for p in samples.paths[:new_count]]
+        )
+        fold = fold_index(labels[:new_count], groups, folds, config.seed)
+        oof = np.zeros(new_count)
+        for k in range(folds):
+            held = np.flatnonzero(fold == k)
+            train_index = np.setdiff1d(np.arange(len(samples)), held)
+            trainer.fit(train_index, labels)
+            oof[held] = trainer.predict(held)
+            print(f"  fold {k + 1}/{folds}: {len(train_index)} training, {len(held)} scored")
+        fitted = equal_error_threshold(labels[:new_count], oof)
+        threshold = shrunk_threshold(fitted, source_threshold, per_class, config.prior_images)
+        threshold_source = (
+            f"equal error rates on {folds}-fold out-of-fold P(woman) of the {new_count} new "
+            f"images ({fitted:.4f}), shrunk toward the source's {source_threshold:.4f} with "
+            f"weight {per_class}/({per_class}+{config.prior_images})"
+        )
+
+    run_dir = new_run_dir(config.out, model_name)
+    info = {
+        "model": model_name,
+        "task": task,
+        "image_size": list(size),
+        "class_names": list(CLASS_NAMES),
+        # the training flags other tools read back (run_config): the adapted model's own
+        "flags": {
+            **source_info.get("flags", {}),
+            "data": [str(config.data)],
+            "task": task,
+            "model": model_name,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "augment": config.augment,
+            "detect_faces": config.detect_faces,
+            "seed": config.seed,
+            "out": config.out,
+        },
+        "adapt": config.to_dict(),
+        "adapted_from": {
+            "weights": str(source_path),
+            "task": task,
+            "threshold": source_threshold,
+        },
+        "versions": versions(),
+        "data": {"train": counts, "val": {}},
+        "epochs_done": 0,
+    }
+    if replay is not None:
+        info["data"]["replay"] = replay.counts()
+        info["replay_folders"] = folders
+    write_run_info(run_dir, info)
+    recorder = RunRecorder(run_dir, info, monitor="loss", keep=config.keep)
+    recorder.full_model = model if trainer.cached else None
+    trainer.fit(np.arange(len(samples)), labels, callbacks=[recorder], verbose=2)
+    # The last epoch is the model: the cosine rate ends the training, nothing chose an epoch.
+    link_over(run_dir / "last.keras", run_dir / "best.keras")
+    info.update(
+        best_epoch=config.epochs,
+        threshold=round(threshold, 4),
+        threshold_source=threshold_source,
+        threshold_out_of_fold=None if fitted is None else round(fitted, 4),
+        adapt_seconds=round(time.perf_counter() - started, 1),
+    )
+    info.pop("best_metric", None)
+    write_run_info(run_dir, info)
+    print(f"threshold {threshold:.4f}: {threshold_source}")
+    print(f"done in {info['adapt_seconds']:.0f} s; {run_dir / RUN_FILE} records the source model")
+    return run_dir

@@ -1,0 +1,128 @@
+"""gender_train.py adapt: a run folder from a few labelled images, its rules, its refusals."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import error_line, make_image_tree, run_dirs
+
+import gender_mAP
+import gender_single_predict
+import gender_train
+from gender.adapt import L2SP, AdaptConfig, adapt, fold_index, shrunk_threshold
+
+
+@pytest.fixture(scope="module")
+def adapted(trained_run, tmp_path_factory):
+    """The tiny face run adapted through the CLI, one epoch, with a replay folder."""
+    root = tmp_path_factory.mktemp("adapt")
+    new = make_image_tree(root / "new", per_class=12, seed=5)
+    old = make_image_tree(root / "old", per_class=16, seed=6)
+    out = root / "runs"
+    argv = ["adapt", "--data", str(new), "--weights", str(trained_run), "--out", str(out),
+            "--epochs", "1", "--folds", "2", "--replay", str(old), "--replay-images", "10",
+            "--by-person"]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    (run,) = run_dirs(out)
+    return run, new
+
+
+def test_adapt_writes_a_run_folder_that_predicts(adapted, trained_run, capsys):
+    run, new = adapted
+    for name in ("best.keras", "last.keras", "history.csv", "run.json"):
+        assert (run / name).is_file(), name
+    info = json.loads((run / "run.json").read_text())
+    assert info["adapted_from"]["weights"] == str(trained_run / "best.keras")
+    assert info["adapted_from"]["task"] == info["task"] == "face"
+    assert 0 < info["threshold"] < 1
+    image = next((new / "woman").iterdir())
+    assert gender_single_predict.main([str(image), str(run / "best.keras"), "--no-detect"]) == 0
+    assert gender_mAP.main([str(new), str(run)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_replay_mixes_at_most_as_many_old_images_as_asked_half_of_each_class(adapted):
+    run, _ = adapted
+    info = json.loads((run / "run.json").read_text())
+    assert info["data"]["train"] == {"man": 12, "woman": 12}
+    # --replay-images 10 (fewer than the 24 new ones): 5 of each class
+    assert info["data"]["replay"] == {"man": 5, "woman": 5}
+
+
+def test_threshold_is_shrunk_toward_the_source_by_how_few_images_there_are():
+    assert shrunk_threshold(0.3, 0.5, per_class=25, prior_images=25) == pytest.approx(0.4)
+    assert shrunk_threshold(0.3, 0.5, per_class=0, prior_images=25) == pytest.approx(0.5)
+    many = shrunk_threshold(0.3, 0.5, per_class=10**6, prior_images=25)
+    assert many == pytest.approx(0.3, abs=1e-4)
+    assert shrunk_threshold(0.3, 0.5, per_class=10, prior_images=0) == pytest.approx(0.3)
+
+
+def test_folds_keep_people_whole_and_spread_each_class():
+    labels = np.array([0] * 12 + [1] * 12)
+    groups = [f"p{i // 3}" for i in range(24)]  # 4 people per class, 3 images each
+    fold = fold_index(labels, groups, 2, seed=0)
+    for person in set(groups):
+        assert len({fold[i] for i, g in enumerate(groups) if g == person}) == 1
+    for label in (0, 1):
+        assert set(fold[labels == label]) == {0, 1}
+
+
+def test_no_folds_keeps_the_source_threshold_and_auto_replays_its_training_data(
+    trained_run, image_tree, tmp_path
+):
+    config = AdaptConfig(
+        data=str(image_tree), weights=str(trained_run), out=str(tmp_path), epochs=1, folds=0
+    )
+    info = json.loads((adapt(config) / "run.json").read_text())
+    assert info["threshold"] == info["adapted_from"]["threshold"] == 0.5
+    # replay "auto": the source run's own training folders, since they are here
+    assert info["replay_folders"] == [str(image_tree)]
+    assert info["data"]["replay"] == {"man": 16, "woman": 16}
+
+
+def test_auto_replay_without_the_source_data_adapts_without(trained_run, data_copy, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(trained_run, source)
+    info = json.loads((source / "run.json").read_text())
+    info["flags"]["data"] = [str(tmp_path / "gone")]
+    (source / "run.json").write_text(json.dumps(info))
+    config = AdaptConfig(
+        data=str(data_copy), weights=str(source), out=str(tmp_path / "runs"), epochs=1, folds=0
+    )
+    assert "replay" not in json.loads((adapt(config) / "run.json").read_text())["data"]
+
+
+def test_l2sp_is_the_squared_distance_to_the_start_weights():
+    start = np.array([1.0, 2.0], np.float32)
+    value = L2SP(start, 0.5)(np.array([2.0, 0.0], np.float32))
+    assert float(value) == pytest.approx(0.5 * (1.0 + 4.0))
+
+
+def bad_input(tmp_path, capsys, argv) -> str:
+    assert gender_train.main(["adapt", *argv, "--out", str(tmp_path / "runs")]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists() or not run_dirs(tmp_path / "runs")
+    return line
+
+
+def test_empty_class_is_one_line(trained_run, image_tree, tmp_path, capsys):
+    data = shutil.copytree(image_tree, tmp_path / "data")
+    shutil.rmtree(data / "woman")
+    (data / "woman").mkdir()
+    line = bad_input(tmp_path, capsys, ["--data", str(data), "--weights", str(trained_run)])
+    assert "no images" in line
+
+
+def test_three_images_are_one_line(trained_run, tmp_path, capsys):
+    data = make_image_tree(tmp_path / "few", per_class=4)
+    for path in sorted((data / "man").iterdir())[:2] + sorted((data / "woman").iterdir())[:3]:
+        path.unlink()
+    line = bad_input(tmp_path, capsys, ["--data", str(data), "--weights", str(trained_run)])
+    assert "3 images" in line and "at least" in line
+
+
+def test_weights_of_the_other_task_are_one_line(trained_run, image_tree, tmp_path, capsys):
+    argv = ["--data", str(image_tree), "--weights", str(trained_run), "--task", "pedestrian"]
+    line = bad_input(tmp_path, capsys, argv)
+    assert "a face model, not a pedestrian one" in line
