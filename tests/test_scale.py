@@ -223,7 +223,7 @@ def test_two_workers_resume_after_a_worker_is_killed(tmp_path):
     print(f"the chief stopped {time.monotonic() - killed:.0f} s after its peer was killed")
     assert code == 2, code
     log = (tmp_path / "first-0.log").read_text()
-    assert "start every worker again with: gender_train.py resume" in log
+    assert "start every worker again with: python gender_train.py resume" in log
     (run_dir,) = run_dirs(out)
     done = len(read_history(run_dir))
     assert 1 <= done < 4
