@@ -47,10 +47,10 @@ class _QuietLoader(importlib.abc.Loader):
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
 
-    def create_module(self, spec):  # noqa: ANN001, ANN201  (the importlib protocol)
+    def create_module(self, spec):  # the importlib loader protocol
         return self.loader.create_module(spec)
 
-    def exec_module(self, module) -> None:  # noqa: ANN001
+    def exec_module(self, module) -> None:
         from gender.console import filtered_stderr
 
         with filtered_stderr():
@@ -62,7 +62,7 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
     """Wraps the first import of tensorflow in `_QuietLoader` (Keras imports it lazily, from many
     places: one hook here instead of a wrapper at each)."""
 
-    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, name, path, target=None):  # the importlib finder protocol
         if name != "tensorflow":
             return None
         sys.meta_path.remove(self)

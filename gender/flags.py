@@ -65,6 +65,11 @@ def positive_float(text: str) -> float:
     return _bounded_float(text, lambda v: 0 < v < math.inf, "a finite number above 0")
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number of at least 0 (adapt --l2sp: 0 turns the pull off)."""
+    return _bounded_float(text, lambda v: 0 <= v < math.inf, "a finite number of at least 0")
+
+
 def positive_seconds(text: str) -> float:
     """A time in seconds above 0, finite (--peer-timeout)."""
     return _bounded_float(text, lambda v: 0 < v < math.inf, "a number of seconds above 0")

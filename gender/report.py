@@ -575,6 +575,20 @@ def build_page(
     wrong, unsure = gallery_indices(labels, p_woman, threshold, band)
     given = answers(p_woman, threshold, band)
     names = {0: CLASS_NAMES[0], 1: CLASS_NAMES[1], UNCERTAIN_ANSWER: "uncertain"}
+
+    def gallery_of(indices) -> str:
+        """Thumbnails of these images, each captioned with its name, truth and answer."""
+        return _gallery(
+            [
+                (
+                    thumbnail(paths[i]),
+                    _caption(paths[i], labels[i], p_woman[i], names[given[i]]),
+                    "",
+                )
+                for i in indices
+            ]
+        )
+
     total_wrong = int(np.sum((given != labels) & (given != UNCERTAIN_ANSWER)))
     parts.append(f"<h2>Mistakes, most confident first ({len(wrong)} of {total_wrong})</h2>")
     parts.append(
@@ -582,33 +596,9 @@ def build_page(
         "public set many are labelling errors (then the error rate overstates the model's), "
         "the rest show what it cannot handle yet.</p>"
     )
-    parts.append(
-        _gallery(
-            [
-                (
-                    thumbnail(paths[i]),
-                    _caption(paths[i], labels[i], p_woman[i], names[given[i]]),
-                    "",
-                )
-                for i in wrong
-            ]  # fmt: skip
-        )
-        if len(wrong)
-        else "<p>None.</p>"
-    )
+    parts.append(gallery_of(wrong) if len(wrong) else "<p>None.</p>")
     parts.append(f"<h2>The least sure answers ({len(unsure)} nearest the threshold)</h2>")
-    parts.append(
-        _gallery(
-            [
-                (
-                    thumbnail(paths[i]),
-                    _caption(paths[i], labels[i], p_woman[i], names[given[i]]),
-                    "",
-                )
-                for i in unsure
-            ]  # fmt: skip
-        )
-    )
+    parts.append(gallery_of(unsure))
     if explained:
         parts.append(f"<h2>Why: Grad-CAM of the first {len(explained)} mistakes</h2>")
         parts.append(

@@ -25,6 +25,7 @@ from gender.flags import (
     add_person_flag,
     apply_common_flags,
     fraction,
+    non_negative_float,
     positive_float,
     positive_int,
     positive_seconds,
@@ -132,7 +133,7 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     parser.add_argument(
-        "--lr", dest="learning_rate", type=float, default=defaults.learning_rate,
+        "--lr", dest="learning_rate", type=positive_float, default=defaults.learning_rate,
         help="Adam rate, cosine to zero (default %(default)g; 3e-4 collapsed in the bench)",
     )  # fmt: skip
     parser.add_argument(
@@ -140,7 +141,7 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         help="top backbone blocks that train, BatchNorm frozen (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--l2sp", type=float, default=defaults.l2sp,
+        "--l2sp", type=non_negative_float, default=defaults.l2sp,
         help="pull of the weights toward the source model's, so its old settings are not "
         "forgotten (default %(default)g; 0 = none)",
     )  # fmt: skip
