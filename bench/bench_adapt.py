@@ -111,14 +111,21 @@ def link_folder(samples, index, root: Path) -> Path:
 
 
 def score(labels, p_woman, threshold: float) -> dict:
-    from gender.metrics import evaluate
+    """Accuracy, balanced accuracy and both error rates at `threshold`; also two figures that no
+    threshold choice moves, for comparing what the features separate: the ROC AUC, and the
+    balanced accuracy at the test part's own equal-error threshold (an oracle no user has)."""
+    from gender.metrics import equal_error_threshold, evaluate, roc_curve
 
     report = evaluate(labels, p_woman, threshold)
+    false_positive, true_positive = roc_curve(np.asarray(labels) == 1, p_woman)
+    oracle = evaluate(labels, p_woman, equal_error_threshold(labels, p_woman))
     return {
         "accuracy": report["accuracy"],
         "balanced": report["balanced_accuracy"],
         "error_man": report["error_rate"]["man"],
         "error_woman": report["error_rate"]["woman"],
+        "auc": float(np.trapezoid(true_positive, false_positive)),
+        "balanced_at_own_eer": oracle["balanced_accuracy"],
     }
 
 
@@ -144,12 +151,13 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
         part = [r for r in rows if r["setting"] == setting]
         print(f"\n{setting}: test parts of {part[0]['test_images']} images (draw 0), people "
               "not adapted on; forgotten: points of accuracy lost on --forget")  # fmt: skip
-        print("| k | draws | balanced | error man | error woman | forgotten | wall s |")
-        print("|---|---|---|---|---|---|---|")
+        print("| k | draws | balanced | error man | error woman | ROC AUC | forgotten | wall s |")
+        print("|---|---|---|---|---|---|---|---|")
         for k in sorted({r["k"] for r in part}):
             done = [r for r in part if r["k"] == k]
             cells = [mean_spread([r["test"][m] for r in done])
-                     for m in ("balanced", "error_man", "error_woman")]  # fmt: skip
+                     for m in ("balanced", "error_man", "error_woman", "auc")
+                     if all(m in r["test"] for r in done)]  # fmt: skip
             forgot = [source_forget["accuracy"] - r["forget"]["accuracy"] for r in done]
             wall = f"{np.mean([r['seconds'] for r in done]):.0f}" if k else "-"
             print(f"| {k} | {len(done)} | {' | '.join(cells)} | "
@@ -239,8 +247,10 @@ def main(argv=None) -> int:
                     work = out / f"{name}-d{draw}-k{k}"
                     shutil.rmtree(work, ignore_errors=True)
                     data = link_folder(samples, index, work / "data")
+                    # the threshold's folds keep each person whole, as a user's --by-person
+                    settings = {"by_person": args.by_person, **overrides}
                     config = AdaptConfig(data=str(data), weights=args.source, out=str(work),
-                                         seed=1337 + draw, **overrides)  # fmt: skip
+                                         seed=1337 + draw, **settings)  # fmt: skip
                     started = time.perf_counter()
                     run_dir = adapt(config)
                     row["seconds"] = round(time.perf_counter() - started, 1)

@@ -124,6 +124,15 @@ def resolve_weights(weights: str | Path) -> Path:
     return path
 
 
+def lite_only_message(path: Path) -> str:
+    """The one line for a model whose .keras file is absent but its LiteRT export is here."""
+    return (
+        f"{path}: not here (an installed copy carries this model as its int8 LiteRT file "
+        "only); --backend keras, --explain, adapt and fine-tuning need the Keras model: pass "
+        "--weights with the .keras file from the source repository"
+    )
+
+
 def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
     """Load a model saved by the trainer with Keras.
 
@@ -135,6 +144,8 @@ def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
     from gender.runs import model_info_name, read_run_info
 
     path = resolve_weights(weights)
+    if not path.exists():  # resolved through its LiteRT export alone
+        raise UserError(lite_only_message(path))
     info = read_run_info(path.parent, model_info_name(path))
     if path.name.endswith(".weights.h5"):
         model = _build_and_load_weights(path, info)
@@ -258,11 +269,7 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
     if backend == "auto" and int8_export and (float32_export or not keras_file):
         backend = "int8" if lite.available() else backend
     if backend in ("keras", "auto") and not keras_file and not float32_export:
-        raise UserError(
-            f"{path}: not here (an installed copy carries this model as its int8 LiteRT file "
-            "only); --backend keras, --explain and fine-tuning need the Keras model: pass "
-            "--weights with the .keras file from the source repository"
-        )
+        raise UserError(lite_only_message(path))
     if backend == "int8":
         if not lite.available():
             raise UserError("--backend int8 needs the ai-edge-litert package (pip install it)")

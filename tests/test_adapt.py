@@ -126,3 +126,16 @@ def test_weights_of_the_other_task_are_one_line(trained_run, image_tree, tmp_pat
     argv = ["--data", str(image_tree), "--weights", str(trained_run), "--task", "pedestrian"]
     line = bad_input(tmp_path, capsys, argv)
     assert "a face model, not a pedestrian one" in line
+
+
+def test_a_model_present_only_as_its_litert_export_is_one_line(image_tree, tmp_path, capsys):
+    # what an installed copy holds of the bundled pedestrian model: the int8 file and its json
+    from gender.predictor import PRETRAINED_DIR
+
+    lite_only = tmp_path / "installed"
+    lite_only.mkdir()
+    for name in ("pedestrian.int8.tflite", "pedestrian.json", "pedestrian.export.json"):
+        shutil.copy(PRETRAINED_DIR / name, lite_only / name)
+    argv = ["--data", str(image_tree), "--weights", str(lite_only / "pedestrian.keras")]
+    line = bad_input(tmp_path, capsys, argv)
+    assert "int8 LiteRT file only" in line and ".keras file from the source repository" in line
