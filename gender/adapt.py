@@ -56,13 +56,17 @@ class AdaptConfig:
     # "auto": the source run's training folders (run.json flags.data) when present here; or a
     # DIR/{man,woman}/ (or DIR/{train,val}/...) of the old setting; None: no replay
     replay: str | None = REPLAY_AUTO
-    replay_images: int = 250  # at most this many replayed images (and no more than new ones)
+    replay_images: int = 250  # at most this many replayed images
+    replay_ratio: float = 1.0  # and at most this many per new image
     folds: int = 3  # cross-validation folds for the threshold (0: the source's threshold)
     prior_images: int = 25  # threshold shrinkage: images per class the source threshold is worth
     by_person: str | None = None  # person-id regex: folds keep each person on one side
     detect_faces: bool = False  # photos: train on each image's largest detected face
     seed: int = 1337
     keep: int = 1  # epoch checkpoints kept (best.keras and last.keras always stay)
+    # best.keras: the mean of the final model's weights and the threshold folds' models (all
+    # fine-tuned from the same start: a "model soup", Wortsman et al. 2022)
+    average_folds: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,8 +146,8 @@ def replay_folders(config: AdaptConfig, source_info: dict) -> list[str]:
 
 
 def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
-    """Up to min(replay_images, new_count) images of `folders` (their train/ part when they
-    have one), half of each class; None when there is nothing to replay."""
+    """Up to min(replay_images, replay_ratio * new_count) images of `folders` (their train/
+    part when they have one), half of each class; None when there is nothing to replay."""
     from gender.data import concat_samples, load_samples
 
     if not folders or config.replay_images <= 0:
@@ -154,7 +158,7 @@ def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
         parts.append(splits["train"] if "train" in splits else next(iter(splits.values())))
     samples = concat_samples(parts)
     rng = np.random.default_rng(config.seed + 1)
-    per_class = max(1, min(config.replay_images, new_count) // 2)
+    per_class = max(1, int(min(config.replay_images, config.replay_ratio * new_count)) // 2)
     index = []
     for label in range(len(CLASS_NAMES)):
         members = np.flatnonzero(samples.labels == label)
@@ -255,7 +259,7 @@ class _Trainer:
 
 def adapt(config: AdaptConfig) -> Path:
     """Adapt the source model to `config.data` and return the new run folder."""
-    from gender.atomic import check_outputs
+    from gender.atomic import atomic_path, check_outputs
     from gender.data import class_folders, concat_samples, list_folder, person_ids
     from gender.metrics import equal_error_threshold
     from gender.recorder import RunRecorder, versions
@@ -312,7 +316,7 @@ def adapt(config: AdaptConfig) -> Path:
     per_class = min(counts.values())
     folds = min(config.folds, per_class)
     threshold, threshold_source = source_threshold, "the source model's (no folds)"
-    fitted = None
+    fitted, fold_weights = None, []
     if folds >= 2:
         groups = (
             person_ids(samples.paths[:new_count], config.by_person)
@@ -326,6 +330,8 @@ def adapt(config: AdaptConfig) -> Path:
             train_index = np.setdiff1d(np.arange(len(samples)), held)
             trainer.fit(train_index, labels)
             oof[held] = trainer.predict(held)
+            if config.average_folds:
+                fold_weights.append(trainer.fit_model.get_weights())
             print(f"  fold {k + 1}/{folds}: {len(train_index)} training, {len(held)} scored")
         fitted = equal_error_threshold(labels[:new_count], oof)
         threshold = shrunk_threshold(fitted, source_threshold, per_class, config.prior_images)
@@ -372,7 +378,16 @@ def adapt(config: AdaptConfig) -> Path:
     recorder.full_model = model if trainer.cached else None
     trainer.fit(np.arange(len(samples)), labels, callbacks=[recorder], verbose=2)
     # The last epoch is the model: the cosine rate ends the training, nothing chose an epoch.
-    link_over(run_dir / "last.keras", run_dir / "best.keras")
+    if fold_weights:
+        final = trainer.fit_model.get_weights()
+        trainer.fit_model.set_weights([np.mean(w, axis=0) for w in zip(final, *fold_weights)])
+        averaged = run_dir / "averaged.keras"
+        with atomic_path(averaged) as tmp:
+            model.save(tmp)
+        link_over(averaged, run_dir / "best.keras")
+        info["averaged_models"] = 1 + len(fold_weights)
+    else:
+        link_over(run_dir / "last.keras", run_dir / "best.keras")
     info.update(
         best_epoch=config.epochs,
         threshold=round(threshold, 4),
