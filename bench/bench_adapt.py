@@ -270,6 +270,14 @@ def main(argv=None) -> int:
                     }  # fmt: skip
                     forget_p = predict(model, forget_images)
                     row["forget"] = score(forget.labels, forget_p, threshold)
+                    if run_info.get("averaged_models"):  # the final fit alone, for comparison
+                        last, _ = load_trained(run_dir / "last.keras")
+                        row["last_alone"] = {
+                            "test": score(samples.labels[test], predict(last, images[test]),
+                                          threshold),
+                            "forget": score(forget.labels, predict(last, forget_images),
+                                            threshold),
+                        }  # fmt: skip
                     # how much of what is forgotten is the new threshold alone
                     row["forget_at_source"] = score(forget.labels, forget_p, source_threshold)
                     row["mixed"] = {}
@@ -294,7 +302,12 @@ def main(argv=None) -> int:
                       f"{100 * test_scores['error_woman']:.1f}, "
                       f"forget acc {forget_acc:.2f}%, {row['seconds']:.0f} s",
                       flush=True)  # fmt: skip
-    print_tables([r for r in rows if r["setting"] in dict(args.setting)], source_forget)
+    rows = [r for r in rows if r["setting"] in dict(args.setting)]
+    print_tables(rows, source_forget)
+    if any("last_alone" in r for r in rows):  # average_folds: the final fit alone, same runs
+        print("\nThe same runs, the final fit alone (average_folds off), same thresholds:")
+        alone = [{**r, **r.get("last_alone", {})} for r in rows if "last_alone" in r or not r["k"]]
+        print_tables([{k: v for k, v in r.items() if k != "test_at"} for r in alone], source_forget)
     return 0
 
 

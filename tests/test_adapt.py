@@ -139,3 +139,22 @@ def test_a_model_present_only_as_its_litert_export_is_one_line(image_tree, tmp_p
     argv = ["--data", str(image_tree), "--weights", str(lite_only / "pedestrian.keras")]
     line = bad_input(tmp_path, capsys, argv)
     assert "int8 LiteRT file only" in line and ".keras file from the source repository" in line
+
+
+def test_averaging_the_fold_models_makes_best_the_mean_and_keeps_last(
+    trained_run, image_tree, tmp_path
+):
+    config = AdaptConfig(data=str(image_tree), weights=str(trained_run), out=str(tmp_path),
+                         epochs=1, folds=2, average_folds=True, replay=None)  # fmt: skip
+    run = adapt(config)
+    info = json.loads((run / "run.json").read_text())
+    assert info["averaged_models"] == 3  # the final fit and two fold models
+    assert (run / "best.keras").read_bytes() == (run / "averaged.keras").read_bytes()
+    from gender.predictor import load_trained
+
+    best, _ = load_trained(run / "best.keras")
+    last, _ = load_trained(run / "last.keras")
+    moved = [not np.allclose(a, b) for a, b in zip(best.get_weights(), last.get_weights())]
+    assert any(moved)
+    assert gender_single_predict.main([str(next((image_tree / "man").iterdir())), str(run),
+                                       "--no-detect"]) == 0  # fmt: skip
