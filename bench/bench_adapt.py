@@ -272,9 +272,11 @@ def main(argv=None) -> int:
                     row["forget"] = score(forget.labels, forget_p, threshold)
                     if run_info.get("averaged_models"):  # the final fit alone, for comparison
                         last, _ = load_trained(run_dir / "last.keras")
+                        last_p = predict(last, images[test])
                         row["last_alone"] = {
-                            "test": score(samples.labels[test], predict(last, images[test]),
-                                          threshold),
+                            "test": score(samples.labels[test], last_p, threshold),
+                            "test_at": {name: score(samples.labels[test], last_p, value)
+                                        for name, value in others.items() if value is not None},
                             "forget": score(forget.labels, predict(last, forget_images),
                                             threshold),
                         }  # fmt: skip
@@ -307,7 +309,10 @@ def main(argv=None) -> int:
     if any("last_alone" in r for r in rows):  # average_folds: the final fit alone, same runs
         print("\nThe same runs, the final fit alone (average_folds off), same thresholds:")
         alone = [{**r, **r.get("last_alone", {})} for r in rows if "last_alone" in r or not r["k"]]
-        print_tables([{k: v for k, v in r.items() if k != "test_at"} for r in alone], source_forget)
+        # rows scored before the final fit's own candidate thresholds were recorded show none
+        alone = [r if "test_at" in r.get("last_alone", {}) else
+                 {k: v for k, v in r.items() if k != "test_at"} for r in alone]  # fmt: skip
+        print_tables(alone, source_forget)
     return 0
 
 
