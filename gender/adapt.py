@@ -56,8 +56,7 @@ class AdaptConfig:
     # "auto": the source run's training folders (run.json flags.data) when present here; or a
     # DIR/{man,woman}/ (or DIR/{train,val}/...) of the old setting; None: no replay
     replay: str | None = REPLAY_AUTO
-    replay_images: int = 250  # at most this many replayed images
-    replay_ratio: float = 1.0  # and at most this many per new image
+    replay_images: int = 250  # at most this many replayed images (and no more than new ones)
     folds: int = 3  # cross-validation folds for the threshold (0: the source's threshold)
     prior_images: int = 25  # threshold shrinkage: images per class the source threshold is worth
     by_person: str | None = None  # person-id regex: folds keep each person on one side
@@ -146,8 +145,8 @@ def replay_folders(config: AdaptConfig, source_info: dict) -> list[str]:
 
 
 def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
-    """Up to min(replay_images, replay_ratio * new_count) images of `folders` (their train/
-    part when they have one), half of each class; None when there is nothing to replay."""
+    """Up to min(replay_images, new_count) images of `folders` (their train/ part when they
+    have one), half of each class; None when there is nothing to replay."""
     from gender.data import concat_samples, load_samples
 
     if not folders or config.replay_images <= 0:
@@ -158,7 +157,7 @@ def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
         parts.append(splits["train"] if "train" in splits else next(iter(splits.values())))
     samples = concat_samples(parts)
     rng = np.random.default_rng(config.seed + 1)
-    per_class = max(1, int(min(config.replay_images, config.replay_ratio * new_count)) // 2)
+    per_class = max(1, min(config.replay_images, new_count) // 2)
     index = []
     for label in range(len(CLASS_NAMES)):
         members = np.flatnonzero(samples.labels == label)
