@@ -313,15 +313,22 @@ def adapt(config: AdaptConfig) -> Path:
     # scores), so it is not fitted on images the model has memorised. Replayed images train in
     # every fold but choose nothing: the threshold is for the new setting.
     per_class = min(counts.values())
-    folds = min(config.folds, per_class)
+    groups = (
+        person_ids(samples.paths[:new_count], config.by_person)
+        if config.by_person
+        else [f"file:{p}" for p in samples.paths[:new_count]]
+    )
+    # every fold must hold someone of each class: no more folds than a class has people
+    people = min(
+        len({g for g, y in zip(groups, labels[:new_count]) if y == label})
+        for label in range(len(CLASS_NAMES))
+    )
+    folds = min(config.folds, people)
     threshold, threshold_source = source_threshold, "the source model's (no folds)"
+    if 0 < folds < 2 <= config.folds:
+        threshold_source = "the source model's (one person of a class: nothing to fold)"
     fitted, fold_weights = None, []
     if folds >= 2:
-        groups = (
-            person_ids(samples.paths[:new_count], config.by_person)
-            if config.by_person
-            else [f"file:{p}" for p in samples.paths[:new_count]]
-        )
         fold = fold_index(labels[:new_count], groups, folds, config.seed)
         oof = np.zeros(new_count)
         for k in range(folds):

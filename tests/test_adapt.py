@@ -158,3 +158,15 @@ def test_averaging_the_fold_models_makes_best_the_mean_and_keeps_last(
     assert any(moved)
     assert gender_single_predict.main([str(next((image_tree / "man").iterdir())), str(run),
                                        "--no-detect"]) == 0  # fmt: skip
+
+
+def test_folds_are_no_more_than_a_class_has_people(trained_run, tmp_path):
+    # two people of each class, many images each (a few people filmed in many frames)
+    data = make_image_tree(tmp_path / "two", per_class=8)
+    for folder in (data / "man", data / "woman"):
+        for i, path in enumerate(sorted(folder.iterdir())):
+            path.rename(folder / f"{folder.name}{i % 2}_{i}.png")
+    config = AdaptConfig(data=str(data), weights=str(trained_run), out=str(tmp_path / "runs"),
+                         epochs=1, folds=3, replay=None, by_person="^([a-z]+[0-9])_")  # fmt: skip
+    info = json.loads((adapt(config) / "run.json").read_text())
+    assert "2-fold" in info["threshold_source"]
