@@ -141,6 +141,7 @@ def test_a_model_present_only_as_its_litert_export_is_one_line(image_tree, tmp_p
     assert "int8 LiteRT file only" in line and ".keras file from the source repository" in line
 
 
+@pytest.mark.slow  # an option off by default
 def test_averaging_the_fold_models_makes_best_the_mean_and_keeps_last(
     trained_run, image_tree, tmp_path
 ):
