@@ -166,8 +166,8 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
         if adapted:
             print("\nbalanced (mean |error man - error woman|) at each candidate threshold:")
             names = ["adapted", *adapted[0]["test_at"]]
-            print("| k | " + " | ".join(names) + " |")
-            print("|---|" + "---|" * len(names))
+            print("| k | runs | " + " | ".join(names) + " |")
+            print("|---|---|" + "---|" * len(names))
             for k in sorted({r["k"] for r in adapted}):
                 done = [r for r in adapted if r["k"] == k]
                 cells = []
@@ -177,7 +177,7 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
                     gap = np.mean([abs(x["error_man"] - x["error_woman"]) for x in scores])
                     cells.append(f"{100 * np.mean([x['balanced'] for x in scores]):.1f} "
                                  f"({100 * gap:.0f})")  # fmt: skip
-                print(f"| {k} | " + " | ".join(cells) + " |")
+                print(f"| {k} | {len(done)} | " + " | ".join(cells) + " |")
     print(
         f"\nsource model on --forget: accuracy {100 * source_forget['accuracy']:.2f}%, "
         f"balanced {100 * source_forget['balanced']:.2f}%"
