@@ -308,7 +308,8 @@ def main(argv=None) -> int:
     print_tables(rows, source_forget)
     if any("last_alone" in r for r in rows):  # average_folds: the final fit alone, same runs
         print("\nThe same runs, the final fit alone (average_folds off), same thresholds:")
-        alone = [{**r, **r.get("last_alone", {})} for r in rows if "last_alone" in r or not r["k"]]
+        # (a run without folds, e.g. one person of a class, had nothing to average: as it is)
+        alone = [{**r, **r.get("last_alone", {})} for r in rows]
         # rows scored before the final fit's own candidate thresholds were recorded show none
         alone = [r if "test_at" in r.get("last_alone", {}) else
                  {k: v for k, v in r.items() if k != "test_at"} for r in alone]  # fmt: skip
