@@ -56,6 +56,9 @@ class _QuietLoader(importlib.abc.Loader):
         with filtered_stderr():
             self.loader.exec_module(module)
             module.config.list_physical_devices()  # the CUDA probe logs here, not at import
+        # its Python logger's warnings ("N out of the last N calls ... triggered tf.function
+        # retracing" when a model predicts batches of several sizes) speak to TF developers
+        module.get_logger().setLevel("ERROR")
 
 
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):

@@ -121,18 +121,6 @@ def check_samples(samples: "Samples", what: str) -> None:
         )
 
 
-def _decode(samples, size, detect_faces: bool, label: str):
-    import gender.data
-
-    if not detect_faces:
-        return gender.data.decode_images(samples, size)
-    from gender.faces import decode_face_crops
-
-    images, kept, _, crops = decode_face_crops(samples, size, label=f"detecting faces ({label})")
-    print(f"{label}: {crops.line()}; {crops.none} image(s) without a face left out")
-    return images, kept
-
-
 def replay_folders(config: AdaptConfig, source_info: dict) -> list[str]:
     """The folders of old-setting images to replay: --replay, or with "auto" the source run's
     own training folders that exist here (none for an installed copy, or a bundled model whose
@@ -263,6 +251,7 @@ def adapt(config: AdaptConfig) -> Path:
     from gender.metrics import equal_error_threshold
     from gender.recorder import RunRecorder, versions
     from gender.runs import RUN_FILE, link_over, new_run_dir, write_run_info
+    from gender.training import decode_split
 
     started = time.perf_counter()
     source_path, model, source_info, task = source_model(config)
@@ -273,7 +262,7 @@ def adapt(config: AdaptConfig) -> Path:
     model_name = source_info["model"]
     source_threshold = float(source_info.get("threshold", 0.5))
 
-    images, samples = _decode(samples, size, config.detect_faces, "new setting")
+    images, samples = decode_split(samples, size, config.detect_faces, "the new setting")
     check_samples(samples, config.data)  # after unreadable or faceless images left out
     new_count = len(samples)
     folders = replay_folders(config, source_info)
@@ -285,7 +274,7 @@ def adapt(config: AdaptConfig) -> Path:
             "are not here; give --replay DIR to keep its old settings in mind"
         )
     if replay is not None:
-        replay_images, replay = _decode(replay, size, config.detect_faces, "replay")
+        replay_images, replay = decode_split(replay, size, config.detect_faces, "the replay")
         images = np.concatenate([images, replay_images])
         samples = concat_samples([samples, replay])
     labels = samples.labels

@@ -61,17 +61,23 @@ def _has_classes(folder: Path) -> bool:
     return any((folder / name).is_dir() for name in CLASS_NAMES)
 
 
+def check_data_folder(root: str | Path) -> Path:
+    """`root` as a Path; UserError when it is missing or not a folder."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{root}: no such file or folder")
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder (expected man/ and woman/ inside)")
+    return root
+
+
 def find_splits(root: str | Path) -> dict[str, Path]:
     """Resolve a data folder into {'train': dir, 'val': dir} or {'all': dir}, each with man/woman.
 
     Raises:
         UserError: the path is missing or holds no man/woman folders.
     """
-    root = Path(root)
-    if not root.exists():
-        raise UserError(f"{root}: no such file or folder")
-    if not root.is_dir():
-        raise UserError(f"{root}: not a folder (expected man/ and woman/ inside)")
+    root = check_data_folder(root)
     if (root / "train").is_dir() and (root / "val").is_dir():
         splits = {"train": root / "train", "val": root / "val"}
     elif _has_classes(root):
@@ -143,7 +149,7 @@ def list_folder(folder: str | Path) -> Samples:
 
     An empty class is an error.
     """
-    folder = Path(folder)
+    folder = check_data_folder(folder)
     paths, labels = [], []
     for label, name in enumerate(CLASS_NAMES):
         class_dir = folder / name

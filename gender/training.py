@@ -19,6 +19,8 @@ from gender.console import command
 from gender.shards import PackedSplit, is_packed
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from gender.models import ModelEntry
 
 
@@ -148,10 +150,14 @@ def train(
             f"decoding {len(train_set) + len(val_set or [])} images at "
             f"{image_size[0]}x{image_size[1]} ..."
         )
-        train_x, train_set = _decode(config, "train", train_set, image_size, run_dir / "cache")
+        train_x, train_set = decode_split(
+            train_set, image_size, config.detect_faces, "the train split", run_dir / "cache"
+        )
         val_x = None
         if val_set:
-            val_x, val_set = _decode(config, "val", val_set, image_size, run_dir / "cache")
+            val_x, val_set = decode_split(
+                val_set, image_size, config.detect_faces, "the val split", run_dir / "cache"
+            )
             gender.data.write_truth_table(run_dir / "val.txt", val_set)
         print(
             f"decoded images: train {gender.data.storage(train_x)}"
@@ -474,9 +480,16 @@ def cache_views(augment_names: Sequence[str], count: int) -> tuple[str, ...]:
     return tuple(views[: max(1, count)])
 
 
-def _decode(config, name: str, samples, size, cache_dir):
-    """Decode a split: whole images, or with --detect-faces each image's largest face."""
-    if not config.detect_faces:
+def decode_split(
+    samples: "gender.data.Samples",
+    size: Sequence[int],
+    detect_faces: bool,
+    name: str,
+    cache_dir: Path | None = None,
+) -> "tuple[np.ndarray, gender.data.Samples]":
+    """Decode images `name` (a split, or adapt's new and replayed images): whole images, or
+    with `detect_faces` each image's largest face; a class left without faces is an error."""
+    if not detect_faces:
         return gender.data.decode_images(samples, size, cache_dir)
     from gender.faces import decode_face_crops
 
@@ -486,7 +499,7 @@ def _decode(config, name: str, samples, size, cache_dir):
     print(f"{name}: {crops.line()}; {crops.none} image(s) without a face left out")
     for class_name, count in kept.counts().items():
         if count == 0:
-            raise UserError(f"no {class_name} image of the {name} split has a face; use more data")
+            raise UserError(f"no {class_name} image of {name} has a face; use more data")
     return images, kept
 
 

@@ -171,3 +171,9 @@ def test_folds_are_no_more_than_a_class_has_people(trained_run, tmp_path):
                          epochs=1, folds=3, replay=None, by_person="^([a-z]+[0-9])_")  # fmt: skip
     info = json.loads((adapt(config) / "run.json").read_text())
     assert "2-fold" in info["threshold_source"]
+
+
+def test_a_missing_data_folder_is_one_line(trained_run, tmp_path, capsys):
+    line = bad_input(tmp_path, capsys, ["--data", str(tmp_path / "gone"), "--weights",
+                                        str(trained_run)])  # fmt: skip
+    assert line.endswith("gone: no such file or folder")

@@ -134,7 +134,7 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     parser.add_argument(
         "--lr", dest="learning_rate", type=positive_float, default=defaults.learning_rate,
-        help="Adam rate, cosine to zero (default %(default)g; 3e-4 collapsed in the bench)",
+        help="Adam rate, cosine to zero (default %(default)g; 3e-4 forgot more in the bench)",
     )  # fmt: skip
     parser.add_argument(
         "--trainable-blocks", type=int, default=defaults.trainable_blocks,
