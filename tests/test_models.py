@@ -10,8 +10,9 @@ from gender.models import create_model, list_models, set_trainable_blocks
 from gender.models.layers import SqueezeExcite
 
 # The smallest convenient input per model. cnn7's five valid-conv + pool stages need at least
-# 94x94 (at 64x64 the feature map shrinks to nothing); every other model works at 32x32.
-SMALL_SIZE = {"cnn7": (96, 96), "cnn7se": (96, 96)}
+# 94x94 (at 64x64 the feature map shrinks to nothing); faceresnet's valid strided convolutions
+# about 110x110; every other model works at 32x32.
+SMALL_SIZE = {"cnn7": (96, 96), "cnn7se": (96, 96), "faceresnet": (112, 112)}
 
 
 def small_size(name):
@@ -25,9 +26,10 @@ def uint8_batch(size, n=2, seed=0):
 RESNETS = ("resnet50", "resnet101", "resnet152")
 
 
-def test_registry_lists_the_nine_models():
+def test_registry_lists_the_ten_models():
     assert list_models() == [
-        "cnn3", "cnn5", "cnn7", "cnn7se", "mobilenetv2", *sorted(RESNETS), "vgg16"]  # fmt: skip
+        "cnn3", "cnn5", "cnn7", "cnn7se", "faceresnet", "mobilenetv2", *sorted(RESNETS),
+        "vgg16"]  # fmt: skip
 
 
 # The deeper ResNets share resnet50's builder; saving and reloading their 43 and 58 M weights takes

@@ -116,4 +116,4 @@ def set_trainable_blocks(model: "keras.Model", name: str, count: int) -> None:
 
 # Imported last: their decorators fill MODELS. They import Keras only when a model is built, so
 # listing the names (argparse choices, --help) does not load TensorFlow.
-from gender.models import cnn, mobilenetv2, resnet, vgg16  # noqa: E402,F401
+from gender.models import cnn, faceresnet, mobilenetv2, resnet, vgg16  # noqa: E402,F401

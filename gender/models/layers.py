@@ -4,6 +4,8 @@ import keras
 
 # ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input subtracts them.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+# dlib's face-recognition ResNet subtracts its training set's mean RGB and divides by 256
+DLIB_MEAN_RGB = (122.782, 117.001, 104.298)
 EXCITE_BIAS = 2.0  # initial SE gate sigmoid(2) = 0.88 (see SqueezeExcite.build)
 
 
@@ -53,6 +55,55 @@ class SqueezeExcite(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "ratio": self.ratio}
+
+
+@keras.saving.register_keras_serializable(package="gender")
+class DlibInput(keras.layers.Layer):
+    """RGB 0..255 -> (RGB - dlib's mean) / 256: dlib's input layer, in the graph."""
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, self.compute_dtype)
+        mean = keras.ops.convert_to_tensor(DLIB_MEAN_RGB, dtype=self.compute_dtype)
+        return (x - mean) / 256.0
+
+
+@keras.saving.register_keras_serializable(package="gender")
+class ScaleShift(keras.layers.Layer):
+    """Per-channel gamma * x + beta: dlib's "affine" layer, a batch norm frozen into two vectors."""
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, inputs):
+        return inputs * self.gamma + self.beta
+
+
+@keras.saving.register_keras_serializable(package="gender")
+class DlibAdd(keras.layers.Layer):
+    """a + b, a smaller input zero-padded at the bottom, the right and in its channels.
+
+    dlib's residual add (`tt::add` in dlib/cuda/cpu_dlib.cpp) works so: where a strided unit's
+    branch comes out one row and column smaller than its pooled shortcut (8 -> 3 against 4), or
+    with more channels, the missing values count as zero.
+    """
+
+    def compute_output_shape(self, input_shapes):
+        a, b = input_shapes
+        return (a[0],) + tuple(max(x, y) for x, y in zip(a[1:], b[1:]))
+
+    def call(self, inputs):
+        a, b = inputs
+        target = [max(x, y) for x, y in zip(a.shape[1:], b.shape[1:])]
+
+        def pad(x):
+            extra = [t - s for t, s in zip(target, x.shape[1:])]
+            if not any(extra):
+                return x
+            return keras.ops.pad(x, [[0, 0]] + [[0, e] for e in extra])
+
+        return pad(a) + pad(b)
 
 
 def classifier_head(features, dropout: float, hidden: int = 0, name: str = "head"):
