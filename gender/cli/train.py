@@ -52,10 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"other modes: {command('train')} {{resume,export,bundle,demo,adapt}} --help",
     )
     add_train_flags(train)
-    resume = sub.add_parser("resume", help="continue an interrupted run from its last.keras")
+    resume = sub.add_parser(
+        "resume",
+        help="continue an interrupted run from its last.keras, or a finished one with --epochs",
+    )
     resume.add_argument("run_dir", metavar="RUN_DIR")
     resume.add_argument(
-        "--epochs", type=positive_int, help="a new maximum, to extend a finished run"
+        "--epochs",
+        type=positive_int,
+        help="a new maximum number of epochs, above those done: trains a finished run longer",
     )
     add_devices_flag(resume)
     add_export_flag(resume)
@@ -402,8 +407,12 @@ def run_mode(args: argparse.Namespace) -> int:
         not_config = ("mode", "verbose", "no_export")
         run_dir = adapt(AdaptConfig(**{k: v for k, v in vars(args).items() if k not in not_config}))
     elif args.mode == "resume":
-        from gender.training import resume_config
+        from gender.training import nothing_to_resume, resume_config
 
+        finished = nothing_to_resume(args.run_dir, args.epochs)
+        if finished:
+            print(finished)
+            return 0
         config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
         run_dir = train(config, resume, args.devices, args.peer_timeout)
     else:
