@@ -495,7 +495,31 @@ def export(args: argparse.Namespace) -> int:
         )
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    if args.mode == "bundle":
+        print(stored_decision(paths["json"], args.threshold))
     return 0
+
+
+def stored_decision(info_path: Path, asked: "str | float | None") -> str:
+    """What a bundle stored to decide with, from its JSON: the threshold and the uncertain band
+    (what `--uncertain model` answers with), each with where it came from."""
+    import json
+
+    info = json.loads(Path(info_path).read_text(encoding="utf-8"))
+    if "threshold" not in info:
+        return "threshold: none stored, so 0.5 decides (--threshold val chooses one)"
+    if isinstance(asked, float):
+        source = "given with --threshold"
+    else:  # val, or none asked: the run's own (an adapted run chose one by cross-validation)
+        source = info.get("threshold_source", "stored with the run")
+    lines = [f"threshold: {info['threshold']:g} ({source})"]
+    if info.get("uncertain_band"):
+        low, high = info["uncertain_band"]
+        lines.append(
+            f"uncertain band, for --uncertain model: {low:g}:{high:g} "
+            f"({info.get('uncertain_band_source', 'stored with the model')})"
+        )
+    return "\n".join(lines)
 
 
 def run_demo(out) -> int:
