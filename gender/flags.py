@@ -190,6 +190,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "keras: the .keras model under TensorFlow; auto: int8 when both exports are there, "
         "else lite, else keras (default auto)",
     )
+    parser.add_argument(
+        "--no-task-check",
+        action="store_true",
+        help="no warning when the images do not look like the model's task (a portrait given "
+        "to the pedestrian model, full-body crops to the face model)",
+    )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
     parser.add_argument(
         "--batch-size",

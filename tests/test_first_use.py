@@ -65,3 +65,66 @@ def test_resuming_a_finished_run_says_so_and_does_nothing(trained_run, tmp_path,
     assert gender_train.main(["resume", str(run), "--epochs", "1"]) == 0
     assert "has trained 1 epochs already: nothing to do up to --epochs 1" in capsys.readouterr().out
     assert tree_digest(run) == before
+
+
+def _hopper():
+    import matplotlib
+
+    return Path(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+
+
+def test_pedestrian_model_given_a_portrait_warns(capsys):
+    """The bundled pedestrian model still answers for a portrait, but says it may not suit."""
+    import gender_single_predict
+
+    assert gender_single_predict.main([str(_hopper()), "--task", "pedestrian"]) == 0
+    out, err = capsys.readouterr()
+    assert "bundled pedestrian model" in out
+    (line,) = err.strip().splitlines()
+    assert line.startswith("warning: the input may not suit a pedestrian model: the image is ")
+    assert "not tall like a pedestrian crop" in line and "(--task face)" in line
+    assert line.endswith("(--no-task-check hides this)")
+    argv = [str(_hopper()), "--task", "pedestrian", "--no-task-check"]
+    assert gender_single_predict.main(argv) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_face_filling_a_tall_crop_is_not_a_pedestrian(tmp_path):
+    """Cut tall like a pedestrian crop, a portrait is told apart by the face filling it."""
+    import cv2
+
+    from gender.images import read_image
+    from gender.task_fit import mismatch
+
+    rgb = read_image(_hopper())
+    tall = rgb[60:520, 167:367]  # 200 wide, 460 high: the pedestrian model's shape; the face
+    path = tmp_path / "tall_portrait.png"
+    cv2.imwrite(str(path), cv2.cvtColor(tall, cv2.COLOR_RGB2BGR))
+    why = mismatch("pedestrian", (224, 96), [str(path)])
+    assert why and why.startswith("a face fills the image"), why
+    assert mismatch("face", (128, 128), [str(path)]) is not None  # tall: not a face crop
+
+
+def test_face_model_given_tall_crops_warns(tmp_path, capsys):
+    """Evaluating full-body-shaped crops with the face model: one warning, the report goes on."""
+    from conftest import make_image_tree
+
+    import gender_mAP
+    from gender.task_fit import mismatch
+
+    square = make_image_tree(tmp_path / "square", per_class=4, size=64)
+    assert mismatch("face", (128, 128), [str(p) for p in square.rglob("*.png")]) is None
+    tall = tmp_path / "tall"
+    for path in square.rglob("*.png"):
+        import cv2
+
+        target = tall / path.relative_to(square)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), cv2.resize(cv2.imread(str(path)), (48, 128)))
+    assert mismatch("pedestrian", (224, 96), [str(p) for p in tall.rglob("*.png")]) is None
+    assert gender_mAP.main([str(tall)]) == 0
+    out, err = capsys.readouterr()
+    assert "mAP(%)" in out
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "8 of 8 images looked at are (e.g. 48x128)" in warnings[0]
+    assert "--task pedestrian" in warnings[0]

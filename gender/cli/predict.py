@@ -110,6 +110,10 @@ def predict(args: argparse.Namespace) -> int:
         print(f"predicting with {predictor.describe()}", file=sys.stderr)
     if predictor.wants_detection(inputs, args.detect_faces, args.no_detect):
         return predict_faces(predictor, paths, args, single)
+    if not args.no_task_check:
+        from gender.task_fit import warn_mismatch
+
+        warn_mismatch(predictor.task, predictor.size, paths)
     return predict_whole(predictor, paths, args, single)
 
 
