@@ -128,3 +128,31 @@ def test_face_model_given_tall_crops_warns(tmp_path, capsys):
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "8 of 8 images looked at are (e.g. 48x128)" in warnings[0]
     assert "--task pedestrian" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "flags, step",
+    [
+        (["--backend", "lite"], "leave --backend out, or give --backend int8"),
+        (["--explain", "heat.png"], "pass --weights with weights/pretrained/pedestrian.keras"),
+    ],
+    ids=["--backend lite", "--explain"],
+)
+def test_installed_pedestrian_model_hints_are_steps(tmp_path, capsys, flags, step):
+    """What an installed copy holds of the pedestrian model is its int8 file: each refusal says
+    what the user can do instead (not 'export' a .keras file the copy does not have)."""
+    import shutil
+
+    from conftest import error_line
+
+    import gender_single_predict
+    from gender.predictor import PRETRAINED_DIR
+
+    lite_only = tmp_path / "installed"
+    lite_only.mkdir()
+    for name in ("pedestrian.int8.tflite", "pedestrian.json", "pedestrian.export.json"):
+        shutil.copy(PRETRAINED_DIR / name, lite_only / name)
+    argv = [str(_hopper()), "--weights", str(lite_only / "pedestrian.keras"), "--no-task-check"]
+    assert gender_single_predict.main([*argv, *flags]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert step in line and "export" not in line, line
