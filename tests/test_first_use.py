@@ -156,3 +156,58 @@ def test_installed_pedestrian_model_hints_are_steps(tmp_path, capsys, flags, ste
     assert gender_single_predict.main([*argv, *flags]) == 2
     line = error_line(capsys.readouterr().err)
     assert step in line and "export" not in line, line
+
+
+def _parsers():
+    """(name, parser) of every command and every mode of one."""
+    import argparse
+
+    from gender.cli import dataset, evaluate, predict, train
+
+    found = []
+
+    def walk(parser, name):
+        found.append((name, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for mode, sub in action.choices.items():
+                    walk(sub, f"{name} {mode}")
+
+    for module in (train, evaluate, predict, dataset):
+        walk(module.build_parser(), module.__name__.split(".")[-1])
+    return found
+
+
+def test_every_flag_says_what_it_does():
+    """--help describes every flag, in the user's words (no project-internal names), and shows
+    a regex as it is typed (one backslash)."""
+    import argparse
+
+    for name, parser in _parsers():
+        for action in parser._actions:
+            if action.option_strings and action.help is not argparse.SUPPRESS:
+                assert action.help, f"{name} {action.option_strings[0]}: no help"
+        text = parser.format_help()
+        for word in ("seed's", "seeds'", "issue ", "original notes", "(README, "):
+            assert word not in text, f"{name} --help says {word!r}"
+        assert "\\\\" not in text, f"{name} --help doubles a backslash"
+
+
+@pytest.mark.parametrize(
+    "main, argv, expected",
+    [
+        ("gender_train", ["--data", "d", "--epcohs", "5"], "(did you mean --epochs?)"),
+        ("gender_train", ["adapt", "--data", "d", "--sed", "3"], "(did you mean --seed?)"),
+        ("gender_mAP", ["d", "--threshhold", "0.3"], "(did you mean --threshold?)"),
+        ("gender_single_predict", ["x.jpg", "--no-detction"], "(did you mean --no-detect?)"),
+    ],
+)
+def test_a_mistyped_flag_is_one_line_with_a_guess(main, argv, expected, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(main).main(argv)
+    assert stop.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: unrecognized arguments: ") and expected in line, line
+    assert line.endswith(" --help"), line

@@ -17,6 +17,7 @@ from pathlib import Path
 from gender import UserError
 from gender.console import command, run_cli
 from gender.flags import (
+    Parser,
     add_common_flags,
     add_min_face_flag,
     add_model_flags,
@@ -31,7 +32,7 @@ from gender.groups import PRESETS as GROUP_PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "data",
         metavar="DATASET",

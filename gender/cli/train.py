@@ -8,8 +8,8 @@ python gender_train.py export weights/cnn7-20261122-101500/best.keras   # + .tfl
 python gender_train.py bundle weights/mobilenetv2-20261123-163729       # the bundled default
 python gender_train.py demo                          # synthetic data, about 30 s on a CPU
 python gender_train.py adapt --data MY_CAMERA --task pedestrian  # fine-tune on a new setting
-TF_CONFIG='{"cluster": ...}' python gender_train.py --data SHARDS ...  # one per worker (README)
-The seeds' flags still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
+TF_CONFIG='{"cluster": ...}' python gender_train.py --data SHARDS ...  # one per worker
+The older flag forms still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
 """
 
 import argparse
@@ -21,6 +21,7 @@ from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
 from gender.console import command, run_cli
 from gender.flags import (
+    Parser,
     add_common_flags,
     add_person_flag,
     apply_common_flags,
@@ -41,7 +42,7 @@ MODE_FLAGS = {"--resume": "resume", "--export": "export", "--bundle": "bundle", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
@@ -136,7 +137,11 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="weights", help="parent of the run folder (default weights)"
     )
-    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    parser.add_argument(
+        "--epochs", type=positive_int, default=defaults.epochs,
+        help="passes over the new images (default %(default)s); the learning rate falls to zero "
+        "over them",
+    )  # fmt: skip
     parser.add_argument(
         "--lr", dest="learning_rate", type=positive_float, default=defaults.learning_rate,
         help="Adam rate, cosine to zero (default %(default)g; 3e-4 forgot more in the bench)",
@@ -171,7 +176,11 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         "--detect-faces", action="store_true",
         help="photos, not face crops: train on each image's largest face, as the bundled model",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed,
+        help="random seed of the folds, the replayed images, the shuffle and the augmentation "
+        "(default %(default)s)",
+    )  # fmt: skip
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -206,7 +215,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         help=f"comma list from {','.join(AUGMENTATIONS)}, or none (default %(default)s)",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="cnn7", choices=list_models())
+    model.add_argument(
+        "--model",
+        default="cnn7",
+        choices=list_models(),
+        help="architecture: small CNNs trained from scratch (cnn*) or ImageNet transfer "
+        "models (default %(default)s)",
+    )
     model.add_argument(
         "--task",
         choices=TASKS,
@@ -303,7 +318,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         help="train towards s/2 and 1 - s/2 instead of 0 and 1, so confident answers "
         "cost something (default 0)",
     )
-    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=1337,
+        help="random seed of the split, the initial weights, the shuffle and the augmentation "
+        "(default %(default)s)",
+    )
     run = parser.add_argument_group("run")
     run.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
     run.add_argument(
@@ -318,12 +339,12 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_devices_flag(parser) -> None:
-    """--devices (issue 14): where to train, not what; so not part of the TrainConfig."""
+    """--devices: where to train, not what; so not part of the TrainConfig."""
     parser.add_argument(
         "--devices",
         default="auto",
         help="auto: all local GPUs when there are 2+, or the workers TF_CONFIG names "
-        "(README, Scaling out); a list such as gpu:0,gpu:1; or default (one device)",
+        "(docs/scaling.md); a list such as gpu:0,gpu:1; or default (one device)",
     )
     parser.add_argument(
         "--peer-timeout",
@@ -364,7 +385,7 @@ def epoch_list(text: str) -> list[int]:
 
 
 def with_mode(argv: list[str]) -> list[str]:
-    """argv with its mode first: the seeds' `--resume RUN_DIR` style, or `train` by default."""
+    """argv with its mode first: the older `--resume RUN_DIR` form, or `train` by default."""
     if argv and argv[0] in MODES:
         return argv
     for k, arg in enumerate(argv):
