@@ -211,3 +211,16 @@ def test_a_mistyped_flag_is_one_line_with_a_guess(main, argv, expected, capsys):
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: unrecognized arguments: ") and expected in line, line
     assert line.endswith(" --help"), line
+
+
+def test_confusion_rates_are_read_as_shares_of_each_true_class():
+    """Three men (one answered woman), one woman: man==>woman is 1/3, a share of the men; the
+    note under the rates says so (the answer given the true class, not the other way)."""
+    from gender.metrics import format_report
+    from gender.report import figures
+
+    report = figures([0, 0, 0, 1], [0.9, 0.1, 0.2, 0.8], 0.5)
+    text = format_report(report, "hand case")
+    assert "man==>woman      0.333" in text and "man==>man        0.667" in text
+    assert "woman==>woman    1.000" in text
+    assert "of the images of each true class, the share given each answer" in text
