@@ -235,6 +235,10 @@ def train(
     info["distribute"] = distributed
     info["flags"]["epochs"] = config.epochs  # a resume may extend the run
     info.pop("finished", None)  # training again: unfinished until this run's end is reached
+    if resume and distribute.is_chief():
+        # at once, not at the next epoch's commit: a run extended with --epochs and stopped
+        # before that commit is resumed toward its new maximum, not called finished
+        write_run_info(run_dir, info)
     info["phases"] = [vars(p) for p in phases]
     if not resume:  # epoch 0 committed: a run killed during its first epoch can be resumed
         info["epochs_done"] = 0
@@ -562,6 +566,11 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
         return None
     if not finished and epochs is None:
         return None
+    from gender import distribute
+    from gender.runs import read_history, reconcile_run
+
+    if distribute.is_chief():  # files of an epoch begun but never committed go, as on a resume
+        reconcile_run(run_dir, info, read_history(run_dir))
     longer = f"{command('train')} resume {run_dir} --epochs {max(done + 10, planned)}"
     if epochs is not None:
         return (
