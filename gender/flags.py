@@ -9,6 +9,7 @@ import argparse
 import math
 import re
 import sys
+import typing
 from collections.abc import Callable
 
 from gender import TASKS, __version__, show_tensorflow_logs
@@ -20,11 +21,13 @@ class Parser(argparse.ArgumentParser):
     mistyped flag and the command that lists every flag, instead of a usage block of 10-20
     lines above the one that matters."""
 
-    def parse_known_args(self, args=None, namespace=None):
+    def parse_known_args(
+        self, args: "list[str] | None" = None, namespace: "argparse.Namespace | None" = None
+    ) -> "tuple[argparse.Namespace, list[str]]":
         self._argv = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
-    def error(self, message: str):
+    def error(self, message: str) -> "typing.NoReturn":
         parser = self._chosen_mode()
         hint = _did_you_mean(parser, message)
         self.exit(2, f"error: {message}{hint}; every flag: {parser.prog} --help\n")
