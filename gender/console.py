@@ -105,7 +105,8 @@ def run_cli(work: Callable[[], int | None]) -> int:
 
     A UserError is `error: ...` (status 2); SIGINT or SIGTERM (`gender.interrupt`) is
     `interrupted (SIGTERM): <what was kept>` (status 130 or 143); a write failure that reached
-    here (a full disk) is `error: PATH: cannot be written (...)` (status 2). None is status 0.
+    here (a full disk) is `error: PATH: cannot be written (...)` (status 2); a reader that went
+    away (`... | head`) ends it quietly with status 141, as for `cat`. None is status 0.
     """
     from gender import UserError, interrupt
     from gender.atomic import WRITE_ERRORS
@@ -113,7 +114,11 @@ def run_cli(work: Callable[[], int | None]) -> int:
     try:
         with interrupt.handled():
             try:
-                return work() or 0
+                status = work() or 0
+                sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+                return status
+            except BrokenPipeError:
+                raise
             except BaseException as err:
                 # a signal; or any error it caused (raised inside a callback from C++ code,
                 # an interrupted conversion comes back as the converter's own error)
@@ -127,9 +132,24 @@ def run_cli(work: Callable[[], int | None]) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _discard_stdout()
+        return 128 + signal.SIGPIPE
     except OSError as err:
         if err.errno not in WRITE_ERRORS:
             raise
         where = err.filename or "an output file"
         print(f"error: {where}: cannot be written ({err.strerror})", file=sys.stderr)
         return 2
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone, so the interpreter's last flush of
+    the lines still buffered does not fail again (and print a traceback) on the way out."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's capture): nothing to flush at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

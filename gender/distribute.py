@@ -71,7 +71,7 @@ def tf_config() -> dict:
 def _check_tf_config(config) -> None:
     def bad(field: str, problem: str) -> UserError:
         name = f"TF_CONFIG {field}" if field else "TF_CONFIG"
-        return UserError(f"{name}: {problem} (README, Scaling out)")
+        return UserError(f"{name}: {problem} (docs/scaling.md)")
 
     if not isinstance(config, dict):
         raise bad("", f"expected a JSON object with 'cluster' and 'task', got {config!r:.40}")

@@ -9,10 +9,52 @@ import argparse
 import math
 import re
 import sys
+import typing
 from collections.abc import Callable
 
 from gender import TASKS, __version__, show_tensorflow_logs
 from gender.console import command
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a short usage error: one line, `error: ...`, with a "did you mean" for a
+    mistyped flag and the command that lists every flag, instead of a usage block of 10-20
+    lines above the one that matters."""
+
+    def parse_known_args(
+        self, args: "list[str] | None" = None, namespace: "argparse.Namespace | None" = None
+    ) -> "tuple[argparse.Namespace, list[str]]":
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> "typing.NoReturn":
+        parser = self._chosen_mode()
+        hint = _did_you_mean(parser, message)
+        self.exit(2, f"error: {message}{hint}; every flag: {parser.prog} --help\n")
+
+    def _chosen_mode(self) -> argparse.ArgumentParser:
+        """The mode's parser when argv names one (`gender_train.py adapt ...`), else this one:
+        an unknown flag after a mode is reported by the top parser, but belongs to the mode."""
+        argv = getattr(self, "_argv", [])
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and argv:
+                return action.choices.get(argv[0], self)
+        return self
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """` (did you mean --epochs?)` for the unknown flags named in an argparse `message`."""
+    import difflib
+
+    if not message.startswith("unrecognized arguments: "):
+        return ""
+    known = [option for action in parser._actions for option in action.option_strings]
+    guesses = []
+    for word in message.removeprefix("unrecognized arguments: ").split():
+        flag = word.split("=")[0]
+        if flag.startswith("--"):
+            guesses += difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    return f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -163,8 +205,9 @@ def add_person_flag(parser: argparse.ArgumentParser, flag: str, purpose: str) ->
         type=person_regex,
         const=DEFAULT_PERSON_PATTERN,
         metavar="REGEX",
+        # %(const)s in quotes, not %(const)r: the repr would double the regex's backslash
         help=f"{purpose}; the person id is group 1 of REGEX on the file name (default "
-        "%(const)r: '000_45_1.jpg' is person 000; '^([^_]+__[^_.]+)' for SUBSET__ID_... names)",
+        "'%(const)s': '000_45_1.jpg' is person 000; '^([^_]+__[^_.]+)' for SUBSET__ID_... names)",
     )
 
 
@@ -189,6 +232,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "answering again where int8 is near the threshold, so the answers are float32's; "
         "keras: the .keras model under TensorFlow; auto: int8 when both exports are there, "
         "else lite, else keras (default auto)",
+    )
+    parser.add_argument(
+        "--no-task-check",
+        action="store_true",
+        help="no warning when the images do not look like the model's task (a portrait given "
+        "to the pedestrian model, full-body crops to the face model)",
     )
     parser.add_argument("--image-size", help="must match the model's; read from run.json")
     parser.add_argument(

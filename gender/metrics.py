@@ -130,7 +130,10 @@ def format_report(report: dict, title: str) -> str:
     lines += [f"mAP(%): {_pct(report['map'])}", ""]
     for key, rate in report["confusion_rates"].items():
         lines.append(f"{key:<16} {rate:.3f}" if rate == rate else f"{key:<16} n/a")
-    lines.append("(true==>answered: the share of each true class given each answer)")
+    lines.append(
+        "(true==>answered: of the images of each true class, the share given each answer, so "
+        "each class's two rows add up to 1)"
+    )
     lines += ["", f"{'class':<8}{'support':>9}{'error%':>9}{'precision':>11}{'recall':>9}{'F1':>8}"]
     for name in names:
         lines.append(

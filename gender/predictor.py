@@ -124,13 +124,43 @@ def resolve_weights(weights: str | Path) -> Path:
     return path
 
 
-def lite_only_message(path: Path) -> str:
-    """The one line for a model whose .keras file is absent but its LiteRT export is here."""
-    return (
-        f"{path}: not here (an installed copy carries this model as its int8 LiteRT file "
-        "only); --backend keras, --explain, adapt and fine-tuning need the Keras model: pass "
-        "--weights with the .keras file from the source repository"
+def lite_only_message(path: Path, backend: str = "keras") -> str:
+    """The one line for a model whose .keras file is absent but its int8 LiteRT export is here
+    (the installed pedestrian model), with steps the user can take."""
+    if backend == "lite":  # the float32 export did not fit in the wheel either
+        return (
+            f"{path.with_suffix('.tflite')}: not installed (an installed copy carries this model "
+            "as its int8 LiteRT file only): leave --backend out, or give --backend int8"
+        )
+    clone = clone_copy(path)
+    where = (
+        f"pass --weights {clone}"
+        if clone
+        else f"pass --weights with weights/pretrained/{path.name} from a clone of the source "
+        "repository (the bundled .keras files are in the clone, not in the package)"
     )
+    return (
+        f"{path}: not installed (an installed copy carries this model as its int8 LiteRT file "
+        f"only); --backend keras, --explain, adapt and fine-tuning need the Keras model: {where}"
+    )
+
+
+def clone_copy(path: Path) -> Path | None:
+    """The same bundled file in the checkout this package was installed from, when pip recorded
+    one (`pip install .` writes its folder in direct_url.json) and the file is still there."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    try:
+        text = metadata.distribution("gender-classifier").read_text("direct_url.json")
+        url = urlparse(json.loads(text or "{}").get("url", ""))
+    except (metadata.PackageNotFoundError, ValueError, AttributeError):
+        return None
+    if url.scheme != "file":
+        return None
+    candidate = Path(unquote(url.path)) / "weights" / "pretrained" / path.name
+    return candidate if candidate.is_file() else None
 
 
 def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
@@ -287,6 +317,8 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
         if backend == "lite":
             raise UserError("--backend lite needs the ai-edge-litert package (pip install it)")
     elif backend == "lite":
+        if not keras_file:  # nothing to export from: the installed int8-only model
+            raise UserError(lite_only_message(path, "lite"))
         raise UserError(
             f"{path}: no .tflite export beside it; run {command('train')} export {path}"
         )

@@ -92,11 +92,26 @@ def _png(fig: "Figure", dpi: int = 96) -> bytes:
     return buffer.getvalue()
 
 
+# Plots are drawn at the size they are shown (96 dpi: one pixel per CSS pixel), with text near
+# the page's own size: a small figure scaled up by the browser blurs, scaled down shrinks its labels
+PLOT_FONT = {"font.size": 12, "axes.titlesize": 13, "legend.fontsize": 11}
+
+
+def _styled(draw, *args, **kwargs) -> "Figure":
+    """`draw(*args, **kwargs)`'s figure, with the page's font sizes."""
+    import matplotlib
+
+    with matplotlib.rc_context(PLOT_FONT):
+        fig = draw(*args, **kwargs)
+        fig.tight_layout()
+    return fig
+
+
 def confusion_figure(report: dict, title: str = "") -> "Figure":
     """The confusion matrix: each cell's count and its share of the true class (row)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.6, 4.2))
+    fig = Figure(figsize=(5.2, 4.6))
     ax = fig.subplots()
     matrix = np.asarray(report["confusion_matrix"])
     rows = matrix.sum(1, keepdims=True)
@@ -106,8 +121,8 @@ def confusion_figure(report: dict, title: str = "") -> "Figure":
         for j in range(2):
             # white on the dark cells, black on the light ones: readable on every shade
             colour = "white" if rates[i, j] > 0.5 else "black"
-            text = f"{matrix[i, j]}\n{100 * rates[i, j]:.1f}% of {CLASS_NAMES[i]}"
-            ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=11)
+            text = f"{matrix[i, j]}\n{100 * rates[i, j]:.2f}% of {CLASS_NAMES[i]}"
+            ax.text(j, i, text, ha="center", va="center", color=colour)
     ax.set(
         xticks=[0, 1],
         yticks=[0, 1],
@@ -116,7 +131,7 @@ def confusion_figure(report: dict, title: str = "") -> "Figure":
         xlabel=f"answer (threshold {report['threshold']:.3f})",
         ylabel="true class",
     )
-    ax.set_title(title or "confusion matrix", fontsize=9, wrap=True)
+    ax.set_title(title or "confusion matrix", wrap=True)
     fig.tight_layout()
     return fig
 
@@ -125,7 +140,7 @@ def pr_roc_figure(report: dict, labels: np.ndarray, p_woman: np.ndarray) -> "Fig
     """Precision-recall and ROC curves of both classes, the model's operating point marked."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.8))
+    fig = Figure(figsize=(11, 4.6))
     pr_ax, roc_ax = fig.subplots(1, 2)
     threshold = report["threshold"]
     for label, name in enumerate(CLASS_NAMES):
@@ -145,13 +160,13 @@ def pr_roc_figure(report: dict, labels: np.ndarray, p_woman: np.ndarray) -> "Fig
     pr_ax.plot([], [], "o", color="grey", markeredgecolor="black",
                label=f"the model's answers at {threshold:.3f}")  # fmt: skip
     pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
-    pr_ax.legend(loc="lower left", fontsize=8)
+    pr_ax.legend(loc="lower left")
     roc_ax.set(
         xlabel="false positive rate (other class called this one)",
         ylabel="true positive rate (recall)",
         title="ROC",
     )
-    roc_ax.legend(loc="lower right", fontsize=8)
+    roc_ax.legend(loc="lower right")
     for ax in (pr_ax, roc_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -163,7 +178,7 @@ def sweep_figure(report: dict) -> "Figure":
     from matplotlib.figure import Figure
 
     sweep, advice = report["threshold_sweep"], report["threshold_advice"]
-    fig = Figure(figsize=(6, 3.6))
+    fig = Figure(figsize=(11, 4.4))
     ax = fig.subplots()
     for name in CLASS_NAMES:
         ax.plot(sweep["threshold"], 100 * np.asarray(sweep["error_rate"][name]),
@@ -176,9 +191,11 @@ def sweep_figure(report: dict) -> "Figure":
     # near the threshold is where a choice is made: the y axis stops well above today's errors
     now = max((100 * v for v in report["error_rate"].values() if v == v), default=0)
     top = min(100, max(20, 4 * now))
-    ax.set(xlabel="threshold on P(woman)", ylabel="error rate (%)", xlim=(0, 1), ylim=(0, top))
-    ax.set_title("error rates against the threshold", fontsize=10)
-    ax.legend(fontsize=8)
+    # a margin on each side: a curve running along x = 0 or 1 stays off the axis lines
+    ax.set(xlabel="threshold on P(woman)", ylabel="error rate (%)", xlim=(-0.03, 1.03),
+           ylim=(0, top))  # fmt: skip
+    ax.set_title("error rates against the threshold")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside, not over
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -196,7 +213,7 @@ def coverage_figure(
     share = np.arange(1, len(labels) + 1) / len(labels)
     accuracy = np.cumsum(correct) / np.arange(1, len(labels) + 1)
     keep = share >= 0.3
-    fig = Figure(figsize=(5, 3.4))
+    fig = Figure(figsize=(5.6, 4.2))
     ax = fig.subplots()
     ax.plot(100 * share[keep], 100 * accuracy[keep], color="black")
     for row in rows:  # at the share actually answered: a small set cannot answer 95% exactly
@@ -204,7 +221,7 @@ def coverage_figure(
         ax.plot(100 * answered, 100 * row["accuracy"], "o", color="#d8483b")
     ax.invert_xaxis()
     ax.set(xlabel="share answered, surest first (%)", ylabel="accuracy on the answered (%)")
-    ax.set_title("answering only when sure", fontsize=10)
+    ax.set_title("answering only when sure")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -216,7 +233,7 @@ def groups_figure(part: dict, title: str) -> "Figure":
 
     groups = list(part["groups"])
     height = max(2.5, 0.35 * len(groups) + 1.2)
-    fig = Figure(figsize=(6, height))
+    fig = Figure(figsize=(8, height))
     ax = fig.subplots()
     y = np.arange(len(groups))
     for k, name in enumerate(CLASS_NAMES):
@@ -226,8 +243,8 @@ def groups_figure(part: dict, title: str) -> "Figure":
     ax.set_yticks(y, groups)
     ax.invert_yaxis()
     ax.set(xlabel="error rate (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_title(title)
+    ax.legend()
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
@@ -320,6 +337,71 @@ def _headline(report: dict) -> str:
     return _table(["figure", "value", f"95% interval (bootstrap over {unit})"], rows)
 
 
+GENERIC_NAMES = ("val", "test", "train", "all", "val.txt", "test.txt", "ground_truth.txt")
+
+
+def data_name(dataset: str) -> str:
+    """The evaluated folder's name, the page's title ("faces_bfw/val" for a split folder, whose
+    own name says little); the full path is in the setting table."""
+    path = Path(dataset)
+    if path.name in GENERIC_NAMES and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name or str(dataset)
+
+
+def page_title(report: dict, subtitle: bool = False) -> str:
+    """`faces_web: bundled face model` (the window title), or the line under the heading."""
+    setting = report.get("setting", {})
+    model = setting.get("model_name") or report["model"]
+    if not subtitle:
+        return f"{data_name(report['dataset'])}: {model}"
+    parts = [f"{model} ({report['model']})", f"{report['n']:,} images"]
+    parts += [setting["date"]] if setting.get("date") else []
+    return " · ".join(parts)
+
+
+def _summary(report: dict) -> str:
+    """The top of the page: the headline figures as cards, and a sentence saying what they mean."""
+    intervals = report.get("intervals") or {}
+    man, woman = CLASS_NAMES
+    cards = [
+        ("accuracy", "accuracy"),
+        ("balanced accuracy", "balanced_accuracy"),
+        ("mAP", "map"),
+        (f"{man} called {woman}", f"error_rate.{man}"),
+        (f"{woman} called {man}", f"error_rate.{woman}"),
+    ]
+    html_cards = []
+    for label, key in cards:
+        value = _lookup(report, key)
+        bounds = _lookup(intervals, key) if intervals else None
+        interval = f'<div class="range">95%: {_interval("intervals." + key, bounds)}</div>' if (
+            bounds
+        ) else ""  # fmt: skip
+        html_cards.append(
+            f'<div class="card"><div class="label">{html.escape(label)}</div>'
+            f'<div class="big">{_value(key, value)}</div>{interval}</div>'
+        )
+    threshold = report["threshold"]
+    source = report.get("setting", {}).get("threshold_source") or report.get("threshold_source", "")
+    wrong = report["n"] - report["correct"]
+    sentence = (
+        f"Of {report['n']:,} images, {report['correct']:,} were answered right and {wrong:,} "
+        f"wrong: {_pct_text(report['error_rate'][man])} of the men were called women and "
+        f"{_pct_text(report['error_rate'][woman])} of the women were called men, answering "
+        f"woman when P(woman) is at least {threshold:.3f} ({source}). "
+        "The 95% intervals show how far these figures could move on another sample like this one."
+    )
+    return (
+        f'<div class="summary"><div class="cards">{"".join(html_cards)}</div>'
+        f"<p>{html.escape(sentence)}</p></div>"
+    )
+
+
+def _pct_text(value) -> str:
+    return "n/a" if value is None or value != value else f"{100 * value:.2f}%"
+
+
 def _uncertain_paragraph(part: dict) -> str:
     low, high = part["band"]
     errors = ", ".join(
@@ -330,7 +412,8 @@ def _uncertain_paragraph(part: dict) -> str:
     share = _value("uncertain.unanswered_share", part["unanswered_share"])
     accuracy = _value("uncertain.accuracy_answered", part["accuracy_answered"])
     return (
-        f"<p><b>Answering only when sure</b> (uncertain when {low:g} &lt; P(woman) &lt; {high:g}):"
+        f"<p><b>Answering only when sure</b> (uncertain when {low:.3f} &lt; P(woman) &lt; "
+        f"{high:.3f}):"
         f" {unanswered} image(s) left uncertain ({share}); on the {part['answered']} answered, "
         f"accuracy {accuracy}, error {errors}. The figures above answer every image.</p>"
     )
@@ -396,7 +479,9 @@ def _groups_section(report: dict) -> str:
                 f"<p>Worst: {html.escape(worst['group'])}, {worst['class']} error "
                 f"{_value('by_group.worst.error_rate', worst['error_rate'])}.</p>"
             )
-        out.append(_image(groups_figure(part, "each group's error rates"), "error rates by group"))
+        out.append(
+            _image(_styled(groups_figure, part, "each group's error rates"), "error rates by group")
+        )
     part = report.get("by_person")
     if part:
         out.append(f"<h2>By person ({html.escape(str(part['source']))})</h2>")
@@ -425,7 +510,7 @@ def _groups_section(report: dict) -> str:
         # images weigh on the per-image figure
         both = {"per image": report, "per person": part}
         chart = {"groups": {name: {"error_rate": d["error_rate"]} for name, d in both.items()}}
-        out.append(_image(groups_figure(chart, "error rates per image and per person"),
+        out.append(_image(_styled(groups_figure, chart, "error rates per image and per person"),
                           "error rates per image and per person"))  # fmt: skip
     return "\n".join(out)
 
@@ -464,10 +549,16 @@ def gallery_indices(
 
 CSS = """
 body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
-h1{font-size:1.5em} h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.6em}
+h1{font-size:1.7em;margin-bottom:.1em} h2{font-size:1.2em;border-bottom:1px solid #ccc;
+margin-top:1.6em} .subtitle{color:#555;margin-top:0}
+.summary{background:#f5f8fc;border:1px solid #d5e0ee;border-radius:6px;padding:.8em 1em}
+.cards{display:flex;flex-wrap:wrap;gap:.8em} .card{background:#fff;border:1px solid #d5e0ee;
+border-radius:6px;padding:.4em .9em;min-width:150px} .card .big{font-size:1.6em;font-weight:bold}
+.card .label{color:#555;font-size:.9em} .card .range{color:#777;font-size:.8em}
+.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start} .row>div{flex:1 1 420px}
 table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right} th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}
-img.plot{max-width:100%;display:block;margin:.5em 0}
+img.plot{max-width:100%;height:auto;display:block;margin:.5em 0}
 .gallery{display:flex;flex-wrap:wrap;gap:6px}
 figure{margin:0;width:132px;font-size:11px;border:1px solid #ddd;padding:3px;background:#fafafa}
 figure img{max-width:126px;max-height:140px;display:block;margin:auto}
@@ -509,18 +600,21 @@ def build_page(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width">',
-        f"<title>{esc(report['model'])} on {esc(report['dataset'])}</title>",
+        f"<title>{esc(page_title(report))}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>{esc(report['model'])} on {esc(report['dataset'])}</h1>",
+        f"<h1>{esc(data_name(report['dataset']))}</h1>",
+        f'<p class="subtitle">{esc(page_title(report, subtitle=True))}</p>',
+        _summary(report),
+        '<div class="row"><div>',
         "<h2>What was evaluated</h2>",
     ]
-    counts = ", ".join(f"{n} {report['support'][n]}" for n in CLASS_NAMES)
+    counts = ", ".join(f"{n} {report['support'][n]:,}" for n in CLASS_NAMES)
     model_name = setting.get("model_name") or report["weights"]  # "bundled face model" or a path
     rows = [
         ["data", f"<code>{esc(report['dataset'])}</code>"],
         [
             "images",
-            f"{_value('n', report['n'], str(report['n']))} ({counts})"
+            f"{_value('n', report['n'], format(report['n'], ','))} ({counts})"
             + (
                 f"; {report['skipped_unreadable']} unreadable, left out"
                 if report.get("skipped_unreadable")
@@ -531,7 +625,7 @@ def build_page(
         ["task", esc(str(setting.get("task", "")))],
         [
             "threshold",
-            _value("threshold", threshold, f"{threshold:.4f}")
+            _value("threshold", threshold, f"{threshold:.3f}")
             + f" ({esc(str(setting.get('threshold_source', '')))})",
         ],  # fmt: skip
         ["backend", esc(str(report.get("backend", "")))],
@@ -541,35 +635,38 @@ def build_page(
         rows.append(["faces", "each image's largest detected face (none found: the whole image)"])
     body = "".join(f"<tr><th>{key}</th><td>{value}</td></tr>" for key, value in rows)
     parts.append(f'<table class="setting">{body}</table>')
-    parts += ["<h2>Headline figures</h2>", _headline(report)]
+    parts += ["</div><div>", "<h2>Headline figures</h2>", _headline(report), "</div></div>"]
     uncertain = report.get("uncertain")
     if uncertain:
         parts.append(_uncertain_paragraph(uncertain))
     parts += [
         "<h2>Confusion matrix</h2>",
+        '<div class="row"><div>',
         '<p class="note">Rows: the true class; columns: the answer. Each cell: the count and its '
         "share of the row's class.</p>",
         _confusion_table(report),
-        _image(
-            confusion_figure(report, f"{report['model']} on {report['dataset']}"),
-            "confusion matrix",
-        ),  # fmt: skip
+        "</div><div>",
+        _image(_styled(confusion_figure, report, data_name(report["dataset"])), "confusion matrix"),
+        "</div></div>",
         "<h2>Threshold</h2>",
         f"<p>{esc(advice_sentence(report['threshold_advice'], threshold))}</p>",
-        _image(sweep_figure(report), "error rates against the threshold"),
+        _image(_styled(sweep_figure, report), "error rates against the threshold"),
         "<h2>Precision-recall and ROC</h2>",
         '<p class="note">The dots are the model\'s answers at its threshold; the curves are every '
         "other threshold.</p>",
-        _image(pr_roc_figure(report, labels, p_woman), "precision-recall and ROC curves"),
+        _image(_styled(pr_roc_figure, report, labels, p_woman), "precision-recall and ROC curves"),
         "<h2>Answering only when sure</h2>",
         '<p class="note">Accuracy if the model answered only its surest share of these images '
         "(ranked by the distance of P(woman) from the threshold) and said <i>uncertain</i> for "
         "the rest. The band is the <code>--uncertain LOW:HIGH</code> that does it on this set.</p>",
+        '<div class="row"><div>',
         _coverage_table(report["coverage"]),
+        "</div><div>",
         _image(
-            coverage_figure(report["coverage"], labels, p_woman, threshold),
+            _styled(coverage_figure, report["coverage"], labels, p_woman, threshold),
             "accuracy against coverage",
         ),  # fmt: skip
+        "</div></div>",
         _groups_section(report),
     ]
     wrong, unsure = gallery_indices(labels, p_woman, threshold, band)

@@ -75,7 +75,7 @@ def train(
     from gender.augment import parse_augment
     from gender.images import parse_image_size
     from gender.recorder import RunRecorder, versions
-    from gender.runs import read_run_info, run_kept
+    from gender.runs import read_run_info, run_kept, write_run_info
 
     # issue 14: first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
@@ -234,10 +234,13 @@ def train(
     )
     info["distribute"] = distributed
     info["flags"]["epochs"] = config.epochs  # a resume may extend the run
+    info.pop("finished", None)  # training again: unfinished until this run's end is reached
+    if resume and distribute.is_chief():
+        # at once, not at the next epoch's commit: a run extended with --epochs and stopped
+        # before that commit is resumed toward its new maximum, not called finished
+        write_run_info(run_dir, info)
     info["phases"] = [vars(p) for p in phases]
     if not resume:  # epoch 0 committed: a run killed during its first epoch can be resumed
-        from gender.runs import write_run_info
-
         info["epochs_done"] = 0
         write_run_info(run_dir, info)
     recorder = RunRecorder(
@@ -266,6 +269,9 @@ def train(
         page = run_page(run_dir, val_set, val_x, info)
         if page:
             print(f"evaluation page of best.keras on the validation split: {page}")
+        # the end was reached (all epochs, or early stopping): `resume` then has nothing to do
+        info["finished"] = True
+        write_run_info(run_dir, info)
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: possibly gigabytes
     if not distribute.finish(run_dir):  # a worker other than the chief: its folder is gone
         return None
@@ -538,6 +544,48 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
     if epochs:
         config.epochs = epochs
     return config
+
+
+def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | None:
+    """Why resuming `run_dir` has nothing to do, with how to train longer; None when it has.
+
+    A run is over when training reached its end (run.json's `finished`, or, for a folder written
+    before that field, all its epochs done); a new `epochs` above the epochs done reopens it.
+    Said before anything is decoded or loaded: a finished run used to be evaluated and exported
+    again for half a minute without a word.
+    """
+    from gender.runs import read_run_info
+
+    run_dir = Path(run_dir)
+    resume_config(run_dir, epochs)  # a folder that is no run at all is the usual error
+    info = read_run_info(run_dir)
+    done = int(info.get("epochs_done") or 0)
+    planned = int(info.get("flags", {}).get("epochs") or 0)
+    finished = bool(info.get("finished")) or (planned > 0 and done >= planned)
+    if epochs is not None and epochs > done:
+        return None
+    if not finished and epochs is None:
+        return None
+    from gender import distribute
+    from gender.runs import read_history, reconcile_run
+
+    if distribute.is_chief():  # files of an epoch begun but never committed go, as on a resume
+        reconcile_run(run_dir, info, read_history(run_dir))
+    longer = f"{command('train')} resume {run_dir} --epochs {max(done + 10, planned)}"
+    if epochs is not None:
+        return (
+            f"{run_dir} has trained {done} epochs already: nothing to do up to --epochs "
+            f"{epochs}; to train longer, give a larger maximum: {longer}"
+        )
+    how = (
+        f"{done} of {planned} epochs"
+        if done >= planned
+        else (f"early stopping after epoch {done} of {planned}")
+    )
+    return (
+        f"{run_dir} finished training: {how}, best epoch {info.get('best_epoch')}. Nothing "
+        f"to resume; to train longer, give a new maximum: {longer}"
+    )
 
 
 def _epochs_done(run_dir: Path) -> int | None:

@@ -357,6 +357,10 @@ def test_bundle_threshold_val_is_stored_and_used_by_default(trained_run, tmp_pat
     band_report = json.loads((tmp_path / "band.json").read_text())["uncertain"]
     assert band_report["band"] == [low, high]
     assert band_report["unanswered"] <= 0.1 * band_report["answered"] + 2
+    # and the bundle said what it stored, and where each came from
+    said = capsys.readouterr().out
+    assert f"threshold: {info['threshold']:g} (equal error rates on {trained_run}/val.txt" in said
+    assert f"uncertain band, for --uncertain model: {low:g}:{high:g} (the least sure 10% " in said
     # the stored threshold equalises the errors of the model's own P(woman) on val.txt
     val = read_truth_table(trained_run / "val.txt")
     result = Predictor.load(trained_run / "best.keras", backend="keras").folder(val, 64)

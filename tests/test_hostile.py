@@ -469,7 +469,8 @@ def test_resume_with_a_bad_last_keras(trained_run, odd_models, tmp_path, name, w
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     for checkpoint in ("last.keras", "epoch_001.keras"):
         shutil.copy(odd_models / f"{name}.keras", run / checkpoint)
-    assert gender_train.main(["--resume", str(run)]) == 2
+    # --epochs 2: the run finished its one epoch, and only a longer run loads last.keras
+    assert gender_train.main(["--resume", str(run), "--epochs", "2"]) == 2
     assert words in error_line(capsys.readouterr().err)
 
 

@@ -46,6 +46,7 @@ PIPELINE = {
     "gender.predictor",
     "gender.recorder",
     "gender.report",
+    "gender.task_fit",
     "gender.training",
 }
 MAY_IMPORT = {

@@ -117,7 +117,7 @@ def test_page_is_self_contained(page):
 
 def test_training_writes_the_page_into_the_run_folder(trained_run):
     text = (trained_run / "report.html").read_text()
-    assert "<h1>cnn3 on " in text and 'id="report-data"' in text
+    assert f"<h1>{trained_run.name}/val.txt</h1>" in text and 'id="report-data"' in text
     data = PageParser()
     data.feed(text)
     report = json.loads(data.data)
@@ -373,3 +373,22 @@ def test_curves_mark_the_best_epoch_and_the_phase_switch(tmp_path):
     base = cv2.imread(str(plain))
     base_green = (base[..., 1] > 100) & (base[..., 0] < 60) & (base[..., 2] < 60)
     assert green.sum() > 200 and base_green.sum() == 0
+
+
+def test_page_leads_with_a_summary_and_names_the_folder(page, image_tree):
+    """The folder's name is the title (its full path in the setting table), a summary with the
+    headline figures and a sentence comes first, and the threshold always has 3 decimals."""
+    import re
+
+    text, report = page["text"], page["report"]
+    assert f"<h1>{image_tree.name}</h1>" in text
+    assert f"<code>{image_tree}</code>" in text  # the full path, in the table
+    summary = text.index('class="summary"')
+    assert summary < text.index("What was evaluated") < text.index("Confusion matrix")
+    top = text[summary : text.index("What was evaluated")]
+    for key in ("accuracy", "balanced_accuracy", "map", "error_rate.man", "error_rate.woman"):
+        assert f'data-key="{key}"' in top, key
+    assert f"Of {report['n']} images, {report['correct']} were answered right" in top
+    words = re.sub(r"<[^>]+>", "", text[: text.index('<script type="application/json"')])
+    shown = re.findall(r"threshold[^<\d]{0,40}(\d\.\d+)", words)
+    assert shown and all(len(number) == 5 for number in shown), shown  # 0.500, never 0.5000

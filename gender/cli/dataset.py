@@ -32,27 +32,29 @@ COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 def build_parser() -> argparse.ArgumentParser:
     from gender.faces import DEFAULT_MARGIN
-    from gender.flags import add_common_flags, add_person_flag, crop_widths, fraction
+    from gender.flags import Parser, add_common_flags, add_person_flag, crop_widths, fraction
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     truth = sub.add_parser("truth", help="write the ground-truth table as .txt and .npy (default)")
     truth.add_argument("data", metavar="DIR")
     truth.add_argument("--out", help="output name without suffix (default DIR/ground_truth)")
     split = sub.add_parser("split", help="make OUT/train and OUT/val from DIR/{man,woman}")
     split.add_argument("data", metavar="DIR")
-    split.add_argument("--out", required=True)
+    split.add_argument("--out", required=True, help="folder for train/ and val/ (new or empty)")
     split.add_argument(
         "--val", type=fraction, default=0.2, help="validation fraction (default 0.2)"
     )
     add_person_flag(split, "--by-person", "keep each person on one side")
     split.add_argument("--copy", action="store_true", help="copy instead of hard/symbolic links")
-    split.add_argument("--seed", type=int, default=1337)
+    split.add_argument(
+        "--seed", type=int, default=1337, help="which random split (default %(default)s)"
+    )
     check = sub.add_parser("check", help="list unreadable or suspicious images")
     check.add_argument("data", metavar="DIR")
     crop = sub.add_parser("crop", help="write the largest face of each image, aligned, to OUT")
     crop.add_argument("data", metavar="DIR")
-    crop.add_argument("--out", required=True)
+    crop.add_argument("--out", required=True, help="folder for the crops, DIR's layout kept")
     crop.add_argument(
         "--image-size", default="200", help="crop size, N or HxW (default 200, as UTKFace)"
     )
@@ -70,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pack", help="write DIR as sharded TFRecords with a manifest, for streaming training"
     )
     pack.add_argument("data", metavar="DIR")
-    pack.add_argument("--out", required=True, metavar="SHARDS")
+    pack.add_argument(
+        "--out", required=True, metavar="SHARDS", help="folder for the shards and manifest.json"
+    )
     pack.add_argument(
         "--val",
         type=fraction,
@@ -81,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument(
         "--shards", type=int, help="shard files per split (default: ~64 MB each, at least 16)"
     )
-    pack.add_argument("--seed", type=int, default=1337)
+    pack.add_argument(
+        "--seed", type=int, default=1337, help="the split and the shuffle (default %(default)s)"
+    )
     add_common_flags(parser)
     for command_parser in sub.choices.values():
         add_common_flags(command_parser)
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
     tolerant_console()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        argv.insert(0, "truth")  # the seeds' `python dataset.py DIR`
+        argv.insert(0, "truth")  # the older `python dataset.py DIR`
     from gender.console import run_cli
 
     args = build_parser().parse_args(argv)

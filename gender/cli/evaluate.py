@@ -17,6 +17,7 @@ from pathlib import Path
 from gender import UserError
 from gender.console import command, run_cli
 from gender.flags import (
+    Parser,
     add_common_flags,
     add_min_face_flag,
     add_model_flags,
@@ -31,7 +32,7 @@ from gender.groups import PRESETS as GROUP_PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "data",
         metavar="DATASET",
@@ -172,6 +173,10 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)  # before predicting: int8 re-checks around it
     args.uncertain = resolve_band(args.uncertain, predictor.info, predictor.threshold)
+    if not args.detect_faces and not args.no_task_check:
+        from gender.task_fit import warn_mismatch
+
+        warn_mismatch(predictor.task, predictor.size, samples.paths)
     result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
     weights, info, size = given or predictor.weights, predictor.info, predictor.size

@@ -14,6 +14,7 @@ from pathlib import Path
 from gender import UserError
 from gender.console import run_cli
 from gender.flags import (
+    Parser,
     add_common_flags,
     add_min_face_flag,
     add_model_flags,
@@ -27,13 +28,13 @@ NO_FACE = 3  # exit status when an image holds no face: distinct from errors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "inputs",
         nargs="+",
         metavar="IMAGE",
         help="image files or folders; a last argument ending in .keras or .h5 "
-        "(or .tflite) is taken as WEIGHTS (the seeds' 'IMAGE WEIGHTS' order)",
+        "(or .tflite) is taken as WEIGHTS: 'IMAGE WEIGHTS' works as well as --weights",
     )
     parser.add_argument(
         "--weights", help="a .keras model or run folder (default: the bundled --task model)"
@@ -110,6 +111,10 @@ def predict(args: argparse.Namespace) -> int:
         print(f"predicting with {predictor.describe()}", file=sys.stderr)
     if predictor.wants_detection(inputs, args.detect_faces, args.no_detect):
         return predict_faces(predictor, paths, args, single)
+    if not args.no_task_check:
+        from gender.task_fit import warn_mismatch
+
+        warn_mismatch(predictor.task, predictor.size, paths)
     return predict_whole(predictor, paths, args, single)
 
 

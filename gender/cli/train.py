@@ -8,8 +8,8 @@ python gender_train.py export weights/cnn7-20261122-101500/best.keras   # + .tfl
 python gender_train.py bundle weights/mobilenetv2-20261123-163729       # the bundled default
 python gender_train.py demo                          # synthetic data, about 30 s on a CPU
 python gender_train.py adapt --data MY_CAMERA --task pedestrian  # fine-tune on a new setting
-TF_CONFIG='{"cluster": ...}' python gender_train.py --data SHARDS ...  # one per worker (README)
-The seeds' flags still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
+TF_CONFIG='{"cluster": ...}' python gender_train.py --data SHARDS ...  # one per worker
+The older flag forms still work: --resume RUN_DIR, --export WEIGHTS, --bundle RUN_DIR, --demo.
 """
 
 import argparse
@@ -21,6 +21,7 @@ from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
 from gender.config import DEFAULT_EPOCHS, TrainConfig
 from gender.console import command, run_cli
 from gender.flags import (
+    Parser,
     add_common_flags,
     add_person_flag,
     apply_common_flags,
@@ -41,7 +42,7 @@ MODE_FLAGS = {"--resume": "resume", "--export": "export", "--bundle": "bundle", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="mode", required=True, metavar="MODE")
@@ -52,10 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"other modes: {command('train')} {{resume,export,bundle,demo,adapt}} --help",
     )
     add_train_flags(train)
-    resume = sub.add_parser("resume", help="continue an interrupted run from its last.keras")
+    resume = sub.add_parser(
+        "resume",
+        help="continue an interrupted run from its last.keras, or a finished one with --epochs",
+    )
     resume.add_argument("run_dir", metavar="RUN_DIR")
     resume.add_argument(
-        "--epochs", type=positive_int, help="a new maximum, to extend a finished run"
+        "--epochs",
+        type=positive_int,
+        help="a new maximum number of epochs, above those done: trains a finished run longer",
     )
     add_devices_flag(resume)
     add_export_flag(resume)
@@ -131,7 +137,11 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="weights", help="parent of the run folder (default weights)"
     )
-    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    parser.add_argument(
+        "--epochs", type=positive_int, default=defaults.epochs,
+        help="passes over the new images (default %(default)s); the learning rate falls to zero "
+        "over them",
+    )  # fmt: skip
     parser.add_argument(
         "--lr", dest="learning_rate", type=positive_float, default=defaults.learning_rate,
         help="Adam rate, cosine to zero (default %(default)g; 3e-4 forgot more in the bench)",
@@ -166,7 +176,11 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         "--detect-faces", action="store_true",
         help="photos, not face crops: train on each image's largest face, as the bundled model",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed,
+        help="random seed of the folds, the replayed images, the shuffle and the augmentation "
+        "(default %(default)s)",
+    )  # fmt: skip
 
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -201,7 +215,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         help=f"comma list from {','.join(AUGMENTATIONS)}, or none (default %(default)s)",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="cnn7", choices=list_models())
+    model.add_argument(
+        "--model",
+        default="cnn7",
+        choices=list_models(),
+        help="architecture: small CNNs trained from scratch (cnn*) or ImageNet transfer "
+        "models (default %(default)s)",
+    )
     model.add_argument(
         "--task",
         choices=TASKS,
@@ -299,7 +319,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         help="train towards s/2 and 1 - s/2 instead of 0 and 1, so confident answers "
         "cost something (default 0)",
     )
-    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=1337,
+        help="random seed of the split, the initial weights, the shuffle and the augmentation "
+        "(default %(default)s)",
+    )
     run = parser.add_argument_group("run")
     run.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
     run.add_argument(
@@ -314,12 +340,12 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_devices_flag(parser) -> None:
-    """--devices (issue 14): where to train, not what; so not part of the TrainConfig."""
+    """--devices: where to train, not what; so not part of the TrainConfig."""
     parser.add_argument(
         "--devices",
         default="auto",
         help="auto: all local GPUs when there are 2+, or the workers TF_CONFIG names "
-        "(README, Scaling out); a list such as gpu:0,gpu:1; or default (one device)",
+        "(docs/scaling.md); a list such as gpu:0,gpu:1; or default (one device)",
     )
     parser.add_argument(
         "--peer-timeout",
@@ -360,7 +386,7 @@ def epoch_list(text: str) -> list[int]:
 
 
 def with_mode(argv: list[str]) -> list[str]:
-    """argv with its mode first: the seeds' `--resume RUN_DIR` style, or `train` by default."""
+    """argv with its mode first: the older `--resume RUN_DIR` form, or `train` by default."""
     if argv and argv[0] in MODES:
         return argv
     for k, arg in enumerate(argv):
@@ -403,8 +429,12 @@ def run_mode(args: argparse.Namespace) -> int:
         not_config = ("mode", "verbose", "no_export")
         run_dir = adapt(AdaptConfig(**{k: v for k, v in vars(args).items() if k not in not_config}))
     elif args.mode == "resume":
-        from gender.training import resume_config
+        from gender.training import nothing_to_resume, resume_config
 
+        finished = nothing_to_resume(args.run_dir, args.epochs)
+        if finished:
+            print(finished)
+            return 0
         config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
         run_dir = train(config, resume, args.devices, args.peer_timeout)
     else:
@@ -487,7 +517,31 @@ def export(args: argparse.Namespace) -> int:
         )
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    if args.mode == "bundle":
+        print(stored_decision(paths["json"], args.threshold))
     return 0
+
+
+def stored_decision(info_path: Path, asked: "str | float | None") -> str:
+    """What a bundle stored to decide with, from its JSON: the threshold and the uncertain band
+    (what `--uncertain model` answers with), each with where it came from."""
+    import json
+
+    info = json.loads(Path(info_path).read_text(encoding="utf-8"))
+    if "threshold" not in info:
+        return "threshold: none stored, so 0.5 decides (--threshold val chooses one)"
+    if isinstance(asked, float):
+        source = "given with --threshold"
+    else:  # val, or none asked: the run's own (an adapted run chose one by cross-validation)
+        source = info.get("threshold_source", "stored with the run")
+    lines = [f"threshold: {info['threshold']:g} ({source})"]
+    if info.get("uncertain_band"):
+        low, high = info["uncertain_band"]
+        lines.append(
+            f"uncertain band, for --uncertain model: {low:g}:{high:g} "
+            f"({info.get('uncertain_band_source', 'stored with the model')})"
+        )
+    return "\n".join(lines)
 
 
 def run_demo(out) -> int:
