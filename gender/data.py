@@ -131,12 +131,17 @@ def walk_images(folder: str | Path, report_other: bool = True) -> Iterator[Path]
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            if entry.is_dir():  # follows links
+            try:  # both follow links; a link that loops (to itself, or a ring) raises ELOOP
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError as err:
+                warn(f"{path}: cannot be followed ({err.strerror}) (skipped)")
+                continue
+            if is_dir:
                 yield from walk(path)
             elif not is_image_file(path):
                 if report_other:
                     warn(f"{path}: not an image file name (skipped)")
-            elif not entry.is_file():
+            elif not is_file:
                 warn(f"{path}: not a regular file (a named pipe, socket or broken link) (skipped)")
             else:
                 yield path
@@ -454,6 +459,8 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
             paths += found
         elif path.is_file():
             paths.append(str(path))
+        elif path.is_symlink() and not path.exists():
+            raise UserError(f"{path}: a symbolic link that loops or leads nowhere")
         elif path.exists():  # never opened: a pipe would wait for a writer for ever
             raise UserError(f"{path}: not a regular file (a named pipe, socket or device)")
         else:
