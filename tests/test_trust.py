@@ -44,3 +44,55 @@ def test_looping_links_are_skipped_by_every_walk(data_copy, trained_run, tmp_pat
     # a looping link given by name is one line
     assert gender_single_predict.main([str(data_copy / "man" / "self.jpg"), str(trained_run)]) == 2
     assert "loops" in error_line(capsys.readouterr().err)
+
+
+# 2. stored metadata: every field checked where it is read, one line naming file and field
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("threshold", float("nan")),
+        ("threshold", 2.0),
+        ("threshold", -1),
+        ("threshold", float("inf")),  # what 1e400 reads as
+        ("threshold", True),
+        ("threshold", "abc"),
+        ("class_names", 5),
+        ("uncertain_band", [0.4]),
+        ("uncertain_band", [0.2, 1.5]),
+        ("model", "cnn99"),
+        ("image_size", [32, "x"]),
+        ("task", "cats"),
+        ("epochs_done", -3),
+        ("flags", {"epochs": "many"}),
+        ("flags", {"val_split": 1.5}),
+        ("flags", {"data": 7}),
+    ],
+)
+def test_stored_metadata_is_checked(trained_run, image_tree, tmp_path, field, value, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.keras").symlink_to(trained_run / "best.keras")
+    info = json.loads((trained_run / "run.json").read_text())
+    if field == "flags":
+        info["flags"].update(value)
+        field = f"flags.{next(iter(value))}"
+    else:
+        info[field] = value
+    (run / "run.json").write_text(json.dumps(info))  # NaN and Infinity as Python writes them
+    image = next((image_tree / "man").iterdir())
+    assert gender_single_predict.main([str(image), str(run / "best.keras")]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert str(run / "run.json") in line and repr(field) in line, line
+
+
+def test_bundled_and_sidecar_json_pass_the_check():
+    from conftest import REPO
+
+    from gender.runs import check_info, read_info_file
+
+    for path in sorted((REPO / "gender" / "pretrained").glob("*.json")):
+        read_info_file(path)
+    with pytest.raises(UserError, match="expected a JSON object"):
+        check_info([1, 2], "x.json")
