@@ -96,3 +96,58 @@ def test_bundled_and_sidecar_json_pass_the_check():
         read_info_file(path)
     with pytest.raises(UserError, match="expected a JSON object"):
         check_info([1, 2], "x.json")
+
+
+# 3. the pixel limit holds for every format OpenCV decodes, told from the bytes, not the name
+
+
+FORMATS = [".png", ".jpg", ".bmp", ".webp", ".tif", ".gif", ".jp2", ".hdr", ".ras", ".ppm", ".pfm"]
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_pixel_limit_holds_for_every_format_under_any_name(ext, tmp_path, monkeypatch):
+    import cv2
+
+    from gender.images import BadImageError, read_image
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), np.uint8)
+    if ext in (".hdr", ".pfm"):
+        image = image.astype(np.float32) / 255
+    ok, buffer = cv2.imencode(ext, image)
+    assert ok
+    for name in (f"real{ext}", "named.png", "named.jpg"):  # the name never decides
+        path = tmp_path / name
+        path.write_bytes(buffer.tobytes())
+        monkeypatch.setenv("GENDER_MAX_IMAGE_PIXELS", "2399")
+        with pytest.raises(BadImageError, match="60x40 pixels, over the limit"):
+            read_image(path)
+        monkeypatch.setenv("GENDER_MAX_IMAGE_PIXELS", "2400")
+        assert read_image(path).shape == (40, 60, 3)
+
+
+def test_a_tiff_claiming_a_huge_page_is_refused_before_decoding(tmp_path):
+    """A small TIFF whose first page is 12000x12000 (144 MP) is refused from its header."""
+    import struct
+
+    from gender.images import BadImageError, read_image
+
+    entries = [(256, 4, 1, 12000), (257, 4, 1, 12000), (258, 3, 1, 8), (259, 3, 1, 1),
+               (262, 3, 1, 1), (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, 12000),
+               (279, 4, 1, 144_000_000)]  # fmt: skip
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
+    data = b"II*\0" + struct.pack("<I", 8) + ifd + b"\0\0\0\0" + bytes(2000)
+    for name in ("big.tif", "big.png"):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(BadImageError, match="12000x12000 pixels"):
+            read_image(tmp_path / name)
+
+
+def test_unknown_formats_never_reach_a_decoder(tmp_path):
+    from gender.images import BadImageError, read_image
+
+    (tmp_path / "x.png").write_bytes(b"\0\0\0\x1cftypheic" + bytes(100))  # HEIC: not read here
+    with pytest.raises(BadImageError, match="not an image format read here"):
+        read_image(tmp_path / "x.png")
+    (tmp_path / "y.jpg").write_bytes(b"P6\n")  # a PNM header without its size
+    with pytest.raises(BadImageError, match="damaged PNM header"):
+        read_image(tmp_path / "y.jpg")
