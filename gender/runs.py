@@ -56,7 +56,9 @@ def run_kept(run_dir: str | Path, epochs_done: int) -> str:
 
 
 def write_run_info(run_dir: str | Path, info: dict) -> None:
-    write_text(Path(run_dir) / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    from gender.tables import json_text
+
+    write_text(Path(run_dir) / RUN_FILE, json_text(info, sort_keys=True))
 
 
 def read_run_info(run_dir: str | Path, name: str = RUN_FILE) -> dict:

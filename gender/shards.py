@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.tables import json_text
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -162,7 +163,7 @@ def pack(
         }
         if name == "val":  # the validation images as a table, for gender_mAP.py on the files
             write_truth_table(out / "val.txt", samples.subset(sorted(kept)))
-    write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
+    write_text(out / MANIFEST, json_text(manifest))  # last: marks it complete
     return manifest
 
 

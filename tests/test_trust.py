@@ -7,7 +7,6 @@ traceback nor a silent wrong answer.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +150,49 @@ def test_unknown_formats_never_reach_a_decoder(tmp_path):
     (tmp_path / "y.jpg").write_bytes(b"P6\n")  # a PNM header without its size
     with pytest.raises(BadImageError, match="damaged PNM header"):
         read_image(tmp_path / "y.jpg")
+
+
+# 4 and 5. names are text, never plot markup; the page's data and --json are strict JSON
+
+
+def page_data(page: Path) -> dict:
+    """The report page's embedded JSON, read as a browser would: the element ends at the first
+    '</script' and is parsed by a strict JSON reader (no NaN)."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index('id="report-data">') + len('id="report-data">')
+    block = text[start : text.index("</script", start)]
+    assert "<!--" not in block and "<script" not in block.lower()
+    return json.loads(block, parse_constant=lambda name: pytest.fail(f"{name} in the page"))
+
+
+def test_markup_in_names_and_strict_json(image_tree, trained_run, tmp_path, capsys):
+    import shutil
+
+    hostile = "sale_$5_off_$10 <!-- </script> $\\alpha$"
+    data = Path(shutil.copytree(image_tree, tmp_path / hostile))
+    # a group name with markup, holding men only: its woman error rate is undefined (null)
+    table = tmp_path / "groups.csv"
+    rows = [f"{p},{'$x^2$ <!--' if p.parent.name == 'man' else 'w'}" for p in data.rglob("*.png")]
+    table.write_text("path,group\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    argv = [str(data), str(trained_run), "--groups", str(table), "--json", str(out / "r.json"),
+            "--plots", str(out / "plots"), "--report", str(out / "page.html")]  # fmt: skip
+    assert gender_mAP.main(argv) == 0, capsys.readouterr().err
+    assert "Traceback" not in capsys.readouterr().err
+    strict = json.loads(
+        (out / "r.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in --json")
+    )
+    group = strict["by_group"]["groups"]["$x^2$ <!--"]
+    assert group["error_rate"]["woman"] is None  # undefined: null, not NaN
+    assert page_data(out / "page.html") == strict
+    assert {p.name for p in (out / "plots").iterdir()} >= {"confusion_matrix.png", "groups.png"}
+
+
+def test_json_text_and_script_json_are_strict_and_inert():
+    from gender.tables import json_text, script_json
+
+    value = {"a": float("nan"), "b": [np.float32("inf"), -np.inf, 1.5], "c": "</script><!--&"}
+    assert json.loads(json_text(value)) == {"a": None, "b": [None, None, 1.5], "c": value["c"]}
+    embedded = script_json(value)
+    assert "<" not in embedded and ">" not in embedded
+    assert json.loads(embedded)["c"] == value["c"]

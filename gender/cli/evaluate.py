@@ -10,7 +10,6 @@ python gender_mAP.py val --report report.html --uncertain 0.3:0.7   # one page t
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -133,6 +132,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     )
     from gender.predictor import Predictor, default_weights
     from gender.report import figures
+    from gender.tables import json_text
 
     if args.explain_errors and not args.report:
         raise UserError("--explain-errors draws on the --report page: give --report PAGE.html")
@@ -228,7 +228,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     # the outputs of one run, committed together: never one run's JSON beside another's CSV
     with file_set() as files:
         if args.json:
-            files.add(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            files.add(args.json).write_text(json_text(report), encoding="utf-8")
         if args.errors:
             text = errors_csv(kept, p_woman, threshold, args.uncertain)
             files.add(args.errors).write_text(text, encoding="utf-8", errors="surrogateescape")
