@@ -196,3 +196,56 @@ def test_json_text_and_script_json_are_strict_and_inert():
     embedded = script_json(value)
     assert "<" not in embedded and ">" not in embedded
     assert json.loads(embedded)["c"] == value["c"]
+
+
+# 6. outputs that collide: one path for two outputs is refused; sets never mix
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--json", "{o}", "--errors", "{o}", "--report", "{o}"],
+        ["--json", "{o}", "--report", "{l}"],  # a link to the same file
+        ["--plots", "{d}", "--json", "{d}/r.json"],  # a file inside the folder of another
+    ],
+)
+def test_one_path_for_two_outputs_is_refused(image_tree, trained_run, tmp_path, flags, capsys):
+    (tmp_path / "l").symlink_to(tmp_path / "o")
+    given = [f.format(o=tmp_path / "o", l=tmp_path / "l", d=tmp_path / "d") for f in flags]
+    assert gender_mAP.main([str(image_tree), str(trained_run), *given]) == 2
+    assert "this command" in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+    image = str(next((image_tree / "man").iterdir()))
+    argv = [image, str(trained_run), "--annotate", str(tmp_path / "o.png"),
+            "--explain", str(tmp_path / "o.png")]  # fmt: skip
+    assert gender_single_predict.main(argv) == 2
+    assert "two outputs" in error_line(capsys.readouterr().err)
+
+
+def test_concurrent_sets_of_outputs_never_mix(tmp_path):
+    """Two processes commit the same two outputs; the first pauses between its two renames. The
+    second waits for it (a lock on the folders), so both files end up the second's."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, USER_ENVIRONMENT
+
+    code = (
+        "import sys\nfrom gender.atomic import file_set\n"
+        "with file_set() as files:\n"
+        "    for name in ('a.json', 'b.html'):\n"
+        "        files.add(sys.argv[1] + '/' + name).write_text(sys.argv[2])\n"
+    )
+    env = {**USER_ENVIRONMENT, "GENDER_TEST_PAUSE_IN_SAVE": "1.5:a.json"}
+    first = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path), "first"], cwd=REPO, env=env
+    )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "a.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the first set is half committed now, and pausing
+    second = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), "second"], cwd=REPO, env=USER_ENVIRONMENT
+    )
+    assert first.wait(30) == 0 and second.returncode == 0
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.html").read_text() == "second"
