@@ -7,6 +7,7 @@ traceback nor a silent wrong answer.
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,61 @@ def test_concurrent_sets_of_outputs_never_mix(tmp_path):
     )
     assert first.wait(30) == 0 and second.returncode == 0
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.html").read_text() == "second"
+
+
+# 7. the truth table's round trip: what dataset.py writes, its reader reads back, path for path
+
+ODD_NAMES = ["line\nbreak", "carriage\rreturn", "next\x85line", "sep\u2028line", "tab\tin",
+             "#hash", '"quoted"', "\ufeffbom", " spaced ", "plain é"]  # fmt: skip
+
+
+def test_truth_table_round_trips_every_name(image_tree, tmp_path, capsys):
+    import shutil
+
+    from gender.data import read_truth_table
+
+    data = tmp_path / "faces"
+    for name in ("man", "woman"):
+        (data / name).mkdir(parents=True)
+    sources = sorted((image_tree / "man").iterdir()) + sorted((image_tree / "woman").iterdir())
+    for i, odd in enumerate(ODD_NAMES):
+        label = "man" if i % 2 else "woman"
+        shutil.copy(sources[i], data / label / f"{odd}.png")
+    # a class folder reached through a link: the .txt lists the link as the .npy does
+    linked = tmp_path / "elsewhere"
+    shutil.copytree(image_tree / "woman", linked)
+    (data / "woman" / "more").symlink_to(linked)
+    assert dataset_cli.main(["truth", str(data)]) == 0
+    back = read_truth_table(data / "ground_truth.txt")
+    table = np.load(data / "ground_truth.npy")
+    assert [os.path.abspath(p) for p in back.paths] == [os.path.abspath(p) for p in table["path"]]
+    assert {Path(p).name for p in back.paths} >= {f"{odd}.png" for odd in ODD_NAMES}
+    assert not any(str(linked) in p for p in back.paths)
+    np.testing.assert_array_equal(back.labels, table["label"])
+    # and the evaluator reads the table without losing a row
+    text = (data / "ground_truth.txt").read_text(encoding="utf-8")
+    assert len(back) == len(table) == len(text.split("\n")) - 2  # the header, the last newline
+
+
+@pytest.mark.parametrize(
+    "rows, words",
+    [
+        (["man/a.png\t0", "man/a.png\t0"], "listed again (line 1"),
+        (["man/a.png\t0", "woman/b.png\t1", "man/./a.png\t1"], "listed with both labels"),
+    ],
+)
+def test_truth_table_refuses_a_path_listed_twice(tmp_path, rows, words, capsys):
+    table = tmp_path / "t.txt"
+    table.write_text("\n".join(rows) + "\n")
+    assert gender_mAP.main([str(table)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert f"{table}:" in line and words in line, line
+
+
+def test_truth_table_with_a_bom_and_crlf_keeps_its_first_row(image_tree, tmp_path):
+    from gender.data import read_truth_table
+
+    first = next((image_tree / "man").iterdir())
+    table = tmp_path / "t.txt"
+    table.write_bytes(f"\ufeff{first}\t0\r\n".encode())
+    assert read_truth_table(table).paths == [str(first)]
