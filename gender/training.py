@@ -488,9 +488,18 @@ def decode_split(
     cache_dir: Path | None = None,
 ) -> "tuple[np.ndarray, gender.data.Samples]":
     """Decode images `name` (a split, or adapt's new and replayed images): whole images, or
-    with `detect_faces` each image's largest face; a class left without faces is an error."""
+    with `detect_faces` each image's largest face; a class left without a readable image (or
+    without faces) is an error, whichever set it is: a model fit on one class learns nothing."""
     if not detect_faces:
-        return gender.data.decode_images(samples, size, cache_dir)
+        images, kept = gender.data.decode_images(samples, size, cache_dir)
+        for class_name, count in kept.counts().items():
+            if count == 0:
+                listed = samples.counts()[class_name]
+                why = f" ({listed} listed, all unreadable: see above)" if listed else ""
+                raise UserError(
+                    f"no {class_name} image of {name} could be read{why}; use more data"
+                )
+        return images, kept
     from gender.faces import decode_face_crops
 
     images, kept, _, crops = decode_face_crops(

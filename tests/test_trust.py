@@ -308,3 +308,58 @@ def test_truth_table_with_a_bom_and_crlf_keeps_its_first_row(image_tree, tmp_pat
     table = tmp_path / "t.txt"
     table.write_bytes(f"\ufeff{first}\t0\r\n".encode())
     assert read_truth_table(table).paths == [str(first)]
+
+
+# 8. adapt's edges: resume continues with adapt's recipe and threshold; a dead replay class
+
+
+def test_resume_of_an_interrupted_adapt_continues_its_recipe(trained_run, tmp_path, capsys):
+    import gender_train
+    from conftest import make_image_tree, run_dirs
+
+    from gender.runs import read_history
+
+    new = make_image_tree(tmp_path / "new", per_class=12, seed=5)
+    argv = ["adapt", "--data", str(new), "--weights", str(trained_run), "--out",
+            str(tmp_path / "runs"), "--epochs", "3", "--folds", "2", "--replay", "none",
+            "--no-export"]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    (run,) = run_dirs(tmp_path / "runs")
+    whole = read_history(run)
+    info = json.loads((run / "run.json").read_text())
+    # what a kill in the final fit's third epoch leaves: two committed epochs, nothing after
+    interrupted = {k: v for k, v in info.items() if k not in ("adapt_seconds", "best_epoch")}
+    interrupted["epochs_done"] = 2
+    (run / "run.json").write_text(json.dumps(interrupted))
+    assert interrupted["threshold"] == info["threshold"]  # stored before the final fit
+    capsys.readouterr()
+    assert gender_train.main(["resume", str(run), "--no-export"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming the adaptation" in out and "after epoch 2 of 3" in out
+    again = read_history(run)
+    assert [row["epoch"] for row in again] == [1, 2, 3]
+    # the cosine rate went on where it stopped (the training recipe would restart it)
+    assert again[2]["learning_rate"] == pytest.approx(whole[2]["learning_rate"], rel=1e-5)
+    final = json.loads((run / "run.json").read_text())
+    assert final["threshold"] == info["threshold"] and final["epochs_done"] == 3
+    assert final["data"]["val"] == {} and "adapt" in final and (run / "best.keras").is_file()
+    assert gender_train.main(["resume", str(run), "--epochs", "5"]) == 2
+    assert "adapt run" in error_line(capsys.readouterr().err)
+
+
+def test_a_replay_class_of_unreadable_files_is_refused(trained_run, tmp_path, capsys):
+    import gender_train
+    from conftest import make_image_tree
+
+    new = make_image_tree(tmp_path / "new", per_class=12, seed=5)
+    old = make_image_tree(tmp_path / "old", per_class=8, seed=6)
+    for path in (old / "woman").iterdir():
+        path.write_bytes(b"not an image at all")
+    argv = ["adapt", "--data", str(new), "--weights", str(trained_run), "--out",
+            str(tmp_path / "runs"), "--epochs", "1", "--replay", str(old)]  # fmt: skip
+    assert gender_train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: no woman image of the replay could be read"), last
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
