@@ -47,6 +47,14 @@ def new_run_dir(out: str | Path, model_name: str) -> Path:
     raise UserError(f"{base}: 10,000 run folders of this second exist already")
 
 
+def is_run_folder(path: str | Path) -> bool:
+    """A folder that holds a model (run.json, best.keras or last.keras), not images."""
+    path = Path(path)
+    return path.is_dir() and any(
+        (path / name).is_file() for name in (RUN_FILE, "best.keras", "last.keras")
+    )
+
+
 def run_kept(run_dir: str | Path, epochs_done: int) -> str:
     """What an interrupted run leaves: its last finished epoch, and the command to go on."""
     from gender.console import command
@@ -168,6 +176,10 @@ def check_info(info: object, path: str | Path) -> dict:
             raise bad("phases", "must be a list of {name, last_epoch}", phases)
     if "flags" in info:
         _check_flags(info["flags"], bad)
+    if "adapt" in info:
+        from gender.adapt import AdaptConfig
+
+        _check_fields(info["adapt"], AdaptConfig, "adapt", bad)
     return info
 
 
@@ -184,19 +196,28 @@ _FLAG_RANGES = {
     "label_smoothing": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "lr": (lambda v: v > 0, "above 0"),
     "fine_tune_lr": (lambda v: v > 0, "above 0"),
+    "learning_rate": (lambda v: v > 0, "above 0"),
+    "views": (lambda v: v >= 1, "at least 1"),
+    "l2sp": (lambda v: v >= 0, "at least 0"),
 }
 
 
 def _check_flags(flags: object, bad) -> None:
-    """run.json's "flags": each field TrainConfig knows, of its type (None where optional)."""
+    """run.json's "flags": each field TrainConfig knows, of its type and range."""
+    from gender.config import TrainConfig
+
+    _check_fields(flags, TrainConfig, "flags", bad)
+
+
+def _check_fields(flags: object, settings: type, key: str, bad) -> None:
+    """Each field of the dataclass `settings` found in `flags` is of its type (None where
+    optional) and, where _FLAG_RANGES has its name, in its range."""
     import dataclasses
     import types
 
-    from gender.config import TrainConfig
-
     if not isinstance(flags, dict):
-        raise bad("flags", "must be an object of training flags", flags)
-    for spec in dataclasses.fields(TrainConfig):
+        raise bad(key, "must be an object of settings", flags)
+    for spec in dataclasses.fields(settings):
         if spec.name not in flags:
             continue
         value, kinds = flags[spec.name], spec.type
@@ -216,20 +237,20 @@ def _check_flags(flags: object, bad) -> None:
         else:
             ok = isinstance(value, kind)
         if not ok:
-            raise bad(f"flags.{spec.name}", f"must be {_KIND_WORDS.get(kind, 'a list of text')}",
+            raise bad(f"{key}.{spec.name}", f"must be {_KIND_WORDS.get(kind, 'a list of text')}",
                       value)  # fmt: skip
         if spec.name in _FLAG_RANGES and not _FLAG_RANGES[spec.name][0](value):
-            raise bad(f"flags.{spec.name}", f"must be {_FLAG_RANGES[spec.name][1]}", value)
-    if "model" in flags:
+            raise bad(f"{key}.{spec.name}", f"must be {_FLAG_RANGES[spec.name][1]}", value)
+    if flags.get("model") is not None:
         from gender.models import list_models
 
         if flags["model"] not in list_models():
-            raise bad("flags.model", "is not a model of this toolkit", flags["model"])
-    if "task" in flags:
+            raise bad(f"{key}.model", "is not a model of this toolkit", flags["model"])
+    if flags.get("task") is not None:
         from gender import TASKS
 
         if flags["task"] not in TASKS:
-            raise bad("flags.task", f"must be one of {', '.join(TASKS)}", flags["task"])
+            raise bad(f"{key}.task", f"must be one of {', '.join(TASKS)}", flags["task"])
 
 
 _KIND_WORDS = {float: "a finite number", int: "a whole number", str: "text", bool: "true or false"}

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import error_line
+from conftest import REPO, USER_ENVIRONMENT, error_line, make_image_tree, run_dirs
 
 import dataset as dataset_cli
 import gender_mAP
 import gender_single_predict
+import gender_train
 from gender import UserError
 
 
@@ -68,6 +69,8 @@ def test_looping_links_are_skipped_by_every_walk(data_copy, trained_run, tmp_pat
         ("flags", {"epochs": "many"}),
         ("flags", {"val_split": 1.5}),
         ("flags", {"data": 7}),
+        ("adapt", {"epochs": "3"}),
+        ("adapt", {"learning_rate": float("nan")}),
     ],
 )
 def test_stored_metadata_is_checked(trained_run, image_tree, tmp_path, field, value, capsys):
@@ -75,9 +78,9 @@ def test_stored_metadata_is_checked(trained_run, image_tree, tmp_path, field, va
     run.mkdir()
     (run / "best.keras").symlink_to(trained_run / "best.keras")
     info = json.loads((trained_run / "run.json").read_text())
-    if field == "flags":
-        info["flags"].update(value)
-        field = f"flags.{next(iter(value))}"
+    if field in ("flags", "adapt"):
+        info.setdefault(field, {}).update(value)
+        field = f"{field}.{next(iter(value))}"
     else:
         info[field] = value
     (run / "run.json").write_text(json.dumps(info))  # NaN and Infinity as Python writes them
@@ -88,8 +91,6 @@ def test_stored_metadata_is_checked(trained_run, image_tree, tmp_path, field, va
 
 
 def test_bundled_and_sidecar_json_pass_the_check():
-    from conftest import REPO
-
     from gender.runs import check_info, read_info_file
 
     for path in sorted((REPO / "gender" / "pretrained").glob("*.json")):
@@ -230,8 +231,6 @@ def test_concurrent_sets_of_outputs_never_mix(tmp_path):
     import sys
     import time
 
-    from conftest import REPO, USER_ENVIRONMENT
-
     code = (
         "import sys\nfrom gender.atomic import file_set\n"
         "with file_set() as files:\n"
@@ -314,9 +313,6 @@ def test_truth_table_with_a_bom_and_crlf_keeps_its_first_row(image_tree, tmp_pat
 
 
 def test_resume_of_an_interrupted_adapt_continues_its_recipe(trained_run, tmp_path, capsys):
-    import gender_train
-    from conftest import make_image_tree, run_dirs
-
     from gender.runs import read_history
 
     new = make_image_tree(tmp_path / "new", per_class=12, seed=5)
@@ -348,9 +344,6 @@ def test_resume_of_an_interrupted_adapt_continues_its_recipe(trained_run, tmp_pa
 
 
 def test_a_replay_class_of_unreadable_files_is_refused(trained_run, tmp_path, capsys):
-    import gender_train
-    from conftest import make_image_tree
-
     new = make_image_tree(tmp_path / "new", per_class=12, seed=5)
     old = make_image_tree(tmp_path / "old", per_class=8, seed=6)
     for path in (old / "woman").iterdir():
@@ -363,3 +356,42 @@ def test_a_replay_class_of_unreadable_files_is_refused(trained_run, tmp_path, ca
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: no woman image of the replay could be read"), last
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# 9. a run folder as the last argument: taken as the model, or refused in one line
+
+
+def test_a_run_folder_last_is_the_model(image_tree, trained_run, capsys):
+    images = sorted((image_tree / "man").iterdir())[:2]
+    argv = [str(images[0]), str(trained_run), "--no-detect"]
+    assert gender_single_predict.main(argv) == 0
+    assert trained_run.name in capsys.readouterr().out  # the answer names the run's model
+    argv = [*map(str, images), str(trained_run), "--no-detect"]
+    assert gender_single_predict.main(argv) == 0
+    captured = capsys.readouterr()
+    assert trained_run.name in captured.err and captured.out.count("\n") == 3  # header + 2 rows
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["{image}", "{run}", "--weights", "{run}/best.keras"], "is the model already"),
+        (["{run}"], "a run folder (a model), not images"),
+        (["{run}", "{image}"], "give it after the images"),
+    ],
+)
+def test_a_run_folder_among_the_images_is_one_line(image_tree, trained_run, argv, words, capsys):
+    image = next((image_tree / "man").iterdir())
+    argv = [a.format(image=image, run=trained_run) for a in argv]
+    assert gender_single_predict.main(argv) == 2
+    assert words in error_line(capsys.readouterr().err)
+
+
+def test_map_takes_a_run_folder_as_model_and_refuses_it_as_data(image_tree, trained_run, capsys):
+    assert gender_mAP.main([str(image_tree), str(trained_run)]) == 0
+    assert trained_run.name in capsys.readouterr().out
+    assert gender_mAP.main([str(trained_run), str(image_tree)]) == 2
+    assert "a run folder (a model), not a data set" in error_line(capsys.readouterr().err)
+    argv = [str(image_tree), str(trained_run), "--weights", str(image_tree)]
+    assert gender_mAP.main(argv) == 2
+    assert "two models given" in error_line(capsys.readouterr().err)

@@ -132,10 +132,20 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     )
     from gender.predictor import Predictor, default_weights
     from gender.report import figures
+    from gender.runs import is_run_folder
     from gender.tables import json_text
 
     if args.explain_errors and not args.report:
         raise UserError("--explain-errors draws on the --report page: give --report PAGE.html")
+    if is_run_folder(args.data):
+        raise UserError(
+            f"{args.data}: a run folder (a model), not a data set; give DATASET first, then the "
+            f"model ({command('map')} DATASET RUN_DIR)"
+        )
+    if args.weights and args.weights_flag and args.weights != args.weights_flag:
+        raise UserError(
+            f"two models given: {args.weights} and --weights {args.weights_flag}; give one"
+        )
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
