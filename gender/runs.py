@@ -100,8 +100,14 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _whole(value: object) -> bool:
+def whole_number(value: object) -> bool:
+    """An int; true and false are not numbers here (JSON booleans)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def field_error(path: str | Path, field: str, problem: str, value: object) -> UserError:
+    """The one line for a bad field of a stored JSON file: the file, the field, what it holds."""
+    return UserError(f"{path}: field {field!r} {problem} (got {json.dumps(value)[:60]})")
 
 
 def check_info(info: object, path: str | Path) -> dict:
@@ -118,7 +124,7 @@ def check_info(info: object, path: str | Path) -> dict:
     from gender.images import MAX_IMAGE_SIDE
 
     def bad(field: str, problem: str, value: object) -> UserError:
-        return UserError(f"{path}: field {field!r} {problem} (got {json.dumps(value)[:60]})")
+        return field_error(path, field, problem, value)
 
     if not isinstance(info, dict):
         raise UserError(f"{path}: expected a JSON object {{...}}, got {type(info).__name__}")
@@ -139,7 +145,7 @@ def check_info(info: object, path: str | Path) -> dict:
         if not (
             isinstance(size, list)
             and len(size) == 2
-            and all(_whole(side) and 32 <= side <= MAX_IMAGE_SIDE for side in size)
+            and all(whole_number(side) and 32 <= side <= MAX_IMAGE_SIDE for side in size)
         ):
             raise bad("image_size", f"must be [height, width], each 32 to {MAX_IMAGE_SIDE}", size)
     if "threshold" in info:
@@ -157,7 +163,7 @@ def check_info(info: object, path: str | Path) -> dict:
             raise bad("uncertain_band", "must be [LOW, HIGH] with 0 <= LOW < HIGH <= 1", band)
     for field in ("epochs_done", "best_epoch"):
         value = info.get(field)
-        if value is not None and not (_whole(value) and value >= 0):
+        if value is not None and not (whole_number(value) and value >= 0):
             raise bad(field, "must be a whole number of at least 0", value)
     for field in ("threshold_source", "source"):
         if field in info and not isinstance(info[field], str):
@@ -169,7 +175,7 @@ def check_info(info: object, path: str | Path) -> dict:
             and all(
                 isinstance(p, dict)
                 and isinstance(p.get("name"), str)
-                and _whole(p.get("last_epoch"))
+                and whole_number(p.get("last_epoch"))
                 for p in phases
             )
         ):
@@ -231,7 +237,7 @@ def _check_fields(flags: object, settings: type, key: str, bad) -> None:
         if kind is float:
             ok = _number(value)
         elif kind is int:
-            ok = _whole(value)
+            ok = whole_number(value)
         elif getattr(kind, "__origin__", None) is list:
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         else:

@@ -99,6 +99,32 @@ def test_bundled_and_sidecar_json_pass_the_check():
         check_info([1, 2], "x.json")
 
 
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda m: m.update(class_names=5), "class_names"),
+        (lambda m: m.update(splits=[]), "splits"),
+        (lambda m: m["splits"]["train"]["shards"][0].update(file="../../outside"), "shards"),
+        (lambda m: m["splits"]["train"]["shards"][0].update(count="x"), "shards"),
+        (lambda m: m["splits"]["train"].update(counts={"man": -1}), "counts"),
+    ],
+)
+def test_a_packed_folder_manifest_is_checked(image_tree, tmp_path, change, field, capsys):
+    import shutil
+
+    packed = tmp_path / "packed"
+    assert dataset_cli.main(["pack", str(image_tree), "--out", str(packed)]) == 0
+    manifest = json.loads((packed / "manifest.json").read_text())
+    change(manifest)
+    (packed / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["--data", str(packed), "--model", "cnn3", "--image-size", "32", "--epochs", "1",
+            "--out", str(tmp_path / "runs")]  # fmt: skip
+    assert gender_train.main(argv) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "manifest.json: field" in line and field in line, line
+    shutil.rmtree(packed)
+
+
 # 3. the pixel limit holds for every format OpenCV decodes, told from the bytes, not the name
 
 
