@@ -277,9 +277,22 @@ def read_history(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in rows]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path}: cannot be read ({err})") from None
+    history = []
+    for number, row in enumerate(rows, 2):  # line 1 is the header
+        try:
+            history.append(
+                {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if k is not None}
+            )
+        except (TypeError, ValueError):
+            raise UserError(
+                f"{path}:{number}: expected numbers, got {list(row.values())[:6]}"
+            ) from None
+    return history
 
 
 def write_history(run_dir: str | Path, rows: list[dict]) -> None:
