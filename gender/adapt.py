@@ -262,16 +262,18 @@ def resume_adapt(run_dir: str | Path) -> Path:
     """Continue an interrupted `adapt` run: its own recipe (cached views, replay, L2-SP toward
     the source, the cosine rate where it stopped) from its last committed epoch, with the
     threshold it chose before its final fit. Returns the run folder."""
-    from gender.runs import read_run_info
+    from gender.config import check_fields, read_run_info
+    from gender.runs import RUN_FILE, field_error
 
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     stored = info.get("adapt")
     fields = {f.name for f in dataclasses.fields(AdaptConfig)}
+    path = run_dir / RUN_FILE
     if not isinstance(stored, dict) or not set(stored) <= fields or "data" not in stored:
-        raise UserError(
-            f"{run_dir / 'run.json'}: field 'adapt' is not the settings of an adapt run"
-        )
+        raise field_error(path, "adapt", "is not the settings of an adapt run", stored)
+    # each setting of the type and range the adapt flags accept
+    check_fields(stored, AdaptConfig, "adapt", lambda *why: field_error(path, *why))
     if "threshold" not in info:
         raise UserError(
             f"{run_dir}: this adapt run was made before adapt stored its threshold first; "
@@ -444,16 +446,10 @@ def _finish(
     """The final fit on every image into `run_dir` (continued from its last committed epoch when
     `resumed`), then best.keras and the completed run.json."""
     from gender.atomic import atomic_path
+    from gender.config import read_run_info
     from gender.predictor import check_gender_model, open_keras
     from gender.recorder import RunRecorder
-    from gender.runs import (
-        RUN_FILE,
-        link_over,
-        read_history,
-        read_run_info,
-        reconcile_run,
-        write_run_info,
-    )
+    from gender.runs import RUN_FILE, link_over, read_history, reconcile_run, write_run_info
 
     info = read_run_info(run_dir)
     history, weights, done = [], None, 0

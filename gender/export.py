@@ -377,8 +377,8 @@ def bundle(
     """
     from gender import interrupt
     from gender.atomic import check_space, file_set
-    from gender.config import run_config
-    from gender.runs import RUN_FILE, read_run_info
+    from gender.config import read_run_info, run_config
+    from gender.runs import RUN_FILE
 
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():

@@ -134,7 +134,7 @@ def load_lite(
             + (" (int8 needs images to calibrate on: --calibration DATA)" if int8 else "")
         )
     tflite, meta = found
-    from gender.runs import read_info_file
+    from gender.config import read_info_file
 
     info = read_info_file(meta)  # every field checked, one line naming the file and field
     if "task" not in info:
@@ -153,7 +153,8 @@ def export_task(meta: Path) -> str:
     """The task of an export whose JSON does not name it: from the info file of the weights it
     was exported from (`<stem>.json` in weights/pretrained/, else the run folder's run.json);
     'face' when neither says."""
-    from gender.runs import model_info_name, model_task, read_run_info
+    from gender.config import read_run_info
+    from gender.runs import model_info_name, model_task
 
     weights = meta.with_name(meta.name.removesuffix(".export.json") + ".keras")
     return model_task(read_run_info(meta.parent, model_info_name(weights)))

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from gender.data import Samples
 
 
-def plain_figure(**kwargs) -> "Figure":
+def plain_figure(**kwargs: object) -> "Figure":
     """A matplotlib Figure whose text is shown as written: a `$` in a folder, file or group name
     (`sale_$5_off_$10`) is never parsed as mathtext (a parse error that took down every plot).
 

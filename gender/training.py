@@ -73,9 +73,10 @@ def train(
     import gender.models as models
     from gender import distribute, interrupt
     from gender.augment import parse_augment
+    from gender.config import read_run_info
     from gender.images import parse_image_size
     from gender.recorder import RunRecorder, versions
-    from gender.runs import read_run_info, run_kept
+    from gender.runs import run_kept
 
     # issue 14: first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
@@ -550,7 +551,7 @@ def resume_config(run_dir: str | Path, epochs: int | None = None) -> TrainConfig
 
 
 def _epochs_done(run_dir: Path) -> int | None:
-    from gender.runs import read_run_info
+    from gender.config import read_run_info
 
     done = read_run_info(run_dir).get("epochs_done")
     return None if done is None else int(done)
@@ -564,8 +565,9 @@ def _resume_state(run_dir: Path):
     model yet: (history, None), and training starts over with the run's seed.
     """
     from gender import distribute
+    from gender.config import read_run_info
     from gender.predictor import check_gender_model, open_keras
-    from gender.runs import read_history, read_run_info, reconcile_run
+    from gender.runs import read_history, reconcile_run
 
     resume_config(run_dir)  # the same check, for a caller that built its config elsewhere
     info = read_run_info(run_dir)

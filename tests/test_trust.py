@@ -69,8 +69,6 @@ def test_looping_links_are_skipped_by_every_walk(data_copy, trained_run, tmp_pat
         ("flags", {"epochs": "many"}),
         ("flags", {"val_split": 1.5}),
         ("flags", {"data": 7}),
-        ("adapt", {"epochs": "3"}),
-        ("adapt", {"learning_rate": float("nan")}),
     ],
 )
 def test_stored_metadata_is_checked(trained_run, image_tree, tmp_path, field, value, capsys):
@@ -78,8 +76,8 @@ def test_stored_metadata_is_checked(trained_run, image_tree, tmp_path, field, va
     run.mkdir()
     (run / "best.keras").symlink_to(trained_run / "best.keras")
     info = json.loads((trained_run / "run.json").read_text())
-    if field in ("flags", "adapt"):
-        info.setdefault(field, {}).update(value)
+    if field == "flags":
+        info["flags"].update(value)
         field = f"{field}.{next(iter(value))}"
     else:
         info[field] = value
@@ -90,8 +88,20 @@ def test_stored_metadata_is_checked(trained_run, image_tree, tmp_path, field, va
     assert str(run / "run.json") in line and repr(field) in line, line
 
 
+@pytest.mark.parametrize("adapt", [{"data": "x", "epochs": "3"}, {"data": "x", "l2sp": -1}, [1]])
+def test_an_adapt_runs_stored_settings_are_checked(trained_run, tmp_path, adapt, capsys):
+    import shutil
+
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "adapt": adapt, "threshold": 0.5}))
+    assert gender_train.main(["resume", str(run)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert str(run / "run.json") in line and "'adapt" in line, line
+
+
 def test_bundled_and_sidecar_json_pass_the_check():
-    from gender.runs import check_info, read_info_file
+    from gender.config import check_info, read_info_file
 
     for path in sorted((REPO / "gender" / "pretrained").glob("*.json")):
         read_info_file(path)
@@ -421,3 +431,12 @@ def test_map_takes_a_run_folder_as_model_and_refuses_it_as_data(image_tree, trai
     argv = [str(image_tree), str(trained_run), "--weights", str(image_tree)]
     assert gender_mAP.main(argv) == 2
     assert "two models given" in error_line(capsys.readouterr().err)
+
+
+def test_a_plots_folder_holds_one_evaluations_pictures(image_tree, trained_run, tmp_path):
+    plots = tmp_path / "plots"
+    argv = [str(image_tree), str(trained_run), "--plots", str(plots)]
+    assert gender_mAP.main([*argv, "--groups", "^(\\d)"]) == 0
+    assert (plots / "groups.png").is_file()
+    assert gender_mAP.main(argv) == 0  # no groups this time: the older groups.png goes
+    assert sorted(p.name for p in plots.iterdir()) == ["confusion_matrix.png", "pr_curves.png"]

@@ -248,6 +248,8 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
             plot_title = f"{info['model']} ({Path(weights).name}) on {title}"
             folder = files.add(args.plots, folder=True)
             save_plots(folder, report, kept.labels, p_woman, plot_title)
+            if not args.groups:  # an earlier evaluation's, which this set would sit beside
+                files.drop(Path(args.plots) / "groups.png")
         if args.report:
             page = write_report(files.add(args.report), report, kept, p_woman, args, weights)
     if args.json:

@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_mode(args: argparse.Namespace) -> int:
     """The work of one mode; what an interruption keeps is said by the mode itself."""
     from gender import interrupt
-    from gender.runs import read_run_info
+    from gender.config import read_run_info
 
     if args.mode == "demo":
         return run_demo(args.out)
