@@ -274,11 +274,17 @@ def resume_adapt(run_dir: str | Path) -> Path:
         raise field_error(path, "adapt", "is not the settings of an adapt run", stored)
     # each setting of the type and range the adapt flags accept
     check_fields(stored, AdaptConfig, "adapt", lambda *why: field_error(path, *why))
+    if "adapt_seconds" in info:
+        raise UserError(f"{run_dir}: this adaptation is complete; there is nothing to resume")
     if "threshold" not in info:
         raise UserError(
             f"{run_dir}: this adapt run was made before adapt stored its threshold first; "
             f"adapt again ({_adapt_command(stored)})"
         )
+    origin = info.get("adapted_from")
+    source = origin.get("weights") if isinstance(origin, dict) else None
+    if isinstance(source, str):  # the model it started from, as resolved then
+        stored = {**stored, "weights": source}
     return adapt(AdaptConfig(**stored), resume=run_dir)
 
 
