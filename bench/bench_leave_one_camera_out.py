@@ -40,7 +40,7 @@ RECIPE_FLAGS = ("model", "image_size", "trainable_blocks", "head_epochs", "epoch
 def recipe_flags(info_path: Path) -> list:
     """gender_train.py flags recorded in a run.json or bundled model JSON (a run's `flags`)."""
     from gender import UserError
-    from gender.runs import read_run_info
+    from gender.config import read_run_info
 
     try:
         flags = read_run_info(info_path.parent, info_path.name).get("flags")

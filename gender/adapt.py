@@ -211,14 +211,25 @@ class _Trainer:
     def trainable_count(self) -> int:
         return int(sum(w.size for w in self.start))
 
-    def fit(self, index: np.ndarray, labels: np.ndarray, callbacks=(), verbose=0) -> None:
-        """Train from the start weights on the images `index` (labels of all images)."""
+    def fit(
+        self,
+        index: np.ndarray,
+        labels: np.ndarray,
+        callbacks=(),
+        verbose=0,
+        resume_from: "list[np.ndarray] | None" = None,
+        initial_epoch: int = 0,
+    ) -> None:
+        """Train from the start weights on the images `index` (labels of all images); or, to
+        resume, from the weights `resume_from` (the whole model's), after `initial_epoch`
+        epochs, with the rate where the cosine schedule had brought it (the L2-SP pull is still
+        toward the start weights)."""
         import keras
 
         import gender.data
         import gender.models as models
 
-        self.model.set_weights(self.start_all)
+        self.model.set_weights(self.start_all if resume_from is None else resume_from)
         inputs = self.inputs[:, index] if self.cached else self.inputs[index]
         steps = -(-len(index) // self.config.batch_size)
         seed = self.config.seed
@@ -231,10 +242,13 @@ class _Trainer:
             self.config.learning_rate, decay_steps=steps * self.config.epochs
         )
         models.compile_model(self.fit_model, rate)
+        if initial_epoch:  # the schedule reads the optimizer's step count
+            self.fit_model.optimizer.build(self.fit_model.trainable_variables)
+            self.fit_model.optimizer.iterations.assign(initial_epoch * steps)
         counts = np.bincount(labels[index], minlength=2)
         class_weight = {i: len(index) / (2 * max(c, 1)) for i, c in enumerate(counts)}
         self.fit_model.fit(
-            ds, epochs=self.config.epochs, class_weight=class_weight,
+            ds, epochs=self.config.epochs, class_weight=class_weight, initial_epoch=initial_epoch,
             callbacks=list(callbacks), verbose=verbose, shuffle=False,
         )  # fmt: skip
 
@@ -244,13 +258,53 @@ class _Trainer:
         return self.fit_model.predict(inputs, batch_size=64, verbose=0).ravel()
 
 
-def adapt(config: AdaptConfig) -> Path:
-    """Adapt the source model to `config.data` and return the new run folder."""
-    from gender.atomic import atomic_path, check_outputs
+def resume_adapt(run_dir: str | Path) -> Path:
+    """Continue an interrupted `adapt` run: its own recipe (cached views, replay, L2-SP toward
+    the source, the cosine rate where it stopped) from its last committed epoch, with the
+    threshold it chose before its final fit. Returns the run folder."""
+    from gender.config import check_fields, read_run_info
+    from gender.runs import RUN_FILE, field_error
+
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    stored = info.get("adapt")
+    fields = {f.name for f in dataclasses.fields(AdaptConfig)}
+    path = run_dir / RUN_FILE
+    if not isinstance(stored, dict) or not set(stored) <= fields or "data" not in stored:
+        raise field_error(path, "adapt", "is not the settings of an adapt run", stored)
+    # each setting of the type and range the adapt flags accept
+    check_fields(stored, AdaptConfig, "adapt", lambda *why: field_error(path, *why))
+    if "adapt_seconds" in info:
+        raise UserError(f"{run_dir}: this adaptation is complete; there is nothing to resume")
+    if "threshold" not in info:
+        raise UserError(
+            f"{run_dir}: this adapt run was made before adapt stored its threshold first; "
+            f"adapt again ({_adapt_command(stored)})"
+        )
+    origin = info.get("adapted_from")
+    source = origin.get("weights") if isinstance(origin, dict) else None
+    if isinstance(source, str):  # the model it started from, as resolved then
+        stored = {**stored, "weights": source}
+    return adapt(AdaptConfig(**stored), resume=run_dir)
+
+
+def _adapt_command(stored: dict) -> str:
+    from gender.console import command
+
+    return f"{command('train')} adapt --data {stored.get('data')}"
+
+
+def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
+    """Adapt the source model to `config.data` and return the new run folder (or continue the
+    interrupted run folder `resume`, see `resume_adapt`)."""
+    from gender.atomic import check_outputs
     from gender.data import class_folders, concat_samples, list_folder, person_ids
     from gender.metrics import equal_error_threshold
-    from gender.recorder import RunRecorder, versions
-    from gender.runs import RUN_FILE, link_over, new_run_dir, write_run_info
+    from gender.recorder import versions
+    from gender.runs import (
+        new_run_dir,
+        write_run_info,
+    )
     from gender.training import decode_split
 
     started = time.perf_counter()
@@ -313,6 +367,8 @@ def adapt(config: AdaptConfig) -> Path:
         for label in range(len(CLASS_NAMES))
     )
     folds = min(config.folds, people)
+    if resume is not None and not config.average_folds:
+        folds = 0  # the threshold was chosen before the interruption; only averaging needs folds
     threshold, threshold_source = source_threshold, "the source model's (no folds)"
     if 0 < folds < 2 <= config.folds:
         threshold_source = "the source model's (one person of a class: nothing to fold)"
@@ -336,6 +392,11 @@ def adapt(config: AdaptConfig) -> Path:
             f"weight {per_class}/({per_class}+{config.prior_images})"
         )
 
+    if resume is not None:
+        return _finish(
+            config, trainer, samples, labels, Path(resume), model, fold_weights, started,
+            resumed=True,
+        )  # fmt: skip
     run_dir = new_run_dir(config.out, model_name)
     info = {
         "model": model_name,
@@ -364,14 +425,54 @@ def adapt(config: AdaptConfig) -> Path:
         "versions": versions(),
         "data": {"train": counts, "val": {}},
         "epochs_done": 0,
+        # chosen before the final fit, so a run interrupted in it already answers at the
+        # adapted threshold (not 0.5), and its resume keeps it
+        "threshold": round(threshold, 4),
+        "threshold_source": threshold_source,
+        "threshold_out_of_fold": None if fitted is None else round(fitted, 4),
     }
     if replay is not None:
         info["data"]["replay"] = replay.counts()
         info["replay_folders"] = folders
     write_run_info(run_dir, info)
-    recorder = RunRecorder(run_dir, info, monitor="loss", keep=config.keep)
+    return _finish(config, trainer, samples, labels, run_dir, model, fold_weights, started)
+
+
+def _finish(
+    config: AdaptConfig,
+    trainer: "_Trainer",
+    samples: "Samples",
+    labels: np.ndarray,
+    run_dir: Path,
+    model,
+    fold_weights: list,
+    started: float,
+    resumed: bool = False,
+) -> Path:
+    """The final fit on every image into `run_dir` (continued from its last committed epoch when
+    `resumed`), then best.keras and the completed run.json."""
+    from gender.atomic import atomic_path
+    from gender.config import read_run_info
+    from gender.predictor import check_gender_model, open_keras
+    from gender.recorder import RunRecorder
+    from gender.runs import RUN_FILE, link_over, read_history, reconcile_run, write_run_info
+
+    info = read_run_info(run_dir)
+    history, weights, done = [], None, 0
+    if resumed:
+        history, last = reconcile_run(run_dir, info, read_history(run_dir))
+        done = len(history)
+        if done:
+            resumed_model = open_keras(last, compile=False)
+            check_gender_model(last, resumed_model)
+            weights = resumed_model.get_weights()
+        print(f"resuming the adaptation {run_dir} after epoch {done} of {config.epochs}")
+    recorder = RunRecorder(run_dir, info, monitor="loss", keep=config.keep, history=history)
     recorder.full_model = model if trainer.cached else None
-    trainer.fit(np.arange(len(samples)), labels, callbacks=[recorder], verbose=2)
+    trainer.fit(
+        np.arange(len(samples)), labels, callbacks=[recorder], verbose=2,
+        resume_from=weights, initial_epoch=done,
+    )  # fmt: skip
     # The last epoch is the model: the cosine rate ends the training, nothing chose an epoch.
     if fold_weights:
         final = trainer.fit_model.get_weights()
@@ -385,13 +486,10 @@ def adapt(config: AdaptConfig) -> Path:
         link_over(run_dir / "last.keras", run_dir / "best.keras")
     info.update(
         best_epoch=config.epochs,
-        threshold=round(threshold, 4),
-        threshold_source=threshold_source,
-        threshold_out_of_fold=None if fitted is None else round(fitted, 4),
         adapt_seconds=round(time.perf_counter() - started, 1),
     )
     info.pop("best_metric", None)
     write_run_info(run_dir, info)
-    print(f"threshold {threshold:.4f}: {threshold_source}")
+    print(f"threshold {info['threshold']:.4f}: {info['threshold_source']}")
     print(f"done in {info['adapt_seconds']:.0f} s; {run_dir / RUN_FILE} records the source model")
     return run_dir

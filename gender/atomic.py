@@ -112,6 +112,7 @@ def check_outputs(
     outputs = [(Path(path), folder) for path, folder in outputs if path]
     if not outputs:
         return
+    _check_distinct(outputs)
     folders, files = {}, set()
     for item in inputs:
         real = Path(os.path.realpath(item))
@@ -121,6 +122,30 @@ def check_outputs(
             files.add(real)
     for path, folder in outputs:
         _check_output(path, folders, files, folder)
+
+
+def _check_distinct(outputs: list[tuple[Path, bool]]) -> None:
+    """Two outputs of one command must not be one file (or one inside the other's folder): the
+    last written would silently replace the first, and both be reported as written."""
+    seen: dict[Path, Path] = {}
+    folders: dict[Path, Path] = {}
+    for path, folder in outputs:
+        real = Path(os.path.realpath(path))
+        if real in seen:
+            raise UserError(
+                f"{path}: given for two outputs of this command ({seen[real]} too); give each "
+                "output its own path"
+            )
+        seen[real] = path
+        if folder:
+            folders[real] = path
+    for real, path in seen.items():
+        for parent, folder in folders.items():
+            if real != parent and real.is_relative_to(parent):
+                raise UserError(
+                    f"{path}: inside {folder}, the folder another output of this command is "
+                    "written into; give each output its own place"
+                )
 
 
 def _check_output(path: Path, folders: dict, files: set, folder: bool) -> None:
@@ -240,6 +265,7 @@ class FileSet:
             else:
                 os.chmod(tmp, 0o666 & ~umask)
                 os.replace(tmp, path)
+            _test_pause(path)  # between two members: what a concurrent set must never enter
 
     def _discard(self) -> None:
         for _, tmp, _ in self.members:
@@ -257,7 +283,9 @@ def file_set(lock: str | Path | None = None) -> Iterator[FileSet]:
     Every member is written to a temporary first; when the block succeeds they are renamed into
     place one after the other, with SIGINT and SIGTERM held (`gender.interrupt.deferred`) so a
     stop never falls between two renames. With `lock` (a folder), the renames hold an exclusive
-    lock on it: two processes writing the same set there end with one complete set, the last.
+    lock on it and on every folder a member goes into (in one order, so two sets never wait on
+    each other): two processes writing the same outputs end with one complete set, the last,
+    never one's JSON beside the other's page.
 
     Raises:
         UserError: a temporary or a rename failed (a full disk: one line naming the path).
@@ -267,7 +295,9 @@ def file_set(lock: str | Path | None = None) -> Iterator[FileSet]:
     files = FileSet()
     try:
         yield files
-        with _folder_lock(lock), interrupt.deferred():
+        folders = {lock} if lock else set()
+        folders |= {path.parent for path, tmp, _ in files.members if tmp is not None}
+        with _folder_locks(folders), interrupt.deferred():
             _test_pause(Path("file_set"))
             try:
                 files._commit()
@@ -279,6 +309,16 @@ def file_set(lock: str | Path | None = None) -> Iterator[FileSet]:
         raise _cannot_write(err.filename or "an output file", err) from None
     finally:
         files._discard()
+
+
+@contextlib.contextmanager
+def _folder_locks(folders: Iterable[str | Path]) -> Iterator[None]:
+    """Exclusive flocks on several folders, taken in the order of their real paths."""
+    reals = sorted({os.path.realpath(folder) for folder in folders})
+    with contextlib.ExitStack() as stack:
+        for real in reals:
+            stack.enter_context(_folder_lock(real))
+        yield
 
 
 @contextlib.contextmanager

@@ -1,15 +1,23 @@
 """Typed training settings: what gender_train.py's flags become, and what run.json keeps.
 
+The one reader of a model's stored JSON (run.json, a bundled <task>.json, an .export.json) is
+here too, `read_run_info`: it checks every field it returns (`check_info`), since the settings'
+types live here.
+
 `TrainConfig` is saved as run.json's "flags" (the same names as the command-line flags, so runs
 written before this class existed read back unchanged) and read back by resume, bundle and export.
 Keys a run.json lacks take the defaults here; keys this class no longer knows are ignored.
 """
 
 import dataclasses
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gender import CLASS_NAMES, UserError
 from gender.augment import DEFAULT_AUGMENT
+from gender.runs import RUN_FILE, field_error, finite_number, whole_number
 
 DEFAULT_EPOCHS = 60
 
@@ -68,6 +76,179 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def read_run_info(run_dir: str | Path, name: str = RUN_FILE) -> dict:
+    """Read run.json (or another info file `name`) of a run folder; {} when there is none.
+
+    Every field the toolkit uses is checked here (`check_info`), so a hand-edited or damaged
+    file is one line naming the file and the field, never a silent wrong answer downstream.
+    """
+    path = Path(run_dir) / name
+    if not path.is_file():
+        return {}
+    return read_info_file(path)
+
+
+def read_info_file(path: str | Path) -> dict:
+    """A model's JSON (run.json, a bundled model's <name>.json, an .export.json), checked."""
+    path = Path(path)
+    try:
+        # NaN and Infinity (not JSON, but Python's reader takes them) reach check_info, which
+        # names the field that holds one
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
+    return check_info(info, path)
+
+
+def check_info(info: object, path: str | Path) -> dict:
+    """`info` when every field the toolkit reads is of the right type and range.
+
+    The same rules the flags apply: a threshold strictly between 0 and 1, an uncertain band
+    LOW < HIGH within 0..1, an image size of two sides from 32 to 1024, a registered model name,
+    a known task; training flags of the types and ranges gender_train.py accepts.
+
+    Raises:
+        UserError: one line naming the file and the field.
+    """
+    from gender import TASKS
+    from gender.images import MAX_IMAGE_SIDE
+
+    def bad(field: str, problem: str, value: object) -> UserError:
+        return field_error(path, field, problem, value)
+
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: expected a JSON object {{...}}, got {type(info).__name__}")
+    if "class_names" in info and (
+        not isinstance(info["class_names"], list) or tuple(info["class_names"]) != CLASS_NAMES
+    ):
+        raise bad("class_names", f"must be {json.dumps(list(CLASS_NAMES))}", info["class_names"])
+    if "model" in info:
+        from gender.models import list_models
+
+        if info["model"] not in list_models():
+            raise bad("model", f"is not a model of this toolkit ({', '.join(list_models())})",
+                      info["model"])  # fmt: skip
+    if "task" in info and info["task"] not in TASKS:
+        raise bad("task", f"must be one of {', '.join(TASKS)}", info["task"])
+    if "image_size" in info:
+        size = info["image_size"]
+        if not (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(whole_number(side) and 32 <= side <= MAX_IMAGE_SIDE for side in size)
+        ):
+            raise bad("image_size", f"must be [height, width], each 32 to {MAX_IMAGE_SIDE}", size)
+    if "threshold" in info:
+        value = info["threshold"]
+        if not (finite_number(value) and 0 < value < 1):
+            raise bad("threshold", "must be a number between 0 and 1 (exclusive)", value)
+    if "uncertain_band" in info:
+        band = info["uncertain_band"]
+        if not (
+            isinstance(band, list)
+            and len(band) == 2
+            and all(finite_number(v) and 0 <= v <= 1 for v in band)
+            and band[0] < band[1]
+        ):
+            raise bad("uncertain_band", "must be [LOW, HIGH] with 0 <= LOW < HIGH <= 1", band)
+    for name in ("epochs_done", "best_epoch"):
+        value = info.get(name)
+        if value is not None and not (whole_number(value) and value >= 0):
+            raise bad(name, "must be a whole number of at least 0", value)
+    for name in ("threshold_source", "source"):
+        if name in info and not isinstance(info[name], str):
+            raise bad(name, "must be text", info[name])
+    if "phases" in info:
+        phases = info["phases"]
+        if not (
+            isinstance(phases, list)
+            and all(
+                isinstance(p, dict)
+                and isinstance(p.get("name"), str)
+                and whole_number(p.get("last_epoch"))
+                for p in phases
+            )
+        ):
+            raise bad("phases", "must be a list of {name, last_epoch}", phases)
+    if "flags" in info:
+        _check_flags(info["flags"], bad)
+    return info
+
+
+# run.json "flags" fields with a range besides their type (the flags' own rules)
+_FLAG_RANGES = {
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "cache_views": (lambda v: v >= 1, "at least 1"),
+    "head_epochs": (lambda v: v >= 0, "at least 0"),
+    "patience": (lambda v: v >= 0, "at least 0"),
+    "keep": (lambda v: v >= 0, "at least 0"),
+    "trainable_blocks": (lambda v: v >= 0, "at least 0"),
+    "val_split": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "lr": (lambda v: v > 0, "above 0"),
+    "fine_tune_lr": (lambda v: v > 0, "above 0"),
+    "learning_rate": (lambda v: v > 0, "above 0"),
+    "views": (lambda v: v >= 1, "at least 1"),
+    "l2sp": (lambda v: v >= 0, "at least 0"),
+}
+
+
+def _check_flags(flags: object, bad: Callable[..., UserError]) -> None:
+    """run.json's "flags": each field TrainConfig knows, of its type and range."""
+    check_fields(flags, TrainConfig, "flags", bad)
+
+
+def check_fields(flags: object, settings: type, key: str, bad: Callable[..., UserError]) -> None:
+    """Each field of the dataclass `settings` (TrainConfig, adapt's AdaptConfig) found in
+    `flags` is of its type (None where optional) and, where _FLAG_RANGES has its name, in its
+    range; `bad(field, problem, value)` makes the error (see check_info)."""
+    import dataclasses
+    import types
+
+    if not isinstance(flags, dict):
+        raise bad(key, "must be an object of settings", flags)
+    for spec in dataclasses.fields(settings):
+        if spec.name not in flags:
+            continue
+        value, kinds = flags[spec.name], spec.type
+        optional = isinstance(kinds, types.UnionType) and type(None) in kinds.__args__
+        if value is None and optional:
+            continue
+        union = kinds.__args__ if isinstance(kinds, types.UnionType) else (kinds,)
+        kind = next(k for k in union if k is not type(None))
+        if spec.name == "data" and isinstance(value, str):
+            continue  # runs from before --data took several folders
+        if kind is float:
+            ok = finite_number(value)
+        elif kind is int:
+            ok = whole_number(value)
+        elif getattr(kind, "__origin__", None) is list:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise bad(f"{key}.{spec.name}", f"must be {_KIND_WORDS.get(kind, 'a list of text')}",
+                      value)  # fmt: skip
+        if spec.name in _FLAG_RANGES and not _FLAG_RANGES[spec.name][0](value):
+            raise bad(f"{key}.{spec.name}", f"must be {_FLAG_RANGES[spec.name][1]}", value)
+    if flags.get("model") is not None:
+        from gender.models import list_models
+
+        if flags["model"] not in list_models():
+            raise bad(f"{key}.model", "is not a model of this toolkit", flags["model"])
+    if flags.get("task") is not None:
+        from gender import TASKS
+
+        if flags["task"] not in TASKS:
+            raise bad(f"{key}.task", f"must be one of {', '.join(TASKS)}", flags["task"])
+
+
+_KIND_WORDS = {float: "a finite number", int: "a whole number", str: "text", bool: "true or false"}
+
+
 def run_config(info: dict) -> TrainConfig:
     """The training config of a run from its run.json dict (old runs included)."""
     flags = dict(info.get("flags", {}))
@@ -78,6 +259,4 @@ def run_config(info: dict) -> TrainConfig:
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     """`run_config` of the run.json in `run_dir`."""
-    from gender.runs import read_run_info
-
     return run_config(read_run_info(Path(run_dir)))

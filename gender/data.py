@@ -12,6 +12,7 @@ in epoch 3), while here a bad file is reported by name and skipped, and no epoch
 again.
 """
 
+import json
 import os
 import tempfile
 import weakref
@@ -131,12 +132,17 @@ def walk_images(folder: str | Path, report_other: bool = True) -> Iterator[Path]
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            if entry.is_dir():  # follows links
+            try:  # both follow links; a link that loops (to itself, or a ring) raises ELOOP
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError as err:
+                warn(f"{path}: cannot be followed ({err.strerror}) (skipped)")
+                continue
+            if is_dir:
                 yield from walk(path)
             elif not is_image_file(path):
                 if report_other:
                     warn(f"{path}: not an image file name (skipped)")
-            elif not entry.is_file():
+            elif not is_file:
                 warn(f"{path}: not a regular file (a named pipe, socket or broken link) (skipped)")
             else:
                 yield path
@@ -163,29 +169,99 @@ def list_folder(folder: str | Path) -> Samples:
     return Samples(paths, np.asarray(labels, dtype=np.int64))
 
 
+# Characters that end a line for some reader (str.splitlines, editors, browsers): a name holding
+# one is written quoted (see format_truth_line), so every reader sees one row per image.
+_LINE_BREAKS = set("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def format_truth_line(image: str, label: int) -> str:
+    """One table row, `path<TAB>label\\n`.
+
+    A plain name is written as it is (bytes that are not UTF-8 as themselves); a name that a
+    reader could split or skip (a line break of any kind, a tab or other control character, a
+    leading '#' or '"', a byte-order mark, spaces at its ends) is written as a JSON string,
+    "like\\nthis", which `parse_truth_line` reads back to the same name.
+    """
+    if (
+        any(ch in _LINE_BREAKS or ch < " " or ch == "\x7f" for ch in image)
+        or image.startswith(("#", '"', "\ufeff"))
+        or image != image.strip()
+    ):
+        image = json.dumps(image)  # ASCII with \\u escapes: no break, no tab survives in it
+    return f"{image}\t{int(label)}\n"
+
+
+def parse_truth_line(line: str) -> tuple[str, int]:
+    """(path, label) of one row written by `format_truth_line` (or by hand: `path<TAB>0|1`).
+
+    Raises:
+        ValueError: not a row.
+    """
+    if line.startswith('"'):
+        image, end = json.JSONDecoder().raw_decode(line)
+        rest = line[end:]
+        if not isinstance(image, str) or not rest.startswith("\t"):
+            raise ValueError
+        label = rest[1:]
+    else:
+        image, label = line.rsplit("\t", 1)
+    label = int(label)
+    if label not in (0, 1) or not image:
+        raise ValueError
+    return image, label
+
+
 def read_truth_table(path: str | Path) -> Samples:
-    """Read a ground-truth table written by `dataset.py` or the trainer (`path<TAB>label`)."""
+    """Read a ground-truth table written by `dataset.py` or the trainer (`path<TAB>label`).
+
+    Rows end at '\\n' only (a CRLF file is read too); a byte-order mark is skipped. A path
+    listed twice, with one label or with both, is refused: it would count twice in every figure,
+    or be right and wrong at once.
+    """
     path = Path(path)
     paths, labels = [], []
-    text = path.read_text(encoding="utf-8", errors="surrogateescape")  # names as written
-    for number, line in enumerate(text.splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")  # names as written
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
+    first_row: dict[str, tuple[int, int]] = {}
+    for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip() or line.startswith("#"):
             continue
         try:
-            image, label = line.rsplit("\t", 1)
-            label = int(label)
-            if label not in (0, 1):
-                raise ValueError
+            image, label = parse_truth_line(line)
         except ValueError:
             raise UserError(
                 f"{path}:{number}: expected 'path<TAB>0|1', got {line[:60]!r}"
             ) from None
         image = Path(image)
-        paths.append(str(image if image.is_absolute() else path.parent / image))
+        image = str(image if image.is_absolute() else path.parent / image)
+        key = os.path.abspath(image)  # "a/./b.jpg" is "a/b.jpg"
+        if key in first_row:
+            before, label_before = first_row[key]
+            what = "listed again" if label == label_before else "listed with both labels"
+            raise UserError(
+                f"{path}:{number}: {image} is {what} (line {before} has it as "
+                f"{CLASS_NAMES[label_before]}); list each image once"
+            )
+        first_row[key] = (number, label)
+        paths.append(image)
         labels.append(label)
     if not paths:
         raise UserError(f"{path}: the ground-truth table lists no images")
     return Samples(paths, np.asarray(labels, dtype=np.int64))
+
+
+def table_path(image: str | Path, base: str | Path | None) -> str:
+    """How a table lists `image`: relative to `base` when below it, else absolute. Links are
+    not followed (os.path.abspath, not resolve), so a table names the file as its folder does."""
+    image = os.path.abspath(image)
+    if base is not None:
+        base = os.path.abspath(base)
+        if Path(image).is_relative_to(base):
+            return os.path.relpath(image, base)
+    return image
 
 
 def write_truth_table(
@@ -194,13 +270,9 @@ def write_truth_table(
     """Write samples as a `path<TAB>label` table, atomically (paths relative to `relative_to`)."""
     from gender.atomic import write_text
 
-    base = Path(relative_to).resolve() if relative_to else None
     lines = [TRUTH_HEADER]
     for image, label in zip(samples.paths, samples.labels):
-        image = Path(image).resolve()
-        if base is not None and image.is_relative_to(base):
-            image = image.relative_to(base)
-        lines.append(f"{image}\t{int(label)}\n")
+        lines.append(format_truth_line(table_path(image, relative_to), label))
     write_text(path, "".join(lines))
 
 
@@ -454,6 +526,8 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
             paths += found
         elif path.is_file():
             paths.append(str(path))
+        elif path.is_symlink() and not path.exists():
+            raise UserError(f"{path}: a symbolic link that loops or leads nowhere")
         elif path.exists():  # never opened: a pipe would wait for a writer for ever
             raise UserError(f"{path}: not a regular file (a named pipe, socket or device)")
         else:

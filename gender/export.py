@@ -9,7 +9,6 @@ function here runs.
 """
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 from gender import CLASS_NAMES, UserError, tensorflow_logs_shown
 from gender.console import filtered_stderr
 from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
+from gender.tables import json_text
 
 if TYPE_CHECKING:
     import keras
@@ -351,7 +351,7 @@ def _write_lite_export(
             "calibrated_on": [str(source) for source in calibration],
             "layers_kept_float32": kept_float,
         }
-    write_text(paths["json"], json.dumps(meta, indent=2) + "\n")
+    write_text(paths["json"], json_text(meta))
 
 
 def bundle(
@@ -377,8 +377,8 @@ def bundle(
     """
     from gender import interrupt
     from gender.atomic import check_space, file_set
-    from gender.config import run_config
-    from gender.runs import RUN_FILE, read_run_info
+    from gender.config import read_run_info, run_config
+    from gender.runs import RUN_FILE
 
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
@@ -409,7 +409,7 @@ def bundle(
     with file_set(lock=out_dir) as files:
         tmp = {kind: files.add(path) for kind, path in paths.items()}
         model.save(tmp["keras"])  # loaded with compile=False: no optimizer state to carry
-        Path(tmp["json"]).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        Path(tmp["json"]).write_text(json_text(info), encoding="utf-8")
         tmp_exports = {kind: files.add(exports[kind]) for kind in ("tflite", "json")}
         if calibration:
             tmp_exports["int8"] = files.add(exports["int8"])

@@ -4,9 +4,10 @@ Every loader, the trainer, the evaluator and the predictor read pixels through `
 training and prediction see the same decoding, the same EXIF orientation and the same resize.
 
 Hostile files are refused before any pixel is decoded: only regular files are opened (a named
-pipe would block for ever), files over GENDER_MAX_IMAGE_MB are not read, and the width and height
-in a PNG, JPEG, BMP or WebP header are checked against GENDER_MAX_IMAGE_PIXELS (a 300-byte file
-may claim 65000x65000 pixels: 12 GB once decoded).
+pipe would block for ever), files over GENDER_MAX_IMAGE_MB are not read, the format is told from the
+bytes (a GIF named .png is a GIF) and only formats whose header this module reads reach OpenCV,
+with their width and height checked against GENDER_MAX_IMAGE_PIXELS first (a 300-byte PNG may
+claim 65000x65000 pixels, 12 GB once decoded; a 213 kB TIFF holds 144 million).
 """
 
 import os
@@ -21,6 +22,9 @@ from gender import UserError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 _JPEG_START = b"\xff\xd8"
+# what the gate lets through to OpenCV (see image_format)
+FORMATS = ("JPEG", "PNG", "BMP", "WebP", "TIFF", "GIF", "JPEG 2000", "AVIF", "HDR", "Sun raster",
+           "PNM", "PAM", "PFM")  # fmt: skip
 _JPEG_END = b"\xff\xd9"
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: bigger than any phone photo, 150 MB once decoded
 DEFAULT_MAX_FILE_MB = 200
@@ -45,39 +49,196 @@ def max_pixels() -> int:
     return int(os.environ.get("GENDER_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
 
 
+def image_format(data: bytes) -> str | None:
+    """The format of an image file from its first bytes (never from its name); None if unknown.
+
+    The formats are the ones this OpenCV build decodes; only these are ever handed to it.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(_JPEG_START):
+        return "JPEG"
+    if data.startswith(b"BM"):
+        return "BMP"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "TIFF"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith(b"\0\0\0\x0cjP  \r\n\x87\n") or data.startswith(b"\xff\x4f\xff\x51"):
+        return "JPEG 2000"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"mif1", b"msf1"):
+        return "AVIF"
+    if data.startswith((b"#?RADIANCE", b"#?RGBE")):
+        return "HDR"
+    if data.startswith(b"\x59\xa6\x6a\x95"):
+        return "Sun raster"
+    if data[:2] in (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"):
+        return "PNM"
+    if data[:2] == b"P7":
+        return "PAM"
+    if data.startswith((b"PF", b"Pf")):
+        return "PFM"
+    return None
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, BMP or WebP header, without decoding; None if unknown.
+    """(width, height) from the header of any format `image_format` knows, without decoding;
+    None for an unknown format.
 
     Raises:
-        ValueError: the header is damaged (a JPEG frame of 0 pixels).
+        ValueError: the header is damaged or too short to say the size.
     """
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
-        return struct.unpack(">II", data[16:24])
-    if data.startswith(_JPEG_START):
-        return _jpeg_size(data)
-    if data.startswith(b"BM") and len(data) >= 26:
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(width), abs(height)
-    if data.startswith(b"RIFF") and data[8:12] == b"WEBP" and len(data) >= 30:
-        kind = data[12:16]
-        if kind == b"VP8X":
-            return (int.from_bytes(data[24:27], "little") + 1,
-                    int.from_bytes(data[27:30], "little") + 1)  # fmt: skip
-        if kind == b"VP8L":
-            bits = int.from_bytes(data[21:25], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-        if kind == b"VP8 ":
-            width, height = struct.unpack("<HH", data[26:30])
-            return width & 0x3FFF, height & 0x3FFF
+    kind = image_format(data)
+    if kind is None:
+        return None
+    try:
+        size = _SIZE_READERS[kind](data)
+    except (struct.error, IndexError, ValueError):
+        size = None
+    if size is None:
+        raise ValueError(f"damaged {kind} header (no image size in it)")
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ValueError(f"damaged {kind} header (an image of {width}x{height} pixels)")
+    return width, height
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    return struct.unpack(">II", data[16:24]) if data[12:16] == b"IHDR" else None
+
+
+def _bmp_size(data: bytes) -> tuple[int, int]:
+    if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 core header: 16-bit sides
+        return struct.unpack("<HH", data[18:22])
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    kind = data[12:16]
+    if kind == b"VP8X":
+        return (int.from_bytes(data[24:27], "little") + 1,
+                int.from_bytes(data[27:30], "little") + 1)  # fmt: skip
+    if kind == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
     return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """The first page's size (the one OpenCV decodes); a tile bigger than it counts instead."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", data[2:4])[0] == 43  # BigTIFF: 64-bit offsets and counts
+    if big:
+        (offset,) = struct.unpack(order + "Q", data[8:16])
+        (count,) = struct.unpack(order + "Q", data[offset : offset + 8])
+        entry, first, value_at = 20, offset + 8, 12
+    else:
+        (offset,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+        entry, first, value_at = 12, offset + 2, 8
+    tags = {}
+    for i in range(min(count, 4096)):
+        at = first + i * entry
+        tag, kind = struct.unpack(order + "HH", data[at : at + 4])
+        if tag in (256, 257, 322, 323) and kind in (3, 4, 16):  # SHORT, LONG, LONG8
+            code = {3: "H", 4: "I", 16: "Q"}[kind]
+            tags[tag] = struct.unpack_from(order + code, data, at + value_at)[0]
+    if 256 not in tags or 257 not in tags:
+        return None
+    width, height = tags[256], tags[257]
+    tile = tags.get(322, 0) * tags.get(323, 0)
+    if tile > width * height:  # the decoder allocates a whole tile
+        return tags[322], tags[323]
+    return width, height
+
+
+def _gif_size(data: bytes) -> tuple[int, int]:
+    return struct.unpack("<HH", data[6:10])  # the logical screen, which OpenCV allocates
+
+
+def _jp2_size(data: bytes) -> tuple[int, int] | None:
+    if data.startswith(b"\xff\x4f\xff\x51"):  # a bare codestream: its SIZ marker
+        xsiz, ysiz, xoff, yoff = struct.unpack(">IIII", data[8:24])
+        return xsiz - xoff, ysiz - yoff
+    at = data.find(b"ihdr")  # the JP2 header box
+    if at < 0:
+        return None
+    height, width = struct.unpack(">II", data[at + 4 : at + 12])
+    return width, height
+
+
+def _avif_size(data: bytes) -> tuple[int, int] | None:
+    """The largest 'ispe' (image spatial extents) property: a grid's own size counts too."""
+    sizes, at = [], data.find(b"ispe")
+    while at >= 0:
+        width, height = struct.unpack(">II", data[at + 8 : at + 16])
+        sizes.append((width, height))
+        at = data.find(b"ispe", at + 4)
+    return max(sizes, key=lambda wh: wh[0] * wh[1]) if sizes else None
+
+
+def _hdr_size(data: bytes) -> tuple[int, int] | None:
+    """Radiance: header lines, a blank line, then e.g. '-Y 480 +X 640'."""
+    head, blank, rest = data[:65536].partition(b"\n\n")
+    if not blank:
+        return None
+    words = rest.split(b"\n", 1)[0].split()
+    if len(words) != 4 or not {words[0][1:], words[2][1:]} == {b"X", b"Y"}:
+        return None
+    sides = {words[0][1:]: int(words[1]), words[2][1:]: int(words[3])}
+    return sides[b"X"], sides[b"Y"]
+
+
+def _sun_size(data: bytes) -> tuple[int, int]:
+    return struct.unpack(">II", data[4:12])
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    """P1-P6, PF, Pf: the two numbers after the magic ('#' comments skipped); P7: WIDTH, HEIGHT."""
+    text = data[:4096]
+    if text[1:2] == b"7":
+        fields = dict(
+            line.split(None, 1) for line in text.split(b"\n")[1:] if len(line.split(None, 1)) == 2
+        )
+        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    words = []
+    for line in text[2:].split(b"\n"):
+        words += line.split(b"#", 1)[0].split()
+        if len(words) >= 2:
+            return int(words[0]), int(words[1])
+    return None
+
+
+_SIZE_READERS = {
+    "PNG": _png_size,
+    "JPEG": lambda data: _jpeg_size(data),
+    "BMP": _bmp_size,
+    "WebP": _webp_size,
+    "TIFF": _tiff_size,
+    "GIF": _gif_size,
+    "JPEG 2000": _jp2_size,
+    "AVIF": _avif_size,
+    "HDR": _hdr_size,
+    "Sun raster": _sun_size,
+    "PNM": _pnm_size,
+    "PAM": _pnm_size,
+    "PFM": _pnm_size,
+}
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """Walk the JPEG markers up to the first frame header (SOF0..SOF15) and read its size."""
     i = 2
     while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None  # not at a marker: damaged; let the decoder judge
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            i += 1
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -92,8 +253,6 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             if i + 9 > len(data):
                 return None
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            if not width or not height:
-                raise ValueError(f"damaged JPEG header (frame of {width}x{height} pixels)")
             return width, height
         i += 2 + length
     return None
@@ -164,11 +323,15 @@ def decode_image_bytes(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     # ourselves; trailing zero padding after the marker is common and harmless.
     if data.startswith(_JPEG_START) and not data.rstrip(b"\x00\r\n\t ").endswith(_JPEG_END):
         raise BadImageError(path, "truncated JPEG (no end-of-image marker)")
+    # The gate: only a format known from the bytes (whatever the file's name) whose header
+    # gives a size within the limit reaches a decoder, so no decoder allocates unchecked.
     try:
         size = header_size(data)
     except ValueError as err:
         raise BadImageError(path, str(err)) from None
-    if size and size[0] * size[1] > max_pixels():
+    if size is None:
+        raise BadImageError(path, f"not an image format read here ({', '.join(FORMATS)})")
+    if size[0] * size[1] > max_pixels():
         raise BadImageError(
             path,
             f"{size[0]}x{size[1]} pixels, over the limit of {max_pixels():,} "

@@ -6,13 +6,12 @@ second, and its XNNPACK kernels are faster than Keras predict on a few CPU cores
 """
 
 import contextlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from gender import CLASS_NAMES, UserError
+from gender import UserError
 from gender.console import command, filtered_stderr
 
 THREADS = min(4, os.cpu_count() or 1)
@@ -135,12 +134,9 @@ def load_lite(
             + (" (int8 needs images to calibrate on: --calibration DATA)" if int8 else "")
         )
     tflite, meta = found
-    try:
-        info = json.loads(meta.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{meta}: not a valid export JSON ({err})") from None
-    if tuple(info.get("class_names", CLASS_NAMES)) != CLASS_NAMES:
-        raise UserError(f"{meta}: class names {info['class_names']} differ from {CLASS_NAMES}")
+    from gender.config import read_info_file
+
+    info = read_info_file(meta)  # every field checked, one line naming the file and field
     if "task" not in info:
         # exports written before the JSON carried the task: the run's own info file knows it,
         # and without it a pedestrian model would be taken for a face model (faces searched for)
@@ -157,7 +153,8 @@ def export_task(meta: Path) -> str:
     """The task of an export whose JSON does not name it: from the info file of the weights it
     was exported from (`<stem>.json` in weights/pretrained/, else the run folder's run.json);
     'face' when neither says."""
-    from gender.runs import model_info_name, model_task, read_run_info
+    from gender.config import read_run_info
+    from gender.runs import model_info_name, model_task
 
     weights = meta.with_name(meta.name.removesuffix(".export.json") + ".keras")
     return model_task(read_run_info(meta.parent, model_info_name(weights)))

@@ -171,7 +171,8 @@ def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
     Returns:
         (model, info): info is the run.json dict, with at least 'model' and 'image_size'.
     """
-    from gender.runs import model_info_name, read_run_info
+    from gender.config import read_run_info
+    from gender.runs import model_info_name
 
     path = resolve_weights(weights)
     if not path.exists():  # resolved through its LiteRT export alone

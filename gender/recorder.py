@@ -134,11 +134,12 @@ def plot_curves(
         monitor: the metric that picked the best epoch, named in the legend.
     """
     # The object API needs no pyplot and so no global backend choice (matplotlib.use).
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    from gender.report import plain_figure
+
     epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(10, 4))
+    fig = plain_figure(figsize=(10, 4))
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, label in (("", "train"), ("val_", "validation")):

@@ -13,7 +13,6 @@ Matplotlib through its object API only (`Figure`): no pyplot, no global backend 
 import base64
 import html
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,11 +21,28 @@ import numpy as np
 
 from gender import CLASS_NAMES
 from gender.metrics import UNCERTAIN_ANSWER, answers, pr_curve, roc_curve
+from gender.tables import script_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from gender.data import Samples
+
+
+def plain_figure(**kwargs: object) -> "Figure":
+    """A matplotlib Figure whose text is shown as written: a `$` in a folder, file or group name
+    (`sale_$5_off_$10`) is never parsed as mathtext (a parse error that took down every plot).
+
+    text.parse_math is read when each text is made, ticks and legends included, so it is turned
+    off for the process here, where every figure of the toolkit is made. (Matplotlib's own
+    wrap=True measures the text as mathtext whatever that setting says: wrap with textwrap.)
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    matplotlib.rcParams["text.parse_math"] = False
+    return Figure(**kwargs)
+
 
 GALLERY_MISTAKES = 48  # thumbnails of mistakes at most: the page stays small on any set
 GALLERY_UNCERTAIN = 24
@@ -109,9 +125,9 @@ def _styled(draw, *args, **kwargs) -> "Figure":
 
 def confusion_figure(report: dict, title: str = "") -> "Figure":
     """The confusion matrix: each cell's count and its share of the true class (row)."""
-    from matplotlib.figure import Figure
+    import textwrap
 
-    fig = Figure(figsize=(5.2, 4.6))
+    fig = plain_figure(figsize=(5.2, 4.6))
     ax = fig.subplots()
     matrix = np.asarray(report["confusion_matrix"])
     rows = matrix.sum(1, keepdims=True)
@@ -131,16 +147,14 @@ def confusion_figure(report: dict, title: str = "") -> "Figure":
         xlabel=f"answer (threshold {report['threshold']:.3f})",
         ylabel="true class",
     )
-    ax.set_title(title or "confusion matrix", wrap=True)
+    ax.set_title(textwrap.fill(title or "confusion matrix", 64))
     fig.tight_layout()
     return fig
 
 
 def pr_roc_figure(report: dict, labels: np.ndarray, p_woman: np.ndarray) -> "Figure":
     """Precision-recall and ROC curves of both classes, the model's operating point marked."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.6))
+    fig = plain_figure(figsize=(11, 4.6))
     pr_ax, roc_ax = fig.subplots(1, 2)
     threshold = report["threshold"]
     for label, name in enumerate(CLASS_NAMES):
@@ -175,10 +189,8 @@ def pr_roc_figure(report: dict, labels: np.ndarray, p_woman: np.ndarray) -> "Fig
 
 def sweep_figure(report: dict) -> "Figure":
     """Both classes' error rates against the threshold; the model's and the equal-error marked."""
-    from matplotlib.figure import Figure
-
     sweep, advice = report["threshold_sweep"], report["threshold_advice"]
-    fig = Figure(figsize=(11, 4.4))
+    fig = plain_figure(figsize=(11, 4.4))
     ax = fig.subplots()
     for name in CLASS_NAMES:
         ax.plot(sweep["threshold"], 100 * np.asarray(sweep["error_rate"][name]),
@@ -205,15 +217,13 @@ def coverage_figure(
     rows: list[dict], labels: np.ndarray, p_woman: np.ndarray, threshold: float
 ) -> "Figure":
     """Accuracy against the share answered (the surest first), a continuous curve."""
-    from matplotlib.figure import Figure
-
     distance = np.abs(p_woman - threshold)
     order = np.argsort(-distance, kind="mergesort")
     correct = ((p_woman >= threshold).astype(int) == labels)[order]
     share = np.arange(1, len(labels) + 1) / len(labels)
     accuracy = np.cumsum(correct) / np.arange(1, len(labels) + 1)
     keep = share >= 0.3
-    fig = Figure(figsize=(5.6, 4.2))
+    fig = plain_figure(figsize=(5.6, 4.2))
     ax = fig.subplots()
     ax.plot(100 * share[keep], 100 * accuracy[keep], color="black")
     for row in rows:  # at the share actually answered: a small set cannot answer 95% exactly
@@ -229,11 +239,9 @@ def coverage_figure(
 
 def groups_figure(part: dict, title: str) -> "Figure":
     """Each group's two error rates side by side (bars), the worst first."""
-    from matplotlib.figure import Figure
-
     groups = list(part["groups"])
     height = max(2.5, 0.35 * len(groups) + 1.2)
-    fig = Figure(figsize=(8, height))
+    fig = plain_figure(figsize=(8, height))
     ax = fig.subplots()
     y = np.arange(len(groups))
     for k, name in enumerate(CLASS_NAMES):
@@ -712,8 +720,9 @@ def build_page(
     parts.append("<h2>Glossary</h2><dl>")
     parts += [f"<dt>{esc(term)}</dt><dd>{esc(text)}</dd>" for term, text in GLOSSARY]
     parts.append("</dl>")
-    # the numbers as --json writes them; "</" escaped so no value can close the script element
-    data = json.dumps(report, allow_nan=True).replace("</", "<\\/")
+    # the numbers as --json writes them (strict: undefined is null); no name in them can close
+    # the script element or open an HTML comment in it
+    data = script_json(report)
     parts.append(f'<script type="application/json" id="report-data">{data}</script>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

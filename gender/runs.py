@@ -12,13 +12,14 @@ training is `gender.recorder.RunRecorder`.
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
 from datetime import datetime
 from pathlib import Path
 
-from gender import CLASS_NAMES, UserError
+from gender import UserError
 from gender.atomic import atomic_path, make_folder, write_text
 
 RUN_FILE = "run.json"
@@ -46,6 +47,14 @@ def new_run_dir(out: str | Path, model_name: str) -> Path:
     raise UserError(f"{base}: 10,000 run folders of this second exist already")
 
 
+def is_run_folder(path: str | Path) -> bool:
+    """A folder that holds a model (run.json, best.keras or last.keras), not images."""
+    path = Path(path)
+    return path.is_dir() and any(
+        (path / name).is_file() for name in (RUN_FILE, "best.keras", "last.keras")
+    )
+
+
 def run_kept(run_dir: str | Path, epochs_done: int) -> str:
     """What an interrupted run leaves: its last finished epoch, and the command to go on."""
     from gender.console import command
@@ -55,23 +64,24 @@ def run_kept(run_dir: str | Path, epochs_done: int) -> str:
 
 
 def write_run_info(run_dir: str | Path, info: dict) -> None:
-    write_text(Path(run_dir) / RUN_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    from gender.tables import json_text
+
+    write_text(Path(run_dir) / RUN_FILE, json_text(info, sort_keys=True))
 
 
-def read_run_info(run_dir: str | Path, name: str = RUN_FILE) -> dict:
-    """Read run.json (or another info file `name`) of a run folder; {} when there is none."""
-    path = Path(run_dir) / name
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not a valid run.json ({err})") from None
-    if tuple(info.get("class_names", CLASS_NAMES)) != CLASS_NAMES:
-        raise UserError(
-            f"{path}: class names {info['class_names']} differ from {list(CLASS_NAMES)}"
-        )
-    return info
+def finite_number(value: object) -> bool:
+    """A finite int or float; true and false are not numbers here (JSON booleans)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole_number(value: object) -> bool:
+    """An int; true and false are not numbers here (JSON booleans)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def field_error(path: str | Path, field: str, problem: str, value: object) -> UserError:
+    """The one line for a bad field of a stored JSON file: the file, the field, what it holds."""
+    return UserError(f"{path}: field {field!r} {problem} (got {json.dumps(value)[:60]})")
 
 
 def model_info_name(weights: Path) -> str:
@@ -89,9 +99,22 @@ def read_history(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in rows]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path}: cannot be read ({err})") from None
+    history = []
+    for number, row in enumerate(rows, 2):  # line 1 is the header
+        try:
+            history.append(
+                {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if k is not None}
+            )
+        except (TypeError, ValueError):
+            raise UserError(
+                f"{path}:{number}: expected numbers, got {list(row.values())[:6]}"
+            ) from None
+    return history
 
 
 def write_history(run_dir: str | Path, rows: list[dict]) -> None:

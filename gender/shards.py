@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.tables import json_text
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -69,12 +70,7 @@ def open_packed(folder: str | Path) -> dict[str, PackedSplit]:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"{folder / MANIFEST}: not a readable manifest ({err})") from None
-    if manifest.get("format") != FORMAT:
-        raise UserError(f"{folder / MANIFEST}: format {manifest.get('format')!r}, not {FORMAT}")
-    if tuple(manifest["class_names"]) != CLASS_NAMES:
-        raise UserError(
-            f"{folder}: class names {manifest['class_names']} differ from {CLASS_NAMES}"
-        )
+    check_manifest(manifest, folder / MANIFEST)
     splits = {}
     for name, entry in manifest["splits"].items():
         files = [folder / shard["file"] for shard in entry["shards"]]
@@ -85,6 +81,42 @@ def open_packed(folder: str | Path) -> dict[str, PackedSplit]:
             name, files, [shard["count"] for shard in entry["shards"]], entry["counts"]
         )
     return splits
+
+
+def check_manifest(manifest: object, path: Path) -> None:
+    """Every field open_packed reads, of its type: one line naming the file and the field. A
+    shard is a plain file name in the folder (never a path that leads out of it)."""
+    from gender.runs import field_error, whole_number
+
+    if not isinstance(manifest, dict):
+        raise UserError(f"{path}: expected a JSON object {{...}}")
+    if manifest.get("format") != FORMAT:
+        raise field_error(path, "format", f"must be {FORMAT}", manifest.get("format"))
+    if manifest.get("class_names") != list(CLASS_NAMES):
+        raise field_error(path, "class_names", f"must be {list(CLASS_NAMES)}",
+                          manifest.get("class_names"))  # fmt: skip
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict) or "train" not in splits or not set(splits) <= {"train", "val"}:
+        raise field_error(path, "splits", "must be {train: ..., val: ...}", splits)
+    for name, entry in splits.items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list) or not all(
+            isinstance(shard, dict)
+            and isinstance(shard.get("file"), str)
+            and shard["file"] == Path(shard["file"]).name
+            and not shard["file"].startswith(".")
+            and whole_number(shard.get("count"))
+            and shard["count"] >= 0
+            for shard in shards
+        ):
+            raise field_error(path, f"splits.{name}.shards",
+                              "must list {file: a name in this folder, count}", shards)  # fmt: skip
+        counts = entry.get("counts")
+        if not isinstance(counts, dict) or not all(
+            whole_number(counts.get(c)) and counts[c] >= 0 for c in CLASS_NAMES
+        ):
+            raise field_error(path, f"splits.{name}.counts", "must give each class's count",
+                              counts)  # fmt: skip
 
 
 def pack(
@@ -162,7 +194,7 @@ def pack(
         }
         if name == "val":  # the validation images as a table, for gender_mAP.py on the files
             write_truth_table(out / "val.txt", samples.subset(sorted(kept)))
-    write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
+    write_text(out / MANIFEST, json_text(manifest))  # last: marks it complete
     return manifest
 
 

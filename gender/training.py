@@ -73,9 +73,10 @@ def train(
     import gender.models as models
     from gender import distribute, interrupt
     from gender.augment import parse_augment
+    from gender.config import read_run_info
     from gender.images import parse_image_size
     from gender.recorder import RunRecorder, versions
-    from gender.runs import read_run_info, run_kept, write_run_info
+    from gender.runs import run_kept, write_run_info
 
     # issue 14: first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
@@ -494,9 +495,18 @@ def decode_split(
     cache_dir: Path | None = None,
 ) -> "tuple[np.ndarray, gender.data.Samples]":
     """Decode images `name` (a split, or adapt's new and replayed images): whole images, or
-    with `detect_faces` each image's largest face; a class left without faces is an error."""
+    with `detect_faces` each image's largest face; a class left without a readable image (or
+    without faces) is an error, whichever set it is: a model fit on one class learns nothing."""
     if not detect_faces:
-        return gender.data.decode_images(samples, size, cache_dir)
+        images, kept = gender.data.decode_images(samples, size, cache_dir)
+        for class_name, count in kept.counts().items():
+            if count == 0:
+                listed = samples.counts()[class_name]
+                why = f" ({listed} listed, all unreadable: see above)" if listed else ""
+                raise UserError(
+                    f"no {class_name} image of {name} could be read{why}; use more data"
+                )
+        return images, kept
     from gender.faces import decode_face_crops
 
     images, kept, _, crops = decode_face_crops(
@@ -554,7 +564,7 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
     Said before anything is decoded or loaded: a finished run used to be evaluated and exported
     again for half a minute without a word.
     """
-    from gender.runs import read_run_info
+    from gender.config import read_run_info
 
     run_dir = Path(run_dir)
     resume_config(run_dir, epochs)  # a folder that is no run at all is the usual error
@@ -589,7 +599,7 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
 
 
 def _epochs_done(run_dir: Path) -> int | None:
-    from gender.runs import read_run_info
+    from gender.config import read_run_info
 
     done = read_run_info(run_dir).get("epochs_done")
     return None if done is None else int(done)
@@ -603,8 +613,9 @@ def _resume_state(run_dir: Path):
     model yet: (history, None), and training starts over with the run's seed.
     """
     from gender import distribute
+    from gender.config import read_run_info
     from gender.predictor import check_gender_model, open_keras
-    from gender.runs import read_history, read_run_info, reconcile_run
+    from gender.runs import read_history, reconcile_run
 
     resume_config(run_dir)  # the same check, for a caller that built its config elsewhere
     info = read_run_info(run_dir)

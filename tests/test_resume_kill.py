@@ -21,7 +21,8 @@ import pytest
 from conftest import IMAGE_SIZE, REPO, make_image_tree
 
 import gender_train
-from gender.runs import read_history, read_run_info
+from gender.config import read_run_info
+from gender.runs import read_history
 
 EPOCHS = 5
 START_TIMEOUT = 300  # seconds to reach the kill point; the machine may be busy training

@@ -20,6 +20,7 @@ from gender import CLASS_NAMES, UserError
 from gender.data import (
     TRUTH_HEADER,
     find_splits,
+    format_truth_line,
     list_folder,
     load_samples,
     split_samples,
@@ -217,7 +218,7 @@ def crop_faces(args) -> int:
             for i, _, crop in largest_faces(samples.paths, size, summary, margins=margins):
                 src, label = Path(samples.paths[i]), int(samples.labels[i])
                 if crop is None:
-                    no_face.append(f"{src}\t{label}\n")
+                    no_face.append(format_truth_line(str(src), label))
                     continue
                 target = target_root / CLASS_NAMES[label] / _relative(src, folder, label)
                 if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):

@@ -10,7 +10,6 @@ python gender_mAP.py val --report report.html --uncertain 0.3:0.7   # one page t
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -134,9 +133,20 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     )
     from gender.predictor import Predictor, default_weights
     from gender.report import figures
+    from gender.runs import is_run_folder
+    from gender.tables import json_text
 
     if args.explain_errors and not args.report:
         raise UserError("--explain-errors draws on the --report page: give --report PAGE.html")
+    if is_run_folder(args.data):
+        raise UserError(
+            f"{args.data}: a run folder (a model), not a data set; give DATASET first, then the "
+            f"model ({command('map')} DATASET RUN_DIR)"
+        )
+    if args.weights and args.weights_flag and args.weights != args.weights_flag:
+        raise UserError(
+            f"two models given: {args.weights} and --weights {args.weights_flag}; give one"
+        )
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
@@ -233,7 +243,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     # the outputs of one run, committed together: never one run's JSON beside another's CSV
     with file_set() as files:
         if args.json:
-            files.add(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            files.add(args.json).write_text(json_text(report), encoding="utf-8")
         if args.errors:
             text = errors_csv(kept, p_woman, threshold, args.uncertain)
             files.add(args.errors).write_text(text, encoding="utf-8", errors="surrogateescape")
@@ -243,6 +253,8 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
             plot_title = f"{info['model']} ({Path(weights).name}) on {title}"
             folder = files.add(args.plots, folder=True)
             save_plots(folder, report, kept.labels, p_woman, plot_title)
+            if not args.groups:  # an earlier evaluation's, which this set would sit beside
+                files.drop(Path(args.plots) / "groups.png")
         if args.report:
             page = write_report(files.add(args.report), report, kept, p_woman, args, weights)
     if args.json:

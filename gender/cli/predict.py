@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="IMAGE",
         help="image files or folders; a last argument ending in .keras or .h5 "
-        "(or .tflite) is taken as WEIGHTS: 'IMAGE WEIGHTS' works as well as --weights",
+        "(or .tflite), or a run folder, is taken as WEIGHTS: 'IMAGE WEIGHTS' works as well as "
+        "--weights",
     )
     parser.add_argument(
         "--weights", help="a .keras model or run folder (default: the bundled --task model)"
@@ -82,10 +83,24 @@ def predict(args: argparse.Namespace) -> int:
     from gender.data import expand_inputs
     from gender.images import parse_image_size
     from gender.predictor import Predictor
+    from gender.runs import is_run_folder
 
     inputs, weights = list(args.inputs), args.weights
-    if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
-        weights = inputs.pop()
+    last = inputs[-1]
+    if (
+        len(inputs) > 1
+        and not weights
+        and (last.endswith((".keras", ".h5", ".tflite")) or is_run_folder(last))
+    ):
+        weights = inputs.pop()  # the seeds' IMAGE WEIGHTS order; a run folder is a model too
+    for item in inputs:  # a model folder is never searched for images
+        if is_run_folder(item):
+            where = (
+                f"--weights {weights} is the model already"
+                if weights
+                else "give it after the images (IMAGE... RUN_DIR) or as --weights"
+            )
+            raise UserError(f"{item}: a run folder (a model), not images; {where}")
     paths = expand_inputs(inputs)
     outputs = [(output, False) for output in (args.csv, args.annotate, args.explain)]
     check_outputs(outputs, [*inputs, *paths, *([weights] if weights else [])])

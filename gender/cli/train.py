@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_mode(args: argparse.Namespace) -> int:
     """The work of one mode; what an interruption keeps is said by the mode itself."""
     from gender import interrupt
+    from gender.config import read_run_info
 
     if args.mode == "demo":
         return run_demo(args.out)
@@ -428,6 +429,17 @@ def run_mode(args: argparse.Namespace) -> int:
 
         not_config = ("mode", "verbose", "no_export")
         run_dir = adapt(AdaptConfig(**{k: v for k, v in vars(args).items() if k not in not_config}))
+    elif args.mode == "resume" and "adapt" in read_run_info(Path(args.run_dir)):
+        # an adapted run continues with adapt's recipe, not the training one (cosine rate,
+        # replay, L2-SP, no validation split; the threshold it chose is kept)
+        from gender.adapt import resume_adapt
+
+        if args.epochs:
+            raise UserError(
+                f"--epochs: {args.run_dir} is an adapt run; its cosine rate is fixed to the "
+                "epochs it was started with: resume it without --epochs"
+            )
+        run_dir = resume_adapt(args.run_dir)
     elif args.mode == "resume":
         from gender.training import nothing_to_resume, resume_config
 
