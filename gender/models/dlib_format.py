@@ -307,6 +307,25 @@ def weight_layers(layers: list[Layer]) -> list[Layer]:
     return [layer for layer in layers if layer.kind in ("con", "affine", "fc")]
 
 
+def convert_dlib_weights(dat_path: str | Path, backbone: "keras.Model") -> None:
+    """Copy the weights of dlib's `.dat` file into `backbone` (faceresnet.build_backbone)."""
+    stored = weight_layers(read_network(dat_path))
+    targets = [
+        layer for layer in backbone.layers if layer.weights and not layer.name.endswith("_pool")
+    ]
+    if len(stored) != len(targets):
+        raise ValueError(f"{dat_path}: {len(stored)} weight layers, the network has {len(targets)}")
+    for source, layer in zip(stored, targets):
+        if source.kind == "con":
+            # dlib: (filters, channels, rows, cols), cross-correlation like Keras
+            kernel = np.transpose(source.arrays["filters"], (2, 3, 1, 0))
+            layer.set_weights([kernel, source.arrays["bias"]])
+        elif source.kind == "affine":
+            layer.set_weights([source.arrays["gamma"], source.arrays["beta"]])
+        else:  # fc: (inputs, outputs) like a Dense kernel
+            layer.set_weights([source.arrays["weights"]])
+
+
 def main(argv=None) -> int:
     """Convert dlib's .dat file into the Keras backbone weights this registry entry loads."""
     import argparse
@@ -319,7 +338,7 @@ def main(argv=None) -> int:
     parser.add_argument("dat", help="dlib's dlib_face_recognition_resnet_model_v1.dat")
     parser.add_argument("--out", required=True, help="output .weights.h5 file")
     args = parser.parse_args(argv)
-    from gender.models.faceresnet import build_backbone, convert_dlib_weights
+    from gender.models.faceresnet import build_backbone
 
     backbone = build_backbone()
     convert_dlib_weights(args.dat, backbone)

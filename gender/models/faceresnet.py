@@ -76,29 +76,6 @@ def build_backbone(image_size: Sequence[int] = (150, 150)) -> "keras.Model":
     return keras.Model(inputs, x, name="faceresnet_backbone")
 
 
-def convert_dlib_weights(dat_path: str | Path, backbone: "keras.Model") -> None:
-    """Copy the weights of dlib's `.dat` file into `backbone` (from build_backbone)."""
-    import numpy as np
-
-    from gender.models.dlib_format import read_network, weight_layers
-
-    stored = weight_layers(read_network(dat_path))
-    targets = [
-        layer for layer in backbone.layers if layer.weights and not layer.name.endswith("_pool")
-    ]
-    if len(stored) != len(targets):
-        raise ValueError(f"{dat_path}: {len(stored)} weight layers, the network has {len(targets)}")
-    for source, layer in zip(stored, targets):
-        if source.kind == "con":
-            # dlib: (filters, channels, rows, cols), cross-correlation like Keras
-            kernel = np.transpose(source.arrays["filters"], (2, 3, 1, 0))
-            layer.set_weights([kernel, source.arrays["bias"]])
-        elif source.kind == "affine":
-            layer.set_weights([source.arrays["gamma"], source.arrays["beta"]])
-        else:  # fc: (inputs, outputs) like a Dense kernel
-            layer.set_weights([source.arrays["weights"]])
-
-
 def descriptor_model(backbone_weights: str | Path | None = None) -> "keras.Model":
     """Raw RGB 150x150 chip -> the 128-d descriptor dlib's compute_face_descriptor gives."""
     import keras
