@@ -21,8 +21,12 @@ maps them onto Keras layers.
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
 
 # dlib's float_details marks these exponents for special values
 _INF, _NINF, _NAN = 32000, 32001, 32002
@@ -326,7 +330,7 @@ def convert_dlib_weights(dat_path: str | Path, backbone: "keras.Model") -> None:
             layer.set_weights([source.arrays["weights"]])
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Convert dlib's .dat file into the Keras backbone weights this registry entry loads."""
     import argparse
 
