@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gender.console import Progress
 from gender.data import new_array
 
 if TYPE_CHECKING:
@@ -41,12 +42,16 @@ def compute_features(
     """
     shape = tuple(prefix.output_shape[1:])
     features = new_array((len(views), len(images), *shape), np.float32, cache_dir)
+    # a large set takes minutes per view on a CPU (a deep backbone, tens of thousands of images)
+    progress = Progress(len(views) * len(images), "caching")
     for v, view in enumerate(views):
         for start in range(0, len(images), batch_size):
+            progress.update(v * len(images) + start)
             batch = np.asarray(images[start : start + batch_size])
             if view == "flip":
                 batch = batch[:, :, ::-1]  # horizontal mirror of (B, H, W, 3)
             elif view == "augment":
                 batch = np.asarray(augment(batch))
             features[v, start : start + len(batch)] = prefix.predict_on_batch(batch)
+    progress.done()
     return features
