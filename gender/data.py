@@ -2,8 +2,8 @@
 
 Folder layouts read (class order is always CLASS_NAMES, whatever the folder order):
     DIR/{man,woman}/...                      one set, split into train/val by the trainer
-    DIR/{train,val}/{man,woman}/...          an existing split (seed 001's DIR/all is then ignored)
-    DIR/all/{man,woman}/...                  seed 001's layout without train/val: one set
+    DIR/{train,val}/{man,woman}/...          an existing split (a DIR/all beside it is then ignored)
+    DIR/all/{man,woman}/...                  a project folder's all/ without train/val: one set
 A ground-truth table (`path<TAB>label` lines, as `dataset.py` and the trainer write) is read too.
 
 Images are decoded with OpenCV once, up front, into one uint8 array, instead of with

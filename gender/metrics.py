@@ -116,7 +116,7 @@ def _pct(value: float) -> str:
 
 
 def format_report(report: dict, title: str) -> str:
-    """The seeds' text report (seed 001's mAP report plus the pedestrian seed's confusion rates)."""
+    """The text report: accuracy, AP per class and mAP, then the confusion rates per true class."""
     names = report["class_names"]
     lines = [
         "mAP report",

@@ -125,7 +125,7 @@ def plot_curves(
     switches: list[int] | None = None,
     monitor: str = "val_loss",
 ) -> None:
-    """Loss and accuracy per epoch for train and validation (seed 001's Figure 2), as a PNG.
+    """Loss and accuracy per epoch for train and validation, as a PNG.
 
     Args:
         best_epoch: marked with a dashed line (the epoch best.keras holds).

@@ -78,7 +78,7 @@ def train(
     from gender.recorder import RunRecorder, versions
     from gender.runs import run_kept, write_run_info
 
-    # issue 14: first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
+    # first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
     strategy = distribute.select_strategy(devices, peer_timeout or distribute.PEER_TIMEOUT)
     history, model = [], None
@@ -133,7 +133,8 @@ def train(
         from gender.conflicts import check_training_labels
 
         check_training_labels({"train": train_set, "val": val_set})
-    # issue 14: only the chief writes the run folder; other workers get a temporary one
+    # only the chief writes the run folder (several writers would clobber it); other workers
+    # get a temporary one
     run_dir = distribute.run_folder(config.out, config.model, resume)
     interrupt.keep(
         run_kept(run_dir, len(history))
@@ -261,7 +262,7 @@ def train(
         args = (model, phase, config, *splits, class_weight, recorder, keep_optimizer)
         if strategy is None and train_x is not None:
             _fit_phase(*args, run_dir, sample_weights, val_weights)
-        else:  # issue 14: under a tf.distribute strategy, or streaming packed shards
+        else:  # under a tf.distribute strategy, or streaming packed shards
             _fit_phase_custom(*args, strategy)
         keep_optimizer = False
     if distribute.is_chief():  # before the cache goes: the validation images are decoded there
@@ -417,7 +418,7 @@ def _fit_phase(
 def _fit_phase_custom(
     model, phase, config, train, val, class_weight, recorder, keep_optimizer, strategy
 ):
-    """issue 14: train one phase with gender.distribute's custom step (under a tf.distribute
+    """Train one phase with gender.distribute's custom step (under a tf.distribute
     strategy, or on streamed shards). The frozen-prefix cache is off here: every step runs the
     whole model on freshly augmented images."""
 
@@ -621,7 +622,7 @@ def _resume_state(run_dir: Path):
     info = read_run_info(run_dir)
     if distribute.is_chief():
         history, last = reconcile_run(run_dir, info, read_history(run_dir))
-    else:  # issue 14: a worker only reads the chief's folder, as of its last committed epoch
+    else:  # a worker only reads the chief's folder, as of its last committed epoch
         done = min(int(info.get("epochs_done", 0)), len(read_history(run_dir)))
         history, last = read_history(run_dir)[:done], run_dir / f"epoch_{done:03d}.keras"
     if not history:

@@ -1,9 +1,10 @@
 """The seeds' small from-scratch CNNs: stacks of 3x3 conv + 2x2 max-pool, dense 64, one sigmoid.
 
 cnn3: the pedestrian seed's first network (convs 32, 32, 64).
-cnn5: seed 001's 5-layer network (3 convs of 32 + 2 dense layers).
-cnn7: seed 001's 7-layer network (convs 32, 32, 32, 64, 64 + 2 dense); 91,329 parameters at 150x150.
-cnn7se: cnn7 with a squeeze-and-excitation block ending each conv stage (seed 004's plan);
+cnn5: the original 5-layer network (3 convs of 32 + 2 dense layers).
+cnn7: the original 7-layer network (convs 32, 32, 32, 64, 64 + 2 dense); 91,329 parameters
+    at 150x150.
+cnn7se: cnn7 with a squeeze-and-excitation block ending each conv stage (Hu et al. 2018);
     94,397 parameters at 150x150.
 """
 

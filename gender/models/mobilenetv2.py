@@ -1,4 +1,4 @@
-"""ImageNet MobileNetV2 with a one-unit head (seed 002's best model on unseen people)."""
+"""ImageNet MobileNetV2 with a one-unit head (the best ImageNet backbone on unseen people)."""
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING

@@ -1,4 +1,4 @@
-"""ImageNet ResNet50/101/152 (He et al. 2016) with a one-unit head (seed 004's networks).
+"""ImageNet ResNet50/101/152 (He et al. 2016) with a one-unit head.
 
 The three share one builder; they differ only in how many residual blocks each stage repeats
 (conv4: 6, 23, 36). A "block" of --trainable-blocks is a whole stage, counted from the top:
