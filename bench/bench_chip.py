@@ -33,8 +33,8 @@ def main(argv=None) -> int:
     from gender.faces import DEFAULT_MARGIN, align_crop, detect_faces
     from gender.models.faceresnet import BACKBONE_FILE, descriptor_model
 
-    # every 25th web crop and every 45th UTKFace crop, alternately, until enough faces are found
-    web = sorted((SHARED / "data" / "faces_web").glob("*/*.jpg"))[7::25]
+    # every 11th web crop and every 45th UTKFace crop, alternately, until enough faces are found
+    web = sorted((SHARED / "data" / "faces_web").glob("*/*.jpg"))[7::11]
     utk = sorted((SHARED / "data" / "faces_utk").glob("*/*.jpg"))[7::45]
     candidates = [path for pair in zip(web, utk) for path in pair]
     hog = dlib.get_frontal_face_detector()
