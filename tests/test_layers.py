@@ -44,6 +44,8 @@ PIPELINE = {
     "gender.lite_faces",
     "gender.output",
     "gender.predictor",
+    "gender.ray_jobs",
+    "gender.ray_train",
     "gender.recorder",
     "gender.report",
     "gender.training",

@@ -17,6 +17,7 @@ from gender.flags import (
     add_common_flags,
     add_min_face_flag,
     add_model_flags,
+    add_ray_flag,
     add_uncertain_flag,
     apply_common_flags,
     probability,
@@ -39,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", help="a .keras model or run folder (default: the bundled --task model)"
     )
     add_model_flags(parser)
-    parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
+    parser.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write the CSV here instead of stdout (with --ray: CSV, or Parquet for .parquet)",
+    )
     parser.add_argument(
         "--threshold",
         type=probability,
@@ -58,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="detect faces in folders too (by default only image files are searched for faces)",
     )
     add_uncertain_flag(parser)
+    add_ray_flag(parser)
     parser.add_argument("--annotate", metavar="OUT.jpg", help="one image: draw boxes and labels")
     parser.add_argument(
         "--explain",
@@ -85,6 +91,10 @@ def predict(args: argparse.Namespace) -> int:
     inputs, weights = list(args.inputs), args.weights
     if len(inputs) > 1 and inputs[-1].endswith((".keras", ".h5", ".tflite")) and not weights:
         weights = inputs.pop()
+    if args.ray is not None:  # a folder, table or storage URI, on a Ray cluster
+        from gender.ray_jobs import predict_collection
+
+        return predict_collection(inputs, weights, args)
     paths = expand_inputs(inputs)
     outputs = [(output, False) for output in (args.csv, args.annotate, args.explain)]
     check_outputs(outputs, [*inputs, *paths, *([weights] if weights else [])])
