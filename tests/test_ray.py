@@ -6,8 +6,10 @@ process is used as it is), so the cluster's start-up is paid once; the command's
 stop of a local Ray, and Ctrl-C, run in child processes (slow).
 """
 
+import contextlib
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -163,3 +165,55 @@ def test_a_local_ray_per_command_and_ctrl_c_leaves_the_csv_whole(tmp_path):
     paths = [row[0] for row in rows[1:]]
     assert len(paths) == len(set(paths)) == 3000
     assert rows[: len(first)] == first  # the rows kept are kept as they were
+
+
+@pytest.mark.slow
+def test_train_on_two_ray_workers_stops_when_one_dies_and_resumes(tmp_path):
+    """--ray-workers 2 on a local Ray: one run folder; a worker killed after epoch 1 stops the
+    run with one line naming the folder; resume on Ray finishes it, and its model predicts."""
+    data = make_image_tree(tmp_path / "faces", per_class=32)
+    out = tmp_path / "runs"
+    fast = ["--model", "cnn3", "--image-size", "32", "--batch-size", "8", "--no-export"]
+    argv = [sys.executable, "gender_train.py", "--data", str(data), *fast, "--epochs", "4",
+            "--by-person", "--out", str(out), "--ray-workers", "2"]  # fmt: skip
+    env = {**USER_ENVIRONMENT, "GENDER_RAY_CPUS": "2"}
+    child = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    history = None
+    while time.monotonic() < deadline and child.poll() is None:
+        found = list(out.glob("cnn3-*/run.json")) if out.is_dir() else []
+        with contextlib.suppress(ValueError, OSError):  # a run.json being replaced
+            if found and json.loads(found[0].read_text()).get("epochs_done", 0) >= 1:
+                history = found[0].with_name("history.csv")  # epoch 1 is committed
+                break
+        time.sleep(0.2)
+    assert history is not None, child.communicate()[1] if child.poll() is not None else "slow"
+    workers = subprocess.run(["pgrep", "-f", "TrainWorker"], capture_output=True, text=True)
+    pids = [int(pid) for pid in workers.stdout.split()]
+    assert pids, "no TrainWorker process found"
+    os.kill(pids[-1], signal.SIGKILL)  # a node lost mid-run
+    _, err = child.communicate(timeout=180)
+    assert child.returncode == 2, err
+    last = err.strip().splitlines()[-1]
+    run_dir = history.parent
+    assert last.startswith("error: training stopped"), last
+    assert f"resume {run_dir} --ray-workers 2" in last, last
+    done = json.loads((run_dir / "run.json").read_text())["epochs_done"]
+    assert 1 <= done < 4
+    resume = [sys.executable, "gender_train.py", "resume", str(run_dir), "--ray-workers", "2",
+              "--no-export"]  # fmt: skip
+    finished = subprocess.run(
+        resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert f"after epoch {done}" in finished.stdout
+    rows = list(csv.DictReader(history.open()))
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]
+    assert sorted(out.iterdir()) == [run_dir]  # one run folder, written by the chief
+    table = tmp_path / "rows.csv"
+    assert (
+        gender_single_predict.main([str(data), "--weights", str(run_dir), "--csv", str(table)]) == 0
+    )
+    assert len(read_rows(table)) == 1 + 64
