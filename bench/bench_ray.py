@@ -79,13 +79,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_node(head: str | None, temp: Path) -> subprocess.Popen:
+def start_node(head: str | None) -> subprocess.Popen:
     """`ray start --num-cpus 1 --block`: a head (head None) or a node joining `head`; stopping
     this process stops the node."""
     argv = [RAY, "start", "--num-cpus", "1", "--block", "--disable-usage-stats"]
     if head is None:
-        argv += ["--head", "--port", head_port := str(free_port()), "--include-dashboard=false",
-                 f"--temp-dir={temp}"]  # fmt: skip
+        argv += ["--head", "--port", head_port := str(free_port()), "--include-dashboard=false"]
     else:
         argv += ["--address", head]
     node = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,8 +95,15 @@ def start_node(head: str | None, temp: Path) -> subprocess.Popen:
 def wait_cpus(address: str, cpus: int) -> None:
     code = (
         "import ray, sys, time\n"
-        "ray.init(address=sys.argv[1], logging_level='ERROR')\n"
-        "end = time.time() + 60\n"
+        "end = time.time() + 90\n"
+        "while True:\n"
+        "    try:\n"
+        "        ray.init(address=sys.argv[1], logging_level='ERROR')\n"
+        "        break\n"
+        "    except ConnectionError:\n"
+        "        if time.time() > end:\n"
+        "            raise\n"
+        "        time.sleep(1)\n"
         "while ray.cluster_resources().get('CPU', 0) < int(sys.argv[2]) and time.time() < end:\n"
         "    time.sleep(0.5)\n"
         "sys.exit(0 if ray.cluster_resources().get('CPU', 0) >= int(sys.argv[2]) else 1)\n"
@@ -126,6 +132,9 @@ def main(argv=None) -> int:
     folder = link_sample(Path(args.data), work / "crops", args.per_class)
     images = 2 * args.per_class
     out = work / "rows.csv"
+    # Ray 2.60 turns token authentication on for a cluster started with `ray start --head`; a
+    # node or driver joining it must be in token mode too (the token: ~/.ray/auth_token)
+    os.environ["RAY_AUTH_MODE"] = "token"
     env = dict(os.environ)
     results = {}
 
@@ -143,10 +152,10 @@ def main(argv=None) -> int:
                 lambda local=local: predict(folder, out, "--ray", env=local),
             )
         for count in (1, 2):
-            nodes = [start_node(None, work / "ray")]
+            nodes = [start_node(None)]
             try:
                 if count == 2:
-                    nodes.append(start_node(nodes[0].address, work / "ray"))
+                    nodes.append(start_node(nodes[0].address))
                 wait_cpus(nodes[0].address, count)
                 address = nodes[0].address
                 best(f"ray joined, {count} node(s)",

@@ -97,7 +97,13 @@ def ray_session(
             if address:
                 ray.init(address=address, **options)
             else:
-                ray.init(num_cpus=int(cpus) if cpus else None, include_dashboard=False, **options)
+                # "local": a new Ray, even where `ray start` left one's address behind here
+                ray.init(
+                    address="local",
+                    num_cpus=int(cpus) if cpus else None,
+                    include_dashboard=False,
+                    **options,
+                )
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
