@@ -62,11 +62,11 @@ def predict(folder: Path, out: Path, *flags: str, env: dict | None = None) -> fl
     return wall(argv, env)
 
 
-def steady(folder: Path, address: str) -> tuple[float, float]:
+def steady(folder: Path, address: str, env: dict) -> tuple[float, float]:
     """(seconds to the last block, images/s after the first block) of one timed child run."""
     done = subprocess.run(
         [PYTHON, "-c", TIMED, str(ROOT), str(folder), address],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     marks = json.loads(done.stdout.strip().splitlines()[-1])
     rest = sum(n for _, n in marks[1:])
@@ -79,7 +79,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_node(head: str | None) -> subprocess.Popen:
+def start_node(head: str | None, env: dict) -> subprocess.Popen:
     """`ray start --num-cpus 1 --block`: a head (head None) or a node joining `head`; stopping
     this process stops the node."""
     argv = [RAY, "start", "--num-cpus", "1", "--block", "--disable-usage-stats"]
@@ -87,12 +87,12 @@ def start_node(head: str | None) -> subprocess.Popen:
         argv += ["--head", "--port", head_port := str(free_port()), "--include-dashboard=false"]
     else:
         argv += ["--address", head]
-    node = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     node.address = f"127.0.0.1:{head_port}" if head is None else head
     return node
 
 
-def wait_cpus(address: str, cpus: int) -> None:
+def wait_cpus(address: str, cpus: int, env: dict) -> None:
     code = (
         "import ray, sys, time\n"
         "end = time.time() + 90\n"
@@ -108,7 +108,9 @@ def wait_cpus(address: str, cpus: int) -> None:
         "    time.sleep(0.5)\n"
         "sys.exit(0 if ray.cluster_resources().get('CPU', 0) >= int(sys.argv[2]) else 1)\n"
     )
-    subprocess.run([PYTHON, "-c", code, address, str(cpus)], check=True, capture_output=True)
+    subprocess.run(
+        [PYTHON, "-c", code, address, str(cpus)], env=env, check=True, capture_output=True
+    )
 
 
 def stop(nodes: list[subprocess.Popen]) -> None:
@@ -134,8 +136,7 @@ def main(argv=None) -> int:
     out = work / "rows.csv"
     # Ray 2.60 turns token authentication on for a cluster started with `ray start --head`; a
     # node or driver joining it must be in token mode too (the token: ~/.ray/auth_token)
-    os.environ["RAY_AUTH_MODE"] = "token"
-    env = dict(os.environ)
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
     results = {}
 
     def best(name, fn):
@@ -152,15 +153,16 @@ def main(argv=None) -> int:
                 lambda local=local: predict(folder, out, "--ray", env=local),
             )
         for count in (1, 2):
-            nodes = [start_node(None)]
+            nodes = [start_node(None, env)]
             try:
                 if count == 2:
-                    nodes.append(start_node(nodes[0].address))
-                wait_cpus(nodes[0].address, count)
+                    nodes.append(start_node(nodes[0].address, env))
+                wait_cpus(nodes[0].address, count, env)
                 address = nodes[0].address
+                joined = ["--ray", address]
                 best(f"ray joined, {count} node(s)",
-                     lambda address=address: predict(folder, out, "--ray", address))  # fmt: skip
-                runs = [steady(folder, address) for _ in range(args.repeat)]
+                     lambda joined=joined: predict(folder, out, *joined, env=env))  # fmt: skip
+                runs = [steady(folder, address, env) for _ in range(args.repeat)]
                 last, rate = min(r[0] for r in runs), max(r[1] for r in runs)
                 results[f"steady {count}"] = rate
                 print(f"{'  driver in-process':<28} {last:6.2f} s to the last block; "

@@ -330,8 +330,21 @@ def classify_blocks(
         # Ray Data's actor pools restart a dead actor and run the blocks it held again
         # (max_restarts and max_task_retries -1): the no-lost-row promise rests on that default
     )
-    for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        yield [str(p) for p in block["path"]], block["p_woman"], [str(e) for e in block["error"]]
+    try:
+        for block in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            paths, errors = [str(p) for p in block["path"]], [str(e) for e in block["error"]]
+            yield paths, block["p_woman"], errors
+    except ray.exceptions.RayError as err:
+        # e.g. an actor that cannot load the weights: a node without them at this path
+        raise UserError(f"the job on Ray failed: {ray_reason(err)}") from None
+
+
+def ray_reason(err: Exception) -> str:
+    """The line of a Ray error's text that says what went wrong: the toolkit's own error when an
+    actor raised one, else the first line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    ours = [line.split("UserError: ", 1)[1] for line in lines if "UserError: " in line]
+    return (ours[-1] if ours else lines[0] if lines else type(err).__name__)[:300]
 
 
 class RowFile:

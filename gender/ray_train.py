@@ -72,7 +72,7 @@ def train_on_ray(
         UserError: one line when a worker dies or stops with an error (the others are stopped).
     """
     from gender import interrupt
-    from gender.ray_jobs import ray_session
+    from gender.ray_jobs import ray_reason, ray_session
 
     if workers < 2:
         raise UserError(f"--ray-workers {workers}: 2 or more (one worker trains without Ray)")
@@ -135,7 +135,7 @@ def train_on_ray(
                     run = resume or _new_run_folder(config, started) or "RUN_DIR"
                     raise UserError(
                         f"training stopped: worker {calls[done[0]]} of {workers} died "
-                        f"({_reason(err)}); continue with: {again.format(run=run)}"
+                        f"({ray_reason(err)}); continue with: {again.format(run=run)}"
                     ) from None
                 except ray.exceptions.RayTaskError as err:
                     cause = getattr(err, "cause", None)
@@ -145,7 +145,7 @@ def train_on_ray(
                         tail = f"; continue with: {again.format(run=run)}" * (said != str(cause))
                         raise UserError(said + tail) from None
                     raise UserError(
-                        f"worker {calls[done[0]]}: {_reason(err)} (--verbose shows its log)"
+                        f"worker {calls[done[0]]}: {ray_reason(err)} (--verbose shows its log)"
                     ) from None
                 run_dir = run_dir or result
         finally:
@@ -178,12 +178,6 @@ def _plain_worker_output() -> None:
 
     dispatcher.remove_handler("ray_print_logs")
     dispatcher.add_handler("gender_print_logs", show)
-
-
-def _reason(err: Exception) -> str:
-    """The first line that says something, of a Ray error's text."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[0] if lines else type(err).__name__)[:200]
 
 
 def _new_run_folder(config: TrainConfig, since: float) -> str | None:
