@@ -32,7 +32,13 @@ def local_ray():
     """A Ray of 2 CPUs in this process, as CI's machine has."""
     import logging
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(  # "local": a new Ray even where `ray start` ran on this machine before
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
     yield
     ray.shutdown()
 
