@@ -26,6 +26,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # read header" for a file with a GIF header and nothing after it) before the toolkit's one-line
 # error naming the file; only its fatal messages stay.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
+# Ray's C++ core (the optional --ray) logs notes for Ray's developers on stderr, such as
+# "constructor arguments in the object store" for every Ray Data actor pool; they stay in Ray's
+# session logs. Set here so that the workers of a local Ray, started from this process, inherit it.
+USER_RAY_LOG_LEVEL = os.environ.get("RAY_BACKEND_LOG_LEVEL")
+os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
 
 CLASS_NAMES = ("man", "woman")  # label 0, label 1; models output P(CLASS_NAMES[1])
 TASKS = ("face", "pedestrian")  # what a model's images show; one bundled model each
@@ -88,9 +93,12 @@ def tensorflow_logs_shown() -> bool:
 
 
 def show_tensorflow_logs() -> None:
-    """--verbose: TensorFlow's start-up lines and INFO logs appear again (call before it loads)."""
+    """--verbose: TensorFlow's start-up lines and INFO logs appear again (call before it loads),
+    and Ray's own log lines (before Ray starts)."""
     _SHOWN["tensorflow_logs"] = True
     if _QUIET_TENSORFLOW in sys.meta_path:
         sys.meta_path.remove(_QUIET_TENSORFLOW)
     if USER_TF_LOG_LEVEL is None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    if USER_RAY_LOG_LEVEL is None:
+        os.environ["RAY_BACKEND_LOG_LEVEL"] = "info"

@@ -248,6 +248,18 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ray_flag(parser: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS]: predict on Ray (the optional extra; docs/scaling.md)."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="classify on Ray, actors on every CPU: alone, a local Ray started for the command "
+        "(or the cluster RAY_ADDRESS names); with ADDRESS, that cluster's (needs the ray extra)",
+    )
+
+
 def add_min_face_flag(parser: argparse.ArgumentParser) -> None:
     """--min-face, the same in every script that detects faces."""
     parser.add_argument(

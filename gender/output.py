@@ -82,11 +82,19 @@ def faces_csv(photos: list[PhotoResult], band: Band = None) -> str:
 
 def images_csv(result: FolderResult, band: Band = None) -> str:
     """One CSV row per image: path, predicted class (or `uncertain`), its probability, P(woman)."""
-    rows = []
-    for path, p in zip(result.samples.paths, result.p_woman):
-        label, probability = answer(p, result.threshold, band)
-        rows.append([path, label, f"{probability:.4f}", f"{p:.4f}"])
+    rows = image_rows(result.samples.paths, result.p_woman, result.threshold, band)
     return csv_text(IMAGE_COLUMNS, rows)
+
+
+def image_rows(
+    paths: Sequence[str], p_woman: Sequence[float], threshold: float, band: Band = None
+) -> list[list]:
+    """The IMAGE_COLUMNS rows of `images_csv` (also what --ray writes, a block at a time)."""
+    rows = []
+    for path, p in zip(paths, p_woman):
+        label, probability = answer(p, threshold, band)
+        rows.append([path, label, f"{probability:.4f}", f"{p:.4f}"])
+    return rows
 
 
 def emit(text: str, path: str | Path | None = None) -> None:

@@ -281,7 +281,9 @@ def check_image_size(info: dict, requested: Sequence[int] | None) -> tuple[int, 
     return size
 
 
-def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, dict, str]:
+def load_backend(
+    weights: str | Path, backend: str = "auto", threads: int | None = None
+) -> tuple[Backend, dict, str]:
     """(model, info, backend name) for prediction.
 
     Args:
@@ -291,8 +293,11 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
             (`Predictor.classify`), so the answers are float32's; "keras" loads the .keras file
             with TensorFlow; "auto" takes int8 when both exports are there and ai_edge_litert
             is installed, else the float32 export, else Keras.
+        threads: LiteRT interpreter threads (default `lite.THREADS`); a process sharing the
+            machine with others (one Ray actor per CPU) asks for its own CPUs only.
     """
     path = resolve_weights(weights)
+    threads = threads or lite.THREADS
     int8_export, float32_export = lite.lite_files(path, int8=True), lite.lite_files(path)
     # Without the .keras file (the installed pedestrian model: the wheel's size limit) int8 runs
     # alone, without the float32 re-check; with it, a missing float32 export is a mistake.
@@ -309,11 +314,11 @@ def load_backend(weights: str | Path, backend: str = "auto") -> tuple[Backend, d
                 f"{path}: no float32 .tflite beside it; the int8 backend re-checks answers near "
                 f"the threshold with it ({command('train')} export {path})"
             )
-        model, info = lite.load_lite(path, int8=True)  # no int8 export: its own error line
+        model, info = lite.load_lite(path, threads, int8=True)  # no int8 export: its own error
         return model, info, "int8"
     if backend != "keras" and float32_export:
         if lite.available():
-            model, info = lite.load_lite(path)
+            model, info = lite.load_lite(path, threads)
             return model, info, "lite"
         if backend == "lite":
             raise UserError("--backend lite needs the ai-edge-litert package (pip install it)")
@@ -344,6 +349,7 @@ class Predictor:
         weights: str | Path,
         size: Sequence[int] | None = None,
         min_face: float | None = None,
+        threads: int | None = None,
     ) -> None:
         self.model, self.info, self.backend, self.weights = model, info, backend, Path(weights)
         # smallest face side sought, in pixels; None: a tenth of each photo's shorter side
@@ -359,6 +365,7 @@ class Predictor:
         # TensorFlow at all); under Keras TensorFlow is loaded anyway and the package runs.
         self.fast_detector = backend in ("lite", "int8")
         self._float32 = None  # the int8 backend's float32 export, loaded at its first re-check
+        self.threads = threads or lite.THREADS  # LiteRT threads, for that export too
         self.recheck = backend == "int8" and lite.lite_files(weights) is not None
 
     @classmethod
@@ -369,6 +376,7 @@ class Predictor:
         backend: str = "auto",
         image_size: Sequence[int] | None = None,
         min_face: float | None = None,
+        threads: int | None = None,
     ) -> "Predictor":
         """From a .keras file, a run folder, or (weights None) the bundled model for `task`.
 
@@ -379,16 +387,17 @@ class Predictor:
             image_size: (height, width) the caller expects; a different model size is an error.
             min_face: the smallest face side to look for in photos, in pixels (group photos
                 with small faces); None: a tenth of each photo's shorter side, at least 20.
+            threads: LiteRT interpreter threads (default `lite.THREADS`).
         """
         path = resolve_weights(weights or default_weights(task or "face"))
-        model, info, name = load_backend(path, backend)
+        model, info, name = load_backend(path, backend, threads)
         if task and model_task(info) != task:
             raise UserError(
                 f"--task {task}: {path} is a {model_task(info)} model (its "
                 f"{'run info' if name == 'keras' else 'export JSON'} says so); leave --task out "
                 f"or give a {task} model"
             )
-        predictor = cls(model, info, name, path, image_size, min_face)
+        predictor = cls(model, info, name, path, image_size, min_face, threads)
         predictor.check_finite()
         return predictor
 
@@ -443,7 +452,7 @@ class Predictor:
             near = np.flatnonzero(np.abs(p_woman - self.threshold) < lite.RECHECK_MARGIN)
             if len(near):
                 if self._float32 is None:
-                    self._float32 = lite.load_lite(self.weights)[0]
+                    self._float32 = lite.load_lite(self.weights, self.threads)[0]
                 p_woman[near] = self._float32.predict(images[near], batch_size).ravel()
         return p_woman
 

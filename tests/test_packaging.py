@@ -13,7 +13,8 @@ def test_project_table_matches_requirements():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["requires-python"] == ">=3.10"
-    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    declared = set(project["dependencies"]) | set(extras["dev"]) | set(extras["ray"])
     assert declared == requirement_lines()
     scripts = project["scripts"]
     assert sorted(scripts) == ["gender-dataset", "gender-map", "gender-predict", "gender-train"]

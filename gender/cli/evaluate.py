@@ -21,6 +21,7 @@ from gender.flags import (
     add_min_face_flag,
     add_model_flags,
     add_person_flag,
+    add_ray_flag,
     add_uncertain_flag,
     apply_common_flags,
     probability,
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"({', '.join(GROUP_PRESETS)}), a regex on the file name whose group 1 is the group, "
         "or a CSV of path,group rows",
     )
+    add_ray_flag(parser)
     add_person_flag(
         parser,
         "--by-person",
@@ -147,6 +149,8 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         raise UserError(
             f"two models given: {args.weights} and --weights {args.weights_flag}; give one"
         )
+    if args.ray is not None:  # a storage URI too
+        from gender.ray_jobs import load_samples
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
@@ -160,7 +164,8 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     given = args.weights or args.weights_flag
     weights = given or default_weights(args.task or "face")
     # before the work: an output never lands on (or inside) what is read
-    inputs = [*class_folders(args.data), *samples.paths, weights]
+    local = "://" not in args.data  # a storage URI (--ray) is only read
+    inputs = [*class_folders(args.data), *samples.paths, weights] if local else []
     inputs += [args.data] if Path(args.data).is_file() else []
     outputs = [(args.json, False), (args.errors, False), (args.plots, True), (args.report, False)]
     check_outputs(outputs, inputs)
@@ -187,7 +192,12 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         from gender.task_fit import warn_mismatch
 
         warn_mismatch(predictor.task, predictor.size, samples.paths)
-    result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
+    if args.ray is not None:
+        from gender.ray_jobs import classify_folder
+
+        result = classify_folder(predictor, samples, args)
+    else:
+        result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
     kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
     weights, info, size = given or predictor.weights, predictor.info, predictor.size
     threshold = result.threshold

@@ -18,6 +18,7 @@ from gender.flags import (
     add_common_flags,
     add_min_face_flag,
     add_model_flags,
+    add_ray_flag,
     add_uncertain_flag,
     apply_common_flags,
     probability,
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", help="a .keras model or run folder (default: the bundled --task model)"
     )
     add_model_flags(parser)
-    parser.add_argument("--csv", metavar="PATH", help="write the CSV here instead of stdout")
+    parser.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write the CSV here instead of stdout (with --ray: CSV, or Parquet for .parquet)",
+    )
     parser.add_argument(
         "--threshold",
         type=probability,
@@ -60,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="detect faces in folders too (by default only image files are searched for faces)",
     )
     add_uncertain_flag(parser)
+    add_ray_flag(parser)
     parser.add_argument("--annotate", metavar="OUT.jpg", help="one image: draw boxes and labels")
     parser.add_argument(
         "--explain",
@@ -92,7 +98,7 @@ def predict(args: argparse.Namespace) -> int:
         and not weights
         and (last.endswith((".keras", ".h5", ".tflite")) or is_run_folder(last))
     ):
-        weights = inputs.pop()  # the seeds' IMAGE WEIGHTS order; a run folder is a model too
+        weights = inputs.pop()  # IMAGE WEIGHTS order; a run folder is a model too
     for item in inputs:  # a model folder is never searched for images
         if is_run_folder(item):
             where = (
@@ -101,6 +107,10 @@ def predict(args: argparse.Namespace) -> int:
                 else "give it after the images (IMAGE... RUN_DIR) or as --weights"
             )
             raise UserError(f"{item}: a run folder (a model), not images; {where}")
+    if args.ray is not None:  # a folder, table or storage URI, on a Ray cluster
+        from gender.ray_jobs import predict_collection
+
+        return predict_collection(inputs, weights, args)
     paths = expand_inputs(inputs)
     outputs = [(output, False) for output in (args.csv, args.annotate, args.explain)]
     check_outputs(outputs, [*inputs, *paths, *([weights] if weights else [])])

@@ -340,7 +340,20 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_devices_flag(parser) -> None:
-    """--devices: where to train, not what; so not part of the TrainConfig."""
+    """--devices, --ray-workers and --ray: where to train, not what; so not part of
+    the TrainConfig."""
+    parser.add_argument(
+        "--ray-workers",
+        type=positive_int,
+        metavar="N",
+        help="train on N workers that Ray places (2 or more; needs the ray extra): a local Ray "
+        "started for the run, or the cluster of --ray ADDRESS or RAY_ADDRESS",
+    )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="with --ray-workers: the Ray cluster to join (default RAY_ADDRESS, else local)",
+    )
     parser.add_argument(
         "--devices",
         default="auto",
@@ -448,9 +461,9 @@ def run_mode(args: argparse.Namespace) -> int:
             print(finished)
             return 0
         config, resume = resume_config(args.run_dir, args.epochs), args.run_dir
-        run_dir = train(config, resume, args.devices, args.peer_timeout)
+        run_dir = train(config, resume, args.devices, args.peer_timeout, args)
     else:
-        run_dir = train(train_config(args), None, args.devices, args.peer_timeout)
+        run_dir = train(train_config(args), None, args.devices, args.peer_timeout, args)
     if run_dir is None:  # a multi-worker worker, which writes no run folder
         return 0
     if not args.no_export:
@@ -491,7 +504,7 @@ def export_best(run_dir: Path) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The train mode's flags as a TrainConfig (every flag is a field of the same name)."""
-    not_config = ("mode", "devices", "verbose", "no_export", "peer_timeout")
+    not_config = ("mode", "devices", "verbose", "no_export", "peer_timeout", "ray", "ray_workers")
     values = {k: v for k, v in vars(args).items() if k not in not_config}
     values["epochs"] = values.get("epochs") or DEFAULT_EPOCHS
     values["data"] = values.get("data") or []
@@ -499,11 +512,23 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def train(
-    config: TrainConfig, resume=None, devices: str = "auto", peer_timeout: float | None = None
+    config: TrainConfig,
+    resume=None,
+    devices: str = "auto",
+    peer_timeout: float | None = None,
+    args: argparse.Namespace | None = None,
 ) -> Path | None:
     """Train as `config` says (continuing the run folder `resume`) and return the run folder;
-    None on a multi-worker worker other than the chief (it writes no run folder)."""
+    None on a multi-worker worker other than the chief (it writes no run folder). With
+    --ray-workers in `args`, the workers run on Ray and this process waits for them."""
     from gender.training import train as train_run
+
+    if args is not None and args.ray_workers:
+        from gender.ray_train import train_on_ray
+
+        return train_on_ray(config, resume, args.ray_workers, args.ray, args.verbose, peer_timeout)
+    if args is not None and args.ray:
+        raise UserError("--ray ADDRESS goes with --ray-workers N")
 
     return train_run(config, resume, devices, peer_timeout)
 
