@@ -104,8 +104,9 @@ def every_flag() -> set[str]:
     return flags
 
 
-# flags of other programs that the docs name in passing (pip, pytest, chromium, the benches)
-OTHER_PROGRAMS = {"--no-deps", "--headless", "--no-sandbox", "--screenshot", "--window-size"}
+# flags of other programs that the docs name in passing (pip, pytest, chromium, ray start)
+OTHER_PROGRAMS = {"--no-deps", "--headless", "--no-sandbox", "--screenshot", "--window-size",
+                  "--head", "--num-cpus", "--address", "--port"}  # fmt: skip
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
