@@ -40,7 +40,9 @@ def test_keras_prediction_prints_no_tensorflow_line(image_tree):
 
 
 @pytest.mark.parametrize(
-    "how", [["--verbose"], []], ids=["--verbose", "user TF_CPP_MIN_LOG_LEVEL=0"]
+    "how",
+    [["--verbose"], pytest.param([], marks=pytest.mark.slow)],  # the same path, ~8 s each
+    ids=["--verbose", "user TF_CPP_MIN_LOG_LEVEL=0"],
 )
 def test_tensorflow_lines_come_back_when_asked(image_tree, how):
     image = sorted((image_tree / "woman").iterdir())[0]

@@ -24,7 +24,12 @@ import gender_single_predict
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 pq = pytest.importorskip("pyarrow.parquet")
 # Ray Data's own DataContext warns about its renamed settings whenever it is copied
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+# Each test starts or shares a local Ray (seconds of start-up): they run with the slow ones, which
+# CI runs after the default suite, so the default suite keeps to its five minutes.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")

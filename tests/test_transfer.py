@@ -91,6 +91,7 @@ def test_resnet_fine_tunes_exactly_the_named_stages(image_tree, tmp_path):
     assert _changed_layers(head, tuned) == expected | {"p_woman"}
 
 
+@pytest.mark.slow  # ~25 s: two trainings of a transfer model
 def test_a_phase_caches_no_more_views_than_it_has_epochs(image_tree, tmp_path, capsys):
     # Each epoch feeds every image once from one view: 1 head epoch uses 1 view, the 2
     # fine-tune epochs 2, whatever --cache-views asks.

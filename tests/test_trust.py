@@ -348,6 +348,7 @@ def test_truth_table_with_a_bom_and_crlf_keeps_its_first_row(image_tree, tmp_pat
 # 8. adapt's edges: resume continues with adapt's recipe and threshold; a dead replay class
 
 
+@pytest.mark.slow  # ~10 s: an adaptation and its resume
 def test_resume_of_an_interrupted_adapt_continues_its_recipe(trained_run, tmp_path, capsys):
     from gender.runs import read_history
 
