@@ -47,6 +47,7 @@ def vgg16_runs(image_tree, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow  # the vgg16_runs fixture trains VGG16 twice: ~45 s on 2 cores
 def test_head_phase_trains_only_the_head(vgg16_runs):
     keras.utils.set_random_seed(SEED)  # the trainer seeds, then builds: the same initial weights
     initial = create_model("vgg16", image_size=(IMAGE_SIZE, IMAGE_SIZE), trainable_blocks=0)
@@ -54,11 +55,13 @@ def test_head_phase_trains_only_the_head(vgg16_runs):
     assert changed == {"head_dense", "p_woman"}
 
 
+@pytest.mark.slow  # the vgg16_runs fixture trains VGG16 twice: ~45 s on 2 cores
 def test_fine_tune_phase_trains_block5_and_the_head_only(vgg16_runs):
     changed = _changed_layers(*vgg16_runs["auto"])
     assert changed == {"block5_conv1", "block5_conv2", "block5_conv3", "head_dense", "p_woman"}
 
 
+@pytest.mark.slow  # the vgg16_runs fixture trains VGG16 twice: ~45 s on 2 cores
 def test_cached_and_uncached_training_give_the_same_model(vgg16_runs):
     images = np.random.default_rng(0).integers(0, 256, (8, IMAGE_SIZE, IMAGE_SIZE, 3))
     for cached, uncached in zip(vgg16_runs["auto"], vgg16_runs["off"]):
