@@ -22,9 +22,6 @@ from gender import UserError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 _JPEG_START = b"\xff\xd8"
-# what the gate lets through to OpenCV (see image_format)
-FORMATS = ("JPEG", "PNG", "BMP", "WebP", "TIFF", "GIF", "JPEG 2000", "AVIF", "HDR", "Sun raster",
-           "PNM", "PAM", "PFM")  # fmt: skip
 _JPEG_END = b"\xff\xd9"
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: bigger than any phone photo, 150 MB once decoded
 DEFAULT_MAX_FILE_MB = 200
@@ -215,23 +212,6 @@ def _pnm_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-_SIZE_READERS = {
-    "PNG": _png_size,
-    "JPEG": lambda data: _jpeg_size(data),
-    "BMP": _bmp_size,
-    "WebP": _webp_size,
-    "TIFF": _tiff_size,
-    "GIF": _gif_size,
-    "JPEG 2000": _jp2_size,
-    "AVIF": _avif_size,
-    "HDR": _hdr_size,
-    "Sun raster": _sun_size,
-    "PNM": _pnm_size,
-    "PAM": _pnm_size,
-    "PFM": _pnm_size,
-}
-
-
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """Walk the JPEG markers up to the first frame header (SOF0..SOF15) and read its size."""
     i = 2
@@ -256,6 +236,25 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             return width, height
         i += 2 + length
     return None
+
+
+# each format image_format names, with its header's size reader: what the gate lets through
+_SIZE_READERS = {
+    "PNG": _png_size,
+    "JPEG": _jpeg_size,
+    "BMP": _bmp_size,
+    "WebP": _webp_size,
+    "TIFF": _tiff_size,
+    "GIF": _gif_size,
+    "JPEG 2000": _jp2_size,
+    "AVIF": _avif_size,
+    "HDR": _hdr_size,
+    "Sun raster": _sun_size,
+    "PNM": _pnm_size,
+    "PAM": _pnm_size,
+    "PFM": _pnm_size,
+}
+FORMATS = tuple(_SIZE_READERS)
 
 
 def _read_regular_file(path: Path) -> bytes:

@@ -14,9 +14,12 @@ The CLIs print the result as one warning, which --no-task-check silences.
 """
 
 import math
+import os
 from collections.abc import Sequence
 
 SAMPLE = 64  # images whose header is read: the verdict is about the set, not each image
+# every size header sits in it (a JPEG's frame header follows at most 64 kB of EXIF)
+HEADER_BYTES = 256 * 1024
 FACE_SAMPLE = 4  # images searched for a face (a pedestrian model only)
 # how far an image's height/width may be from the model's (as a factor) before it looks cut for
 # another task: square face crops vs 224x96 pedestrian crops differ by 2.3; a 3:4 portrait is
@@ -34,12 +37,19 @@ def _spread(paths: Sequence[str], count: int) -> list[str]:
 
 
 def _shape(path: str) -> tuple[int, int] | None:
-    """(height, width) from the file's header; None when it cannot tell (left to the decoder)."""
-    from gender.images import BadImageError, header_size, read_image_bytes
+    """(height, width) from the file's header; None when it cannot tell (left to the decoder).
+
+    Only the file's first HEADER_BYTES are read: this runs before the real work, on up to
+    SAMPLE files that may be large photos.
+    """
+    from gender.images import header_size
 
     try:
-        size = header_size(read_image_bytes(path))
-    except (BadImageError, ValueError):
+        if not os.path.isfile(path):  # a FIFO would block; the decoder reports the rest
+            return None
+        with open(path, "rb") as file:
+            size = header_size(file.read(HEADER_BYTES))
+    except (OSError, ValueError):
         return None
     return (size[1], size[0]) if size and min(size) > 0 else None
 

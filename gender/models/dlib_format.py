@@ -249,8 +249,6 @@ def _node(r: _Reader, node, out: list[Layer]) -> None:
         if r.int() != 1:
             raise DlibFormatError(f"{node[0]} layer version at byte {r.pos}")
         _node(r, node[1], out)
-        if node[0] == "tag":
-            out.append(Layer("tag"))
         return
     _add_layer(r, node, out)
 
@@ -278,11 +276,12 @@ def _network():
         x = _ares_down(x)
         for _ in range(units - 1):
             x = _ares(x)
-    return ("fc", ("avg_pool_everything", x))
+    return ("fc", ("avg_pool", x))  # avg_pool_everything: an avg_pool_ of size 0 (the whole map)
 
 
 def read_network(path: str | Path) -> list[Layer]:
-    """Every layer of dlib's face-recognition ResNet in `path`, input first (tags included)."""
+    """Every layer of dlib's face-recognition ResNet in `path`, input first (tags and skips
+    have no settings and are not listed)."""
     r = _Reader(Path(path).read_bytes())
     if r.int() != 1:
         raise DlibFormatError("not a dlib network file (loss layer version)")
@@ -292,18 +291,10 @@ def read_network(path: str | Path) -> list[Layer]:
     if loss == "loss_metric_2":
         r.float(), r.float()  # margin, distance threshold
     out: list[Layer] = []
-    # avg_pool_everything is an avg_pool with size 0 (the whole map); it reads as avg_pool
-    _node(r, _rename(_network()), out)
+    _node(r, _network(), out)
     if r.pos != len(r.data):
         raise DlibFormatError(f"{len(r.data) - r.pos} bytes left over after the network")
     return out
-
-
-def _rename(node):
-    if isinstance(node, str):
-        return node
-    kind = "avg_pool" if node[0] == "avg_pool_everything" else node[0]
-    return (kind, _rename(node[1]))
 
 
 def weight_layers(layers: list[Layer]) -> list[Layer]:
