@@ -155,8 +155,14 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def _gif_size(data: bytes) -> tuple[int, int]:
-    return struct.unpack("<HH", data[6:10])  # the logical screen, which OpenCV allocates
+def _gif_size(data: bytes) -> tuple[int, int] | None:
+    """The logical screen, which OpenCV allocates; None unless a block follows the screen
+    descriptor (and its colour table), so 'GIF89a' and any 4 bytes claim no size."""
+    packed = data[10]
+    after = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
+    if data[after : after + 1] not in (b"\x2c", b"\x21", b"\x3b"):  # image, extension, end
+        return None
+    return struct.unpack("<HH", data[6:10])
 
 
 def _jp2_size(data: bytes) -> tuple[int, int] | None:
