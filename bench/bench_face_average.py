@@ -1,4 +1,4 @@
-"""Two face models and the plain average of their P(woman), on aligned face crops, one run.
+"""Two face models and the plain average of their P(woman), on face crops, one run.
 
     python bench/bench_face_average.py weights/faceresnet-RUN/best.keras \
         data/faces_bfw_aligned/val data/faces_utk_aligned/val data/faces_web_aligned/val
@@ -20,13 +20,15 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a .keras model or run folder")
-    parser.add_argument("data", nargs="+", help="man/woman folders of aligned face crops")
+    parser.add_argument(
+        "data", nargs="+", help="man/woman folders of face crops, or ground-truth tables (.txt)"
+    )
     parser.add_argument("--other", default=str(ROOT / "gender" / "pretrained" / "face.keras"))
     args = parser.parse_args(argv)
 
     import numpy as np
 
-    from gender.data import list_folder
+    from gender.data import list_folder, read_truth_table
     from gender.images import load_image
     from gender.predictor import load_trained
 
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
     names = [model.name for model, _ in models]
     print(f"{'data':32s} {'model':12s} balanced  error man  error woman")
     for folder in args.data:
-        samples = list_folder(folder)
+        samples = read_truth_table(folder) if folder.endswith(".txt") else list_folder(folder)
         labels = np.asarray(samples.labels)
         answers = []
         for model, info in models:

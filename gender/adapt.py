@@ -99,6 +99,12 @@ def source_model(config: AdaptConfig) -> tuple[Path, "object", dict, str]:
         raise UserError(f"--task {config.task}: expected one of {', '.join(TASKS)}")
     path = resolve_weights(config.weights or default_weights(config.task or "face"))
     model, info = load_trained(path)
+    if "averaged_with" in info:  # gender.models.ensemble: two networks, no one set of blocks
+        raise UserError(
+            f"{path}: averages two networks ({info['model']} and "
+            f"{info['averaged_with']['model']}); adapt fine-tunes one: pass --weights face-fast "
+            "(the bundled fast model) or a run folder"
+        )
     task = model_task(info)
     if config.task is not None and config.task != task:
         raise UserError(

@@ -51,7 +51,33 @@ def grad_cam(model: "keras.Model", image: np.ndarray) -> tuple[np.ndarray, float
     Returns:
         (heatmap, p_woman): heatmap (h, w) float32 in 0..1 at the feature map's resolution
         (all zeros when nothing in the image supports the class), p_woman the model's output.
+        For an average of networks (gender.models.ensemble), the mean of each network's map
+        for the class the average predicts, at the image's size.
     """
+    from gender.models.ensemble import members
+
+    networks = members(model)
+    if len(networks) == 1:
+        return _network_cam(model, image)
+    import cv2
+
+    p_woman = float(model.predict_on_batch(image[None].astype("float32"))[0, 0])
+    height, width = image.shape[:2]
+    maps = []
+    for network in networks:
+        own_height, own_width = network.input_shape[1:3]
+        own = cv2.resize(image, (own_width, own_height), interpolation=cv2.INTER_LINEAR)
+        cam, _ = _network_cam(network, own, towards_woman=p_woman >= 0.5)
+        maps.append(cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR))
+    cam = np.mean(maps, axis=0)
+    peak = float(cam.max())
+    return (cam / peak if peak > 0 else np.zeros_like(cam)).astype(np.float32), p_woman
+
+
+def _network_cam(
+    model: "keras.Model", image: np.ndarray, towards_woman: bool | None = None
+) -> tuple[np.ndarray, float]:
+    """grad_cam for one network; `towards_woman` picks the class (default: the predicted one)."""
     import keras
     import tensorflow as tf
 
@@ -77,7 +103,9 @@ def grad_cam(model: "keras.Model", image: np.ndarray) -> tuple[np.ndarray, float
                 x = layer(x, training=False)
         logit = x[0, 0] if logit_head else _logit(x[0, 0])
         p_woman = float(keras.ops.sigmoid(logit)) if logit_head else float(x[0, 0])
-        score = logit if p_woman >= 0.5 else -logit  # the predicted class's evidence
+        if towards_woman is None:
+            towards_woman = p_woman >= 0.5
+        score = logit if towards_woman else -logit  # the predicted class's evidence
     gradients = tape.gradient(score, features)[0]  # (h, w, c)
     weights = tf.reduce_mean(gradients, axis=(0, 1))  # one weight per channel
     cam = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1)).numpy()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from gender import CLASS_NAMES, UserError, tensorflow_logs_shown
 from gender.console import filtered_stderr
 from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
+from gender.runs import model_task
 from gender.tables import json_text
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ def export_paths(weights: str | Path) -> dict[str, Path]:
 def export_info(model: "keras.Model", info: dict) -> dict:
     """What a runtime needs to use an export without Keras: labels, input size and range, and
     the task (a pedestrian model must not look for faces when it runs without its run.json)."""
-    from gender.runs import model_task
-
     return {
         "model": info.get("model", model.name),
         "task": model_task(info),
@@ -360,6 +359,7 @@ def bundle(
     average_epochs: Sequence[int] | None = None,
     threshold: str | float | None = None,
     threshold_by_person: str | None = None,
+    average_with: str | Path | None = None,
 ) -> dict[str, Path]:
     """Make a run's best model a bundled default: `<task>.keras`, `<task>.json`, `<task>.tflite`
     (and `<task>.int8.tflite`, calibrated on the run's training images, `_default_calibration`).
@@ -371,6 +371,8 @@ def bundle(
     decision threshold on P(woman) with the model: a number, or "val" for the one that equalises
     the two classes' error rates on the run's validation split (val.txt; `equal_error_threshold`),
     with every person weighing the same when `threshold_by_person` (a person-id regex) is given.
+    `average_with` (another trained model of the same task) makes the bundled model the mean of
+    the two models' P(woman) (`gender.models.ensemble`), the threshold chosen on that mean.
 
     Returns:
         {'keras', 'json', 'tflite', 'export_json'} (and 'int8'): the files written.
@@ -393,6 +395,9 @@ def bundle(
         source["averaged_epochs"] = sorted(set(average_epochs))
     else:
         model, _ = load_trained(run_dir)
+    if average_with:
+        model, source["averaged_with"] = _average_with(model, info, average_with)
+        info = {**info, "image_size": list(model.input_shape[1:3])}
     if threshold == "val":
         source.update(validation_threshold(model, info, run_dir, threshold_by_person))
     elif threshold is not None:
@@ -418,6 +423,28 @@ def bundle(
         _write_lite_export(model, info, paths["keras"].name, tmp_exports, calibration)
     written = {**paths, "tflite": exports["tflite"], "export_json": exports["json"]}
     return {**written, "int8": exports["int8"]} if calibration else written
+
+
+def _average_with(model: "keras.Model", info: dict, other: str | Path) -> tuple:
+    """(the mean of `model` and the model at `other`, what the record says of `other`)."""
+    from gender.models.ensemble import average_models
+
+    other_path = resolve_weights(other)
+    other_model, other_info = load_trained(other_path)
+    if model_task(other_info) != model_task(info):
+        raise UserError(
+            f"{other_path}: a {model_task(other_info)} model; it cannot be averaged with a "
+            f"{model_task(info)} model"
+        )
+    if other_model.name == model.name:
+        raise UserError(f"{other_path}: the same network ({model.name}) as the run; average two")
+    record = {
+        "weights": str(other_path),
+        "model": other_info.get("model"),
+        "image_size": other_info.get("image_size"),
+        **{key: other_info[key] for key in ("bundled_from", "threshold") if key in other_info},
+    }
+    return average_models([model, other_model]), record
 
 
 def _model_bytes(model: "keras.Model") -> int:

@@ -31,6 +31,7 @@ from gender.console import Progress, command
 from gender.data import Samples, decode_images
 from gender.faces import CropSummary, Face, face_crops
 from gender.metrics import THRESHOLD
+from gender.models.ensemble import members as ensemble_members
 from gender.runs import model_task, require_face_model
 
 if TYPE_CHECKING:
@@ -109,9 +110,20 @@ def default_weights(task: str) -> Path:
     return path
 
 
+def is_bundled_name(name: str) -> bool:
+    """Whether `name` is a bundled model's name: a bare stem with a record in weights/pretrained/
+    (its .keras or, in an installed copy, only its int8 export beside the record)."""
+    if not name or Path(name).name != name or Path(name).suffix:
+        return False
+    return (PRETRAINED_DIR / f"{name}.json").is_file()
+
+
 def resolve_weights(weights: str | Path) -> Path:
-    """A weights argument as a file: a run folder means its best.keras."""
+    """A weights argument as a file: a run folder means its best.keras; a bundled model's name
+    (`face`, `face-fast`, `pedestrian`: a file stem in weights/pretrained/) means that model."""
     path = Path(weights)
+    if not path.exists() and is_bundled_name(str(weights)):
+        path = PRETRAINED_DIR / f"{weights}.keras"
     if path.is_dir():
         for name in ("best.keras", "last.keras"):
             if (path / name).is_file():
@@ -243,15 +255,16 @@ def check_gender_model(path: str | Path, model: "keras.Model") -> None:
             f"{path}: not a gender model (output shape {model.output_shape}, "
             "expected one P(woman) unit)"
         )
-    last = model.layers[-1]
-    while isinstance(last, keras.Model) and last.layers:  # a nested model ending the chain
-        last = last.layers[-1]
-    if getattr(last, "activation", None) is not keras.activations.sigmoid:
-        name = getattr(getattr(last, "activation", None), "__name__", type(last).__name__)
-        raise UserError(
-            f"{path}: the output is not a probability (last layer {last.name!r} ends with "
-            f"{name}, expected sigmoid)"
-        )
+    for network in ensemble_members(model):  # an average: each network's output
+        last = network.layers[-1]
+        while isinstance(last, keras.Model) and last.layers:  # a nested model ending the chain
+            last = last.layers[-1]
+        if getattr(last, "activation", None) is not keras.activations.sigmoid:
+            name = getattr(getattr(last, "activation", None), "__name__", type(last).__name__)
+            raise UserError(
+                f"{path}: the output is not a probability (last layer {last.name!r} ends with "
+                f"{name}, expected sigmoid)"
+            )
 
 
 def _build_and_load_weights(path: Path, info: dict):
@@ -422,9 +435,11 @@ class Predictor:
 
     @property
     def model_name(self) -> str:
-        """The model in a few words: 'bundled face model', or the weights file as given."""
+        """The model in a few words: 'bundled face model' ('bundled face-fast model' for another
+        bundled name than the task's), or the weights file as given."""
         if self.weights.parent.resolve() == PRETRAINED_DIR.resolve():
-            return f"bundled {self.task} model"
+            name = self.weights.name.split(".")[0]
+            return f"bundled {self.task if name == self.task else name} model"
         return str(self.weights)
 
     @property

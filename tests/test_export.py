@@ -328,6 +328,60 @@ def test_bundle_average_of_a_missing_epoch_is_one_error_line(two_epoch_run, tmp_
     assert "epoch_007.keras: no such checkpoint" in error_line(capsys.readouterr().err)
 
 
+@pytest.fixture(scope="module")
+def other_network(tmp_path_factory):
+    """A second face model of another network and input size (cnn5, 40x40, random weights)."""
+    from gender.models import create_model
+
+    folder = tmp_path_factory.mktemp("other")
+    create_model("cnn5", image_size=(40, 40)).save(folder / "other.keras")
+    info = {"model": "cnn5", "task": "face", "class_names": ["man", "woman"], "image_size": [40, 40]}
+    (folder / "other.json").write_text(json.dumps(info))
+    return folder / "other.keras"
+
+
+def test_bundle_average_with_is_the_mean_of_two_networks(
+    trained_run, other_network, tmp_path, capsys
+):
+    import keras
+
+    from gender.explain import grad_cam
+    from gender.models.ensemble import members
+
+    out = tmp_path / "pretrained"
+    argv = ["bundle", str(trained_run), "--average-with", str(other_network), "--out", str(out)]
+    assert gender_train.main(argv) == 0
+    info = json.loads((out / "face.json").read_text())
+    assert info["averaged_with"]["model"] == "cnn5" and info["image_size"] == [40, 40]
+    bundled = keras.saving.load_model(out / "face.keras", compile=False)
+    first = keras.saving.load_model(trained_run / "best.keras", compile=False)
+    second = keras.saving.load_model(other_network, compile=False)
+    assert [m.name for m in members(bundled)] == [first.name, second.name]
+    images = np.random.default_rng(0).uniform(0, 255, (4, 40, 40, 3)).astype("float32")
+    small = keras.layers.Resizing(32, 32, interpolation="bilinear")(images)
+    mean = (first.predict(small, verbose=0) + second.predict(images, verbose=0)) / 2
+    np.testing.assert_allclose(bundled.predict(images, verbose=0), mean, atol=1e-5)
+    heatmap, p_woman = grad_cam(bundled, images[0].astype("uint8"))
+    assert heatmap.shape == (40, 40) and 0 <= heatmap.min() <= heatmap.max() <= 1
+    assert p_woman == pytest.approx(float(bundled.predict(images[:1].astype("uint8"))[0, 0]), 1e-4)
+    # adapt fine-tunes one network: an average is refused in one line naming the way out
+    argv = ["adapt", "--data", str(trained_run), "--weights", str(out / "face.keras")]
+    assert gender_train.main(argv) == 2
+    assert "pass --weights face-fast" in error_line(capsys.readouterr().err)
+
+
+def test_bundle_average_with_a_pedestrian_model_is_one_error_line(
+    trained_run, other_network, tmp_path, capsys
+):
+    other = tmp_path / "ped.keras"
+    shutil.copy(other_network, other)
+    info = json.loads(other_network.with_suffix(".json").read_text())
+    (tmp_path / "ped.json").write_text(json.dumps({**info, "task": "pedestrian"}))
+    argv = ["bundle", str(trained_run), "--average-with", str(other), "--out", str(tmp_path / "o")]
+    assert gender_train.main(argv) == 2
+    assert "a pedestrian model; it cannot be averaged" in error_line(capsys.readouterr().err)
+
+
 def test_average_epochs_needs_bundle(capsys):
     with pytest.raises(SystemExit) as exit_info:
         gender_train.main(["--average-epochs", "1,2"])

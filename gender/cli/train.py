@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bundle the mean of these epochs' checkpoints instead of best.keras",
     )
     bundle.add_argument(
+        "--average-with",
+        metavar="WEIGHTS",
+        help="bundle the mean of the run's P(woman) and this other model's (a .keras file, run "
+        "folder or bundled name such as face-fast): two networks err on different images",
+    )
+    bundle.add_argument(
         "--threshold",
         type=threshold_choice,
         help="store a decision threshold on P(woman) with the model: a number in (0, 1), or "
@@ -551,6 +557,7 @@ def export(args: argparse.Namespace) -> int:
             average_epochs=args.average_epochs,
             threshold=args.threshold,
             threshold_by_person=args.by_person,
+            average_with=args.average_with,
         )
     for kind, path in paths.items():
         print(f"{kind}: {path}")
