@@ -49,6 +49,9 @@ def images_per_second(run, batch, repeats: int) -> float:
 
 
 def main(argv=None) -> int:
+    from gender.console import quiet
+
+    quiet()  # the commands' environment (gender.cli sets it there): a bench times what users run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
     parser.add_argument("--images", type=int, default=128, help="images per timed pass")

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gender import CLASS_NAMES, UserError, tensorflow_logs_shown
-from gender.console import filtered_stderr
+from gender import CLASS_NAMES, UserError
+from gender.console import filtered_stderr, tensorflow_logs_shown
 from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
 from gender.tables import json_text
 

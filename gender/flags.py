@@ -12,8 +12,8 @@ import sys
 import typing
 from collections.abc import Callable
 
-from gender import TASKS, __version__, show_tensorflow_logs
-from gender.console import command
+from gender import TASKS, __version__
+from gender.console import command, show_tensorflow_logs
 
 
 class Parser(argparse.ArgumentParser):
