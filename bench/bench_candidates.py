@@ -6,8 +6,8 @@
 Speed only: each candidate is built with random weights (the speed of a network does not depend
 on its weights) and timed through `model.predict` (Keras, all cores) and through the LiteRT
 interpreter of its TFLite export, on the same random uint8 images. The size is that of the saved
-`.keras` file without optimizer state (what `gender_train.py --bundle` commits; the issue allows
-20 MB). Accuracy needs training: see the README's candidates table for the runs behind it.
+`.keras` file without optimizer state (what `gender_train.py bundle` commits; a committed model
+stays under 20 MB). Accuracy needs training: docs/benchmarks.md has the runs behind it.
 """
 
 import argparse

@@ -97,11 +97,6 @@ def _bounded_float(text: str, inside: Callable[[float], bool], bounds: str) -> f
     return value
 
 
-def finite_float(text: str) -> float:
-    """Any finite number (nan and inf are usage errors: a nan learning rate trains to nan)."""
-    return _bounded_float(text, math.isfinite, "a finite number")
-
-
 def positive_float(text: str) -> float:
     """A finite number above 0 (--lr, --fine-tune-lr)."""
     return _bounded_float(text, lambda v: 0 < v < math.inf, "a finite number above 0")

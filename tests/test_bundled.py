@@ -20,7 +20,7 @@ PRETRAINED = REPO / "gender" / "pretrained"  # weights/pretrained links here
 LINE = re.compile(r"^(?P<path>.+): (?P<label>man|woman) \(P\(woman\) (?P<p>[01]\.\d{3}) "
                   r"(>=|<) threshold [01]\.\d{3}; "
                   r"bundled (face|pedestrian) model, keras\)$")  # fmt: skip
-MAX_BYTES = 20 * 2**20  # the limit for a committed model
+MAX_BYTES = 20 * 2**20  # a committed model's limit: the repository stays quick to clone
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -1,4 +1,4 @@
-"""The code's layers, read from the imports (README, Code layout): no test runs any of it.
+"""The code's layers, read from the imports (docs/architecture.md): no test runs any of it.
 
     core  <-  gender.models and data, side by side  <-  pipeline  <-  CLIs (gender.cli, the
     top-level shims, bench/)
