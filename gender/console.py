@@ -1,4 +1,5 @@
-"""What the toolkit says on stderr while it works: warnings and a progress count."""
+"""What the toolkit says on stderr while it works: warnings, a progress count, TensorFlow's own
+lines filtered out, and `quiet()`, which makes a process a quiet command."""
 
 import contextlib
 import importlib.abc
