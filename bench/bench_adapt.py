@@ -185,6 +185,9 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
 
 
 def main(argv=None) -> int:
+    from gender.console import quiet
+
+    quiet()  # the commands' environment (gender.cli sets it there): a bench times what users run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="the model to adapt (.keras or run folder)")
     parser.add_argument(

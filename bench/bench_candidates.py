@@ -6,8 +6,8 @@
 Speed only: each candidate is built with random weights (the speed of a network does not depend
 on its weights) and timed through `model.predict` (Keras, all cores) and through the LiteRT
 interpreter of its TFLite export, on the same random uint8 images. The size is that of the saved
-`.keras` file without optimizer state (what `gender_train.py --bundle` commits; the issue allows
-20 MB). Accuracy needs training: see the README's candidates table for the runs behind it.
+`.keras` file without optimizer state (what `gender_train.py bundle` commits; a committed model
+stays under 20 MB). Accuracy needs training: docs/benchmarks.md has the runs behind it.
 """
 
 import argparse
@@ -49,6 +49,9 @@ def images_per_second(run, batch, repeats: int) -> float:
 
 
 def main(argv=None) -> int:
+    from gender.console import quiet
+
+    quiet()  # the commands' environment (gender.cli sets it there): a bench times what users run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
     parser.add_argument("--images", type=int, default=128, help="images per timed pass")

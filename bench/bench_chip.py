@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
+    from gender.console import quiet
+
+    quiet()  # the commands' environment (gender.cli sets it there): a bench times what users run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=200, help="faces compared (default 200)")
     parser.add_argument("--margins", type=float, nargs="+", default=[2.6, 2.8, 3.0])

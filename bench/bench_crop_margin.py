@@ -18,6 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
+    from gender.console import quiet
+
+    quiet()  # the commands' environment (gender.cli sets it there): a bench times what users run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a man/woman folder or a ground-truth table .txt")
     parser.add_argument("--weights", help="default: the bundled face model")

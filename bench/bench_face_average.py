@@ -18,6 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
+    from gender.console import quiet
+
+    quiet()  # the commands' environment (gender.cli sets it there): a bench times what users run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a .keras model or run folder")
     parser.add_argument(

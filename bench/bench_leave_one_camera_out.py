@@ -92,6 +92,9 @@ def run(command) -> None:
 
 
 def main(argv=None) -> int:
+    from gender.console import quiet
+
+    quiet()  # the commands' environment (gender.cli sets it there): a bench times what users run
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="+", help="folders of {man,woman} images named SUBSET__...")
     parser.add_argument("--subsets", nargs="+", required=True, help="camera networks to leave out")

@@ -35,6 +35,7 @@ RAY = str(Path(sys.executable).with_name("ray"))
 TIMED = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
+from gender.console import quiet; quiet()  # as the --ray command
 from gender.predictor import Predictor
 from gender.ray_jobs import classify_blocks, list_images, ray_session
 paths = list_images([sys.argv[2]])

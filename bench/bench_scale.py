@@ -156,6 +156,9 @@ def allreduce_worker(args) -> int:
     """One of two processes: all-reduce tensors of cnn3's trainable shapes, timed."""
     import statistics
 
+    from gender.console import quiet
+
+    quiet()  # before TensorFlow loads, as in gender_train.py
     import tensorflow as tf
 
     from gender import distribute

@@ -3,7 +3,7 @@
     python bench/bench_train_speed.py                     # cnn7 150x150, 250 + 250 faces_utk
     python bench/bench_train_speed.py --per-class 250 --epochs 3
 
-toolkit: TensorFlow as `import gender` sets it up (oneDNN kernels on, see gender/__init__.py);
+toolkit: TensorFlow as the commands set it up (oneDNN kernels on, gender.console.quiet);
     every image decoded once with OpenCV (threads) into one uint8 array, then batches from
     gender.data.make_dataset (tf.data, prefetching) into model.fit, as gender_train.py does.
 seed:    stock TensorFlow (TF_ENABLE_ONEDNN_OPTS left to TensorFlow's own default for this CPU);
@@ -145,7 +145,9 @@ def worker(args) -> int:
             labels += [label] * len(files)
         path = SeedPath(paths, labels, size, args.batch_size, args.seed)
     else:
-        import gender  # noqa: F401  the toolkit's TensorFlow set-up, as gender_train.py gets it
+        from gender.console import quiet
+
+        quiet()  # the toolkit's TensorFlow set-up, as gender_train.py gets it
         from gender.data import list_folder
 
         path = ToolkitPath(list_folder(Path(args.data)), size, args.batch_size, args.seed)

@@ -62,7 +62,8 @@ def face_weights(weights=None) -> Path:
     if not (STANDIN_DIR / "face.tflite").is_file():
         print(f"no bundled model at {BUNDLED}: building a mobilenetv2 stand-in in {STANDIN_DIR}")
         code = (
-            "import json, sys; sys.path.insert(0, sys.argv[1]); import gender\n"
+            "import json, sys; sys.path.insert(0, sys.argv[1])\n"
+            "from gender.console import quiet; quiet()\n"
             "from pathlib import Path; from models import create_model\n"
             "from gender.export import export_all\n"
             "d = Path(sys.argv[2]); d.mkdir(parents=True, exist_ok=True)\n"

@@ -144,8 +144,8 @@ AUGMENTATIONS = {
     # half the images at a half, a third or a quarter of their resolution, enlarged back: far
     # cameras, whose crops are a few dozen pixels wide.
     "lowres": low_resolution,
-    # half the images keep only a central box, the band around it in their mean colour (issue
-    # 10's "erase the band outside the inner face"): the face must decide, not the hair.
+    # half the images keep only a central box, the band outside the inner face in its mean
+    # colour: the face must decide, not the hair.
     "band": band_erase,
     # GaussianNoise takes a std in 0..1 units: 0.03 of the range is about 8 grey levels.
     "noise": lambda keras, seed: keras.Sequential(

@@ -4,8 +4,8 @@ Which strategy (select_strategy, called before any other TensorFlow op):
     TF_CONFIG names a cluster of 2+ tasks  -> MultiWorkerMirroredStrategy (one process per machine)
     --devices gpu:0,gpu:1 (or auto: 2+ GPUs) -> MirroredStrategy on this machine
     otherwise                              -> none: the default device and model.fit
-Under a strategy, `model.fit` does not work with Keras 3 (keras-team/keras issue 20585; measured
-here, ../shared/NOTES.md: PerReplica values reach a tensor conversion at the first step), so
+Under a strategy, `model.fit` does not work with Keras 3 (PerReplica values reach a tensor
+conversion at the first step; docs/scaling.md, "Why a custom step", has the measurement), so
 fit_phase trains the same Keras model with a custom step: strategy.run on each replica's batch,
 per-example loss averaged over the global batch with tf.nn.compute_average_loss, tape.gradient,
 optimizer.apply_gradients (Keras all-reduces the gradients), strategy.reduce for the logs. The

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gender import CLASS_NAMES, UserError, tensorflow_logs_shown
-from gender.console import filtered_stderr
+from gender import CLASS_NAMES, UserError
+from gender.console import filtered_stderr, tensorflow_logs_shown
 from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
 from gender.runs import model_task
 from gender.tables import json_text
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 INT8_FLOAT_ERROR = 0.5
 # Images an int8 export measures activation ranges on. With the previous face model, 200 cost
 # 0.54 points on UTK adults against float32; 400, 600 and 1,000 stayed within 0.25 points on
-# UTK adults, BFW val and faces_web val (README, Performance).
+# UTK adults, BFW val and faces_web val (CHANGELOG.md, the int8 export).
 CALIBRATION_IMAGES = 1000
 
 
@@ -127,8 +127,7 @@ def export_int8(
     64 of the calibration images spread over them; TFLite's quantization debugger measures it)
     stays float32: in the bundled MobileNetV2 three to five depthwise convolutions (and in the
     current face bundle the last 1x1 convolution too), without which int8 lost 2.5 points of
-    accuracy (README, Performance). float_error None: every layer
-    int8 (full-integer).
+    accuracy. float_error None: every layer int8 (full-integer).
 
     Args:
         images: (N, H, W, 3) uint8 training-like images at the model's size
@@ -323,7 +322,7 @@ def _default_calibration(weights: Path, info: dict) -> list[str] | None:
 
     Training images, not validation ones (those are for measuring): with the bundled face
     model, 1,000 validation images cost 0.58 points on BFW val against float32, 1,000 training
-    images 0.08-0.41 depending on the debugger's sample (README, Performance).
+    images 0.08-0.41 depending on the debugger's sample.
     """
     folders = info.get("flags", {}).get("data") or []
     if folders and all(Path(folder).is_dir() for folder in folders):
@@ -499,7 +498,7 @@ def average_checkpoints(run_dir: str | Path, info: dict, epochs: Sequence[int]) 
     Checkpoints of one phase of one run start from the same weights and stay in one basin, so
     their mean is a model too (a "model soup"); it is usually a little better than any one of
     them. Measured on the face model: the mean of epochs 10, 11, 13 and 14 scored 95.48% on
-    held-out UTKFace adults against 94.58% for the best epoch alone (README, Bundled models).
+    held-out UTKFace adults against 94.58% for the best epoch alone (CHANGELOG.md, 2026-11-23).
     Epochs of different phases (head only, then fine-tuning) are refused.
     """
     epochs = sorted(set(epochs))

@@ -12,8 +12,8 @@ import sys
 import typing
 from collections.abc import Callable
 
-from gender import TASKS, __version__, show_tensorflow_logs
-from gender.console import command
+from gender import TASKS, __version__
+from gender.console import command, show_tensorflow_logs
 
 
 class Parser(argparse.ArgumentParser):
@@ -95,11 +95,6 @@ def _bounded_float(text: str, inside: Callable[[float], bool], bounds: str) -> f
     if math.isnan(value) or not inside(value):
         raise argparse.ArgumentTypeError(f"{text!r}: must be {bounds}")
     return value
-
-
-def finite_float(text: str) -> float:
-    """Any finite number (nan and inf are usage errors: a nan learning rate trains to nan)."""
-    return _bounded_float(text, math.isfinite, "a finite number")
 
 
 def positive_float(text: str) -> float:

@@ -120,7 +120,7 @@ def load_lite(
         int8: the full-integer export (.int8.tflite) instead of the float32 one.
 
     Returns:
-        (model, info) as `gender.export.load_trained` returns them, model being a LiteModel.
+        (model, info) as `gender.predictor.load_trained` returns them, model being a LiteModel.
 
     Raises:
         UserError: no export beside the weights, or a bad export.

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
-from gender.console import Progress, command, filtered_stderr, warn
+from gender.console import Progress, command, filtered_stderr, quiet, warn
 from gender.data import Samples
 from gender.output import IMAGE_COLUMNS, image_rows
 from gender.predictor import CHUNK
@@ -231,6 +231,7 @@ class Classifier:
 
         from gender.predictor import Predictor
 
+        quiet()  # a process of the command: as quiet as the command (before TensorFlow loads)
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", ACTOR_CPUS)
         self.threads = max(1, int(cpus))
         self.predictor = Predictor.load(weights, backend=backend, threads=self.threads)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gender import UserError
 from gender.config import TrainConfig
-from gender.console import command
+from gender.console import command, quiet
 
 # How long to wait for the cluster to offer every worker its CPU before giving up.
 PLACEMENT_TIMEOUT = 120.0
@@ -26,6 +26,9 @@ PLACEMENT_TIMEOUT = 120.0
 
 class TrainWorker:
     """One training process of the cluster (a Ray actor)."""
+
+    def __init__(self) -> None:
+        quiet()  # a process of the command: as quiet as the command (before TensorFlow loads)
 
     def address(self) -> str:
         """host:port this worker's TensorFlow server will listen on (a port free now)."""

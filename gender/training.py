@@ -2,7 +2,7 @@
 
 `train(config)` trains as a `TrainConfig` says and returns the run folder; `resume_config` reads
 an interrupted run's config back. This is the pipeline layer, so it uses models/ (the registry)
-and the data side directly (README, Code layout).
+and the data side directly (docs/architecture.md).
 """
 
 import shutil
@@ -171,8 +171,8 @@ def train(
     counts = train_set.counts()
     class_weight = None
     if not config.no_class_weights and max(counts.values()) > 1.1 * min(counts.values()):
-        # Balanced weights n / (2 n_c): the pedestrian seed's model, trained on 2:1 data without
-        # them, called most men women.
+        # Balanced weights n / (2 n_c): the pedestrian model the toolkit started from, trained on
+        # 2:1 data without them, called most men women.
         class_weight = {
             i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)
         }

@@ -9,8 +9,8 @@ import sys
 
 os.environ["KERAS_BACKEND"] = "tensorflow"  # before anything imports Keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The environment before the toolkit is imported: a fresh process gets this one, so it sees what
-# a user's shell gives it, not the defaults `gender/__init__.py` set in this process.
+# The environment before the commands' set-up below: a fresh process gets this one, so it sees
+# what a user's shell gives it, not the defaults `gender.console.quiet()` sets in this process.
 USER_ENVIRONMENT = dict(os.environ)
 
 import hashlib  # noqa: E402
@@ -28,6 +28,12 @@ SHARED_DATA = SHARED / "data"
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from gender.console import quiet  # noqa: E402
+
+# The tests call the commands' main() in this process: it runs as a command does, whichever test
+# file imports a command first (or none).
+quiet()
 
 IMAGE_SIZE = 32
 PER_CLASS = 16

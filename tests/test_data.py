@@ -71,7 +71,7 @@ def test_layout_train_val(tmp_path):
     for split in ("train", "val"):
         for name in ("man", "woman"):
             write_png(tmp_path / split / name / f"{split}.png")
-    write_png(tmp_path / "all" / "man" / "ignored.png")  # seed 001's all/ beside train/val
+    write_png(tmp_path / "all" / "man" / "ignored.png")  # an all/ folder beside train/val
     assert find_splits(tmp_path) == {"train": tmp_path / "train", "val": tmp_path / "val"}
     splits = load_samples(tmp_path)
     assert set(splits) == {"train", "val"}

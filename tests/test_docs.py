@@ -1,6 +1,7 @@
-"""The docs stay true to the code: every link and anchor in README.md and docs/*.md resolves,
-every toolkit command in their code blocks is accepted by that command's parser, and every flag
-they name in running text is a flag of some command (a renamed or removed flag fails here)."""
+"""The docs stay true to the code: every link and anchor in README.md, docs/*.md and
+CONTRIBUTING.md resolves, every toolkit command in their code blocks is accepted by that command's
+parser, and every flag they name in running text is a flag of some command (a renamed or removed
+flag fails here)."""
 
 import argparse
 import re
@@ -19,7 +20,7 @@ from test_readme import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "CONTRIBUTING.md"]
 
 
 def slug(heading: str) -> str:

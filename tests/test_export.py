@@ -542,7 +542,7 @@ def test_int8_backend_without_the_export_is_one_error_line(exported, eval_images
 def test_bundled_face_model_int8_agrees_with_float32_on_real_faces(tmp_path):
     """The bundled face model quantized as `export` does it, calibrated on 200 faces_web and
     faces_utk images, then compared with float32 on 400 others: mean |dp| < 0.05 and the same
-    label on at least 97% (measured: 0.013 and 99%; README, Performance); with the int8
+    label on at least 97% (measured: 0.013 and 99%); with the int8
     backend's float32 re-check, the same label on all."""
     from gender.data import Samples, decode_images
     from gender.export import export_all

@@ -1,4 +1,4 @@
-"""Hostile files, paths and flags (issue 12): one line each, nothing hangs, nothing overwritten.
+"""Hostile files, paths and flags: one line each, nothing hangs, nothing overwritten.
 
 Every case is built in tmp_path from a few hundred bytes: a header that lies about its size, a
 named pipe (os.mkfifo), a name that is not UTF-8 (bytes paths), hidden folders, link loops. Each

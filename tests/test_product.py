@@ -39,6 +39,30 @@ def test_keras_prediction_prints_no_tensorflow_line(image_tree):
     assert re.search(r": (man|woman) \(P\(woman\) ", done.stdout)
 
 
+def test_importing_the_library_leaves_the_environment_alone():
+    """`import gender` and the library's modules change no environment variable and install no
+    import hook; importing the commands' package (every command's way in) sets the quiet start."""
+    from gender.console import QUIET_ENVIRONMENT
+
+    code = (
+        "import os, sys\n"
+        "before, finders = dict(os.environ), list(sys.meta_path)\n"
+        "import gender, gender.console, gender.data, gender.flags, gender.models\n"
+        "import gender.predictor\n"
+        "changed = sorted(set(os.environ.items()) ^ set(before.items()))\n"
+        "assert not changed, changed\n"
+        "assert sys.meta_path == finders, sys.meta_path\n"
+        "import gender.cli\n"
+        "assert os.environ['TF_CPP_MIN_LOG_LEVEL'] == '2', os.environ\n"
+        "assert len(sys.meta_path) == len(finders) + 1, sys.meta_path\n"
+    )
+    env = {k: v for k, v in USER_ENVIRONMENT.items() if k not in QUIET_ENVIRONMENT}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     "how",
     [["--verbose"], pytest.param([], marks=pytest.mark.slow)],  # the same path, ~8 s each

@@ -1,4 +1,4 @@
-"""Kill a real training process with SIGKILL at several points, then resume it (issue 12).
+"""Kill a real training process with SIGKILL at several points, then resume it.
 
 `gender_train.py` runs as a subprocess (cnn3 on 32x32 images) and is killed: right after its
 first checkpoint appears, during a checkpoint write (while the temporary file exists), and

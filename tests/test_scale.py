@@ -1,4 +1,4 @@
-"""Scaling out (issue 14): packed shards, training from them, and two workers on 127.0.0.1.
+"""Scaling out: packed shards, training from them, and two workers on 127.0.0.1.
 
 The two-worker tests start real processes with a TF_CONFIG each (MultiWorkerMirroredStrategy over
 gRPC on loopback); they take a minute or more on 2 shared cores, so they are marked slow.

@@ -191,9 +191,17 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """The train mode's flags, in groups; each becomes the TrainConfig field of its name."""
-    from gender.models import list_models
+    add_data_flags(parser.add_argument_group("data"))
+    add_model_flags(parser.add_argument_group("model"))
+    add_transfer_flags(
+        parser.add_argument_group("transfer models (vgg16, mobilenetv2, resnet50/101/152)")
+    )
+    add_training_flags(parser.add_argument_group("training"))
+    add_run_flags(parser.add_argument_group("run"))
 
-    data = parser.add_argument_group("data")
+
+def add_data_flags(data: argparse._ArgumentGroup) -> None:
+    """Which images train and validate, and how they are cut and augmented."""
     data.add_argument(
         "--data",
         nargs="+",
@@ -220,7 +228,12 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_AUGMENT,
         help=f"comma list from {','.join(AUGMENTATIONS)}, or none (default %(default)s)",
     )
-    model = parser.add_argument_group("model")
+
+
+def add_model_flags(model: argparse._ArgumentGroup) -> None:
+    """Which network, for which task, at which input size."""
+    from gender.models import list_models
+
     model.add_argument(
         "--model",
         default="cnn7",
@@ -238,7 +251,10 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--image-size", help="HxW or N, each side 32 to 1024 (default: the model's own size)"
     )
-    model = parser.add_argument_group("transfer models (vgg16, mobilenetv2, resnet50/101/152)")
+
+
+def add_transfer_flags(model: argparse._ArgumentGroup) -> None:
+    """The transfer models' backbone: its weights, how much of it trains, and when."""
     model.add_argument(
         "--backbone-weights",
         default="imagenet",
@@ -280,7 +296,10 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         "(if --augment has flip), then random --augment draws; a phase caches no more "
         "than it has epochs (default 2)",
     )
-    train = parser.add_argument_group("training")
+
+
+def add_training_flags(train: argparse._ArgumentGroup) -> None:
+    """The optimisation: epochs, batch, rate, stopping, and how the loss weighs images."""
     train.add_argument(
         "--epochs", type=positive_int, help=f"maximum epochs, 1 or more (default {DEFAULT_EPOCHS})"
     )
@@ -332,7 +351,10 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
         help="random seed of the split, the initial weights, the shuffle and the augmentation "
         "(default %(default)s)",
     )
-    run = parser.add_argument_group("run")
+
+
+def add_run_flags(run: argparse._ArgumentGroup) -> None:
+    """Where the run folder goes, what it keeps, and where the run trains."""
     run.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
     run.add_argument(
         "--keep",

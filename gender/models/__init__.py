@@ -26,8 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import gender  # noqa: F401  the TensorFlow environment (gender/__init__.py) before Keras loads
-
 if TYPE_CHECKING:
     import keras
 

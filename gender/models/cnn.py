@@ -1,6 +1,6 @@
-"""The seeds' small from-scratch CNNs: stacks of 3x3 conv + 2x2 max-pool, dense 64, one sigmoid.
+"""Small from-scratch CNNs: stacks of 3x3 conv + 2x2 max-pool, dense 64, one sigmoid.
 
-cnn3: the pedestrian seed's first network (convs 32, 32, 64).
+cnn3: the first network of the pedestrian project the toolkit started from (convs 32, 32, 64).
 cnn5: the original 5-layer network (3 convs of 32 + 2 dense layers).
 cnn7: the original 7-layer network (convs 32, 32, 32, 64, 64 + 2 dense); 91,329 parameters
     at 150x150.
@@ -61,7 +61,9 @@ def build_cnn(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register_model(image_size=(128, 64), description="3 conv (32,32,64), pedestrian seed")
+@register_model(
+    image_size=(128, 64), description="3 conv (32,32,64), the original pedestrian network"
+)
 def cnn3(
     image_size: Sequence[int] | None = None,
     backbone_weights: str | None = None,
@@ -71,7 +73,9 @@ def cnn3(
     return build_cnn((32, 32, 64), image_size, dropout, name="cnn3")
 
 
-@register_model(image_size=(150, 150), description="3 conv (32,32,32) + 2 dense, seed 001")
+@register_model(
+    image_size=(150, 150), description="3 conv (32,32,32) + 2 dense, the original 5-layer network"
+)
 def cnn5(
     image_size: Sequence[int] | None = None,
     backbone_weights: str | None = None,
@@ -81,7 +85,10 @@ def cnn5(
     return build_cnn((32, 32, 32), image_size, dropout, name="cnn5")
 
 
-@register_model(image_size=(150, 150), description="5 conv (32,32,32,64,64) + 2 dense, seed 001")
+@register_model(
+    image_size=(150, 150),
+    description="5 conv (32,32,32,64,64) + 2 dense, the original 7-layer network",
+)
 def cnn7(
     image_size: Sequence[int] | None = None,
     backbone_weights: str | None = None,

@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     """Convert dlib's .dat file into the Keras backbone weights this registry entry loads."""
     import argparse
 
+    from gender.console import quiet
+
+    quiet()  # a command: as quiet as the others (before TensorFlow loads)
     parser = argparse.ArgumentParser(
         prog="python -m gender.models.dlib_format",
         description="Convert dlib_face_recognition_resnet_model_v1.dat (from the "

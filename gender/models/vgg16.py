@@ -1,4 +1,4 @@
-"""ImageNet VGG16 with a small dense classifier (the pedestrian seed's second network)."""
+"""ImageNet VGG16 with a small dense classifier (the original pedestrian project's 2nd network)."""
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
