@@ -431,25 +431,26 @@ def validation_threshold(
     """{'threshold', 'threshold_source'}: equal error rates on the run's val.txt, per image or,
     with `person_pattern`, with every person weighing the same (a validation split cut from
     video can hold a few people in hundreds of frames: they would choose the threshold)."""
-    from gender.data import person_ids, read_truth_table
+    from gender.data import read_truth_table
+    from gender.evaluation import evaluate
     from gender.metrics import coverage_table, equal_error_threshold, person_weights
     from gender.predictor import Predictor
 
     table = run_dir / "val.txt"
     if not table.is_file():
         raise UserError(f"{table}: no validation table to choose --threshold val on")
-    samples = read_truth_table(table)
-    result = Predictor(model, info, "keras", run_dir / "best.keras").folder(samples, 64)
+    predictor = Predictor(model, info, "keras", run_dir / "best.keras")
+    result = evaluate(predictor, read_truth_table(table), persons=person_pattern, dataset=table)
+    labels, p_woman = result.samples.labels, result.p_woman
     weights, how = None, f"{len(result.samples)} images"
     if person_pattern:
-        persons = person_ids(result.samples.paths, person_pattern)
-        weights = person_weights(persons)
-        how += f", {len(set(persons))} persons weighing the same ({person_pattern})"
-    threshold = round(equal_error_threshold(result.samples.labels, result.p_woman, weights), 4)
+        weights = person_weights(result.persons)
+        how += f", {len(set(result.persons))} persons weighing the same ({person_pattern})"
+    threshold = round(equal_error_threshold(labels, p_woman, weights), 4)
     # the band that leaves the least sure 10% of the validation images unanswered: a suggestion
     # for --uncertain model (the answers stay "always" unless a user asks)
     share = 0.9
-    (row,) = coverage_table(result.samples.labels, result.p_woman, threshold, [share])
+    (row,) = coverage_table(labels, p_woman, threshold, [share])
     band = [round(row["band"][0], 4), round(row["band"][1], 4)] if row["band"] else None
     return {
         "threshold": threshold,

@@ -482,8 +482,8 @@ def predict_collection(inputs: Sequence[str], weights: str | None, args: argpars
     """
     from gender import interrupt
     from gender.atomic import check_outputs
+    from gender.flags import resolve_band
     from gender.images import parse_image_size
-    from gender.metrics import resolve_band
     from gender.predictor import Predictor
 
     check_ray_flags(args)

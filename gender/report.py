@@ -2,7 +2,7 @@
 
 The page is self-contained: every picture is a data: URI, the styles are inline and nothing is
 loaded from the network, so it opens from a file:// path, a mail attachment or an archive. Its
-numbers are the evaluation's JSON (`gender.metrics.evaluate` and friends, as `--json` writes
+numbers are the evaluation's JSON (`gender.evaluation.Evaluation.report`, as `--json` writes
 it): the whole dict is embedded in a <script type="application/json" id="report-data"> block,
 and every figure shown carries the key it came from (`data-key`, `data-value`), so a test can
 check the page says what the JSON says.
@@ -26,7 +26,7 @@ from gender.tables import script_json
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from gender.data import Samples
+    from gender.evaluation import Evaluation
 
 
 def plain_figure(**kwargs: object) -> "Figure":
@@ -591,14 +591,14 @@ def build_page(
 
     Args:
         report: the evaluation's JSON dict (`--json`), with `intervals`, `coverage`,
-            `threshold_sweep` and `threshold_advice` filled in (`gender.cli.evaluate`).
+            `threshold_sweep` and `threshold_advice` filled in (`gender.evaluation`).
         labels, p_woman, paths: one entry per image evaluated, for the curves and galleries.
         explained: (path, Grad-CAM overlay RGB, the Keras model's P(woman)) of the first
             mistakes.
         band: the --uncertain band, if any.
         explain_note: which model the Grad-CAM overlays come from.
     """
-    from gender.metrics import advice_sentence
+    from gender.output import advice_sentence
 
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
     threshold = report["threshold"]
@@ -728,94 +728,12 @@ def build_page(
     return "\n".join(parts) + "\n"
 
 
-def figures(
-    labels: "np.ndarray | Sequence[int]",
-    p_woman: "np.ndarray | Sequence[float]",
-    threshold: float,
-    persons: Sequence[str] | None = None,
-    band: tuple[float, float] | None = None,
-) -> dict:
-    """Every figure the text, the JSON and the page show for one evaluation (one function for
-    gender_mAP.py and the end of training): `gender.metrics.evaluate`'s dict with the 95%
-    intervals (over `persons` when given), the coverage rows, the threshold advice and sweep,
-    and with `band` the figures on the answered images."""
-    from gender.metrics import (
-        bootstrap_intervals,
-        coverage_table,
-        evaluate,
-        threshold_advice,
-        threshold_sweep,
-        uncertain_report,
-    )
-
-    report = evaluate(labels, p_woman, threshold)
-    report["intervals"] = bootstrap_intervals(labels, p_woman, threshold, persons)
-    report["coverage"] = coverage_table(labels, p_woman, threshold)
-    report["threshold_advice"] = threshold_advice(labels, p_woman, threshold)
-    report["threshold_sweep"] = threshold_sweep(labels, p_woman)
-    if band is not None:
-        report["uncertain"] = uncertain_report(labels, p_woman, threshold, band)
-    return report
-
-
-def run_page(
-    run_dir: Path, val_set: "Samples | None", val_x: "np.ndarray | None", info: dict
-) -> Path | None:
-    """report.html in a run folder at the end of training: best.keras on the validation split.
-
-    Args:
-        val_set: the validation Samples (None: no page); val_x: their decoded images when the
-            trainer holds them (else the files are read again).
-    """
-    from datetime import datetime, timezone
-
-    from gender import UserError
-    from gender.data import person_ids, read_truth_table
-    from gender.metrics import person_report
-    from gender.predictor import Predictor
-
-    if not val_set or not (run_dir / "best.keras").exists():
-        return None
-    predictor = Predictor.load(run_dir / "best.keras", backend="keras")
-    if val_x is not None:
-        p_woman = np.concatenate(
-            [predictor.classify(np.asarray(val_x[k : k + 512])) for k in range(0, len(val_x), 512)]
-        )
-        samples = val_set
-    else:  # streamed from packed shards: the images of the val.txt copied beside them, if any
-        if not (run_dir / "val.txt").is_file():
-            return None
-        try:
-            result = predictor.folder(read_truth_table(run_dir / "val.txt"), progress=False)
-        except UserError as err:
-            print(f"no report.html: the validation images cannot be read ({err})")
-            return None
-        samples, p_woman = result.samples, result.p_woman
-    pattern = info.get("flags", {}).get("by_person")
-    persons = person_ids(samples.paths, pattern) if pattern else None
-    report = figures(samples.labels, p_woman, predictor.threshold, persons)
-    report.update(
-        dataset=str(run_dir / "val.txt"),
-        weights=str(run_dir / "best.keras"),
-        model=info["model"],
-        image_size=list(predictor.size),
-        backend=predictor.backend_name,
-        threshold_source=predictor.threshold_source,
-        about=predictor.describe(),
-        skipped_unreadable=len(val_set) - len(samples) if val_x is not None else result.skipped,
-        setting={
-            "task": predictor.task,
-            "model_name": predictor.model_name,
-            "threshold_source": predictor.threshold_source,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "epoch": info.get("best_epoch"),
-        },
-    )
-    if persons is not None:
-        report["by_person"] = person_report(samples.labels, p_woman, persons, predictor.threshold)
-        report["by_person"]["source"] = pattern
+def run_page(run_dir: Path, evaluation: "Evaluation") -> Path:
+    """report.html in a run folder at the end of training: the page of best.keras on the
+    validation split (`gender.evaluation.evaluate_run`)."""
     path = run_dir / "report.html"
-    write_page(path, report, samples.labels, p_woman, samples.paths)
+    samples = evaluation.samples
+    write_page(path, evaluation.report, samples.labels, evaluation.p_woman, samples.paths)
     return path
 
 

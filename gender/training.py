@@ -266,10 +266,13 @@ def train(
             _fit_phase_custom(*args, strategy)
         keep_optimizer = False
     if distribute.is_chief():  # before the cache goes: the validation images are decoded there
-        from gender.report import run_page
+        from gender.evaluation import evaluate_run
 
-        page = run_page(run_dir, val_set, val_x, info)
-        if page:
+        evaluation = evaluate_run(run_dir, val_set, val_x, info)
+        if evaluation:
+            from gender.report import run_page
+
+            page = run_page(run_dir, evaluation)
             print(f"evaluation page of best.keras on the validation split: {page}")
         # the end was reached (all epochs, or early stopping): `resume` then has nothing to do
         info["finished"] = True

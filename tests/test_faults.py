@@ -386,7 +386,7 @@ def test_prediction_and_error_tables_neutralise_poisoned_names(
     import csv
 
     from gender.data import Samples
-    from gender.metrics import errors_csv
+    from gender.output import errors_csv
 
     folder = tmp_path / "data"
     make_image_tree(folder, per_class=4)

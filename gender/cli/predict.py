@@ -126,7 +126,7 @@ def predict(args: argparse.Namespace) -> int:
     )
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)
-    from gender.metrics import resolve_band
+    from gender.flags import resolve_band
 
     args.uncertain = resolve_band(args.uncertain, predictor.info, predictor.threshold)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
