@@ -40,6 +40,7 @@ from gender.metrics import evaluate as score
 from gender.predictor import FolderResult, Predictor
 
 if TYPE_CHECKING:
+    from gender.config import RunRecord
     from gender.faces import CropSummary
 
 Band = tuple[float, float] | None  # --uncertain LOW:HIGH: no answer strictly inside it
@@ -190,8 +191,8 @@ def evaluate_predictions(
 ) -> Evaluation:
     """`evaluate` of answers already computed (`predictor.folder`, or on a Ray cluster)."""
     source = predictor.threshold_source
-    if source == "stored with the model" and "threshold_source" in predictor.info:
-        source += f": {predictor.info['threshold_source']}"  # how the bundle chose it
+    if source == "stored with the model" and predictor.info.threshold_source is not None:
+        source += f": {predictor.info.threshold_source}"  # how the bundle chose it
     header = {
         "task": predictor.task,
         "model_name": predictor.model_name,
@@ -200,7 +201,7 @@ def evaluate_predictions(
         **(setting or {}),
     }
     model = {
-        "model": predictor.info["model"],
+        "model": predictor.info.model,
         "image_size": list(predictor.size),
         "backend": predictor.backend_name,
         "threshold_source": predictor.threshold_source,
@@ -224,7 +225,7 @@ def evaluate_predictions(
 
 
 def evaluate_run(
-    run_dir: Path, val_set: Samples | None, val_x: np.ndarray | None, info: dict
+    run_dir: Path, val_set: Samples | None, val_x: np.ndarray | None, info: "RunRecord"
 ) -> Evaluation | None:
     """best.keras of a run on its validation split, at the end of training (None: no split,
     no best.keras, or validation images that cannot be read).
@@ -253,8 +254,8 @@ def evaluate_run(
     return evaluate_predictions(
         predictor,
         result,
-        persons=info.get("flags", {}).get("by_person"),
+        persons=info.flags.get("by_person"),
         dataset=str(run_dir / "val.txt"),
         weights=run_dir / "best.keras",
-        setting={"epoch": info.get("best_epoch")},
+        setting={"epoch": info.best_epoch},
     )

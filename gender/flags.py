@@ -283,17 +283,19 @@ def tolerant_console() -> None:
 
 
 def resolve_band(
-    band: "tuple[float, float] | str | None", info: dict, threshold: float
+    band: "tuple[float, float] | str | None",
+    stored: "typing.Sequence[float] | None",
+    threshold: float,
 ) -> tuple[float, float] | None:
-    """The --uncertain band to use: as given, or with "model" the one stored in the model's
-    JSON (`info`); checked against the threshold."""
+    """The --uncertain band to use: as given, or with "model" the one `stored` with the model
+    (its JSON's uncertain_band); checked against the threshold."""
     if band == "model":
-        if "uncertain_band" not in info:
+        if stored is None:
             raise UserError(
                 f"--uncertain model: this model stores no band ({command('train')} bundle "
                 "--threshold val stores one); give LOW:HIGH"
             )
-        band = tuple(info["uncertain_band"])
+        band = tuple(stored)
     check_band(band, threshold)
     return band
 

@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from gender import CLASS_NAMES, UserError
+from gender import CLASS_NAMES, THRESHOLD, UserError
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
     from gender.data import Samples
-
-THRESHOLD = 0.5
 
 
 class FaceCounts(Protocol):

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gender import UserError
+from gender import THRESHOLD, UserError
 from gender.console import command, run_cli
 from gender.flags import (
     Parser,
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=probability,
         help="P(woman) at or above which an image counts as woman, in (0, 1) (default: the "
-        "model's own, chosen on its validation split when bundled with --threshold val; else 0.5)",
+        f"model's own, chosen on its validation split when bundled with --threshold val; else "
+        f"{THRESHOLD:g})",
     )
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument(
@@ -143,7 +144,7 @@ def evaluate_folder(args: argparse.Namespace) -> "Evaluation":
     )
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)  # before predicting: int8 re-checks around it
-    band = resolve_band(args.uncertain, predictor.info, predictor.threshold)
+    band = resolve_band(args.uncertain, predictor.info.uncertain_band, predictor.threshold)
     evaluation = run_evaluation(args, predictor, samples, band, given)
     print_evaluation(evaluation, title)
     write_outputs(args, evaluation, title)
