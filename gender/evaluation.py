@@ -8,10 +8,11 @@
     print(result.accuracy, result.map, result.report["intervals"]["map"])
 
 `evaluate` classifies the images and returns an `Evaluation`; its `report` is the dict that
-gender_mAP.py prints (`gender.output.evaluation_text`), writes with --json and shows on its
+gender_mAP.py prints (`gender.output.print_evaluation`), writes with --json and shows on its
 --report page (`gender.report`), and that the end of training shows on the run's report.html:
 built here and nowhere else. `gender.metrics` computes the numbers in it; the words and the
-pictures are the output layer's. Nothing here prints or writes a file.
+pictures are the output layer's. Nothing here writes a file, and the only line printed is the
+end of training's note when the validation images cannot be read.
 """
 
 from collections.abc import Sequence
