@@ -224,8 +224,8 @@ def main(argv=None) -> int:
     print(describe())
     print(f"source {args.source}; adapt overrides {overrides or 'none'}")
     source, info = load_trained(args.source)
-    size = tuple(info["image_size"])
-    source_threshold = float(info.get("threshold", 0.5))
+    size = tuple(info.image_size)
+    source_threshold = info.decision_threshold
     forget = list_folder(args.forget)
     forget_images, forget = decode_images(forget, size)
     source_forget = score(forget.labels, predict(source, forget_images), source_threshold)
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
                     run_dir = adapt(config)
                     row["seconds"] = round(time.perf_counter() - started, 1)
                     model, run_info = load_trained(run_dir)
-                    threshold = float(run_info["threshold"])
+                    threshold = float(run_info.threshold)
                     row["threshold"] = threshold
                     row["images"] = {"man": int(np.sum(samples.labels[index] == 0)),
                                      "woman": int(np.sum(samples.labels[index] == 1))}  # fmt: skip
@@ -266,14 +266,14 @@ def main(argv=None) -> int:
                     row["test"] = score(samples.labels[test], test_p, threshold)
                     # the same model at the other thresholds the rule could have chosen
                     others = {"source": source_threshold, "half": 0.5,
-                              "out_of_fold": run_info.get("threshold_out_of_fold")}  # fmt: skip
+                              "out_of_fold": run_info.threshold_out_of_fold}  # fmt: skip
                     row["test_at"] = {
                         name: score(samples.labels[test], test_p, value)
                         for name, value in others.items() if value is not None
                     }  # fmt: skip
                     forget_p = predict(model, forget_images)
                     row["forget"] = score(forget.labels, forget_p, threshold)
-                    if run_info.get("averaged_models"):  # the final fit alone, for comparison
+                    if run_info.averaged_models:  # the final fit alone, for comparison
                         last, _ = load_trained(run_dir / "last.keras")
                         last_p = predict(last, images[test])
                         row["last_alone"] = {

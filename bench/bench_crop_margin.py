@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     print(
         f"{args.data}: {len(labels)} images with a face, {no_face} without (left out); "
-        f"model {info.get('model')} {size[0]}x{size[1]}, backend {predictor.backend}, "
+        f"model {info.model} {size[0]}x{size[1]}, backend {predictor.backend}, "
         f"threshold {predictor.threshold:g}"
     )
     print(f"{'margin':>7}{'accuracy %':>12}{'error man %':>13}{'error woman %':>15}")

@@ -43,9 +43,9 @@ def main(argv=None) -> int:
         labels = np.asarray(samples.labels)
         answers = []
         for model, info in models:
-            images = np.stack([load_image(p, info["image_size"]) for p in samples.paths])
+            images = np.stack([load_image(p, info.image_size) for p in samples.paths])
             answers.append(
-                (model.predict(images, batch_size=64, verbose=0)[:, 0], info.get("threshold", 0.5))
+                (model.predict(images, batch_size=64, verbose=0)[:, 0], info.decision_threshold)
             )
         answers.append(((answers[0][0] + answers[1][0]) / 2, 0.5))
         for name, (p_woman, threshold) in zip([*names, "average"], answers):

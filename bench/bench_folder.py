@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         predictor = Predictor.load(weights, backend=args.backend)
         info, size, backend = predictor.info, predictor.size, predictor.backend
         print(
-            f"model: {weights} ({info['model']}, {size[0]}x{size[1]}, backend {backend}); "
+            f"model: {weights} ({info.model}, {size[0]}x{size[1]}, backend {backend}); "
             f"{n} images of {args.data}"
         )
 

@@ -43,7 +43,7 @@ def recipe_flags(info_path: Path) -> list:
     from gender.config import read_run_info
 
     try:
-        flags = read_run_info(info_path.parent, info_path.name).get("flags")
+        flags = read_run_info(info_path.parent, info_path.name).flags
     except UserError as err:
         sys.exit(f"error: {err}")
     if not flags:

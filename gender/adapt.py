@@ -30,6 +30,7 @@ import numpy as np
 from gender import CLASS_NAMES, TASKS, UserError
 
 if TYPE_CHECKING:
+    from gender.config import RunRecord
     from gender.data import Samples
 
 MIN_IMAGES = 10  # fewer cannot be split into folds that each hold both classes
@@ -90,22 +91,21 @@ def fold_index(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> 
     return fold
 
 
-def source_model(config: AdaptConfig) -> tuple[Path, "object", dict, str]:
+def source_model(config: AdaptConfig) -> tuple[Path, "object", "RunRecord", str]:
     """(path, model, info, task) of the model to start from; UserError for the wrong task."""
     from gender.predictor import default_weights, load_trained, resolve_weights
-    from gender.runs import model_task
 
     if config.task is not None and config.task not in TASKS:
         raise UserError(f"--task {config.task}: expected one of {', '.join(TASKS)}")
     path = resolve_weights(config.weights or default_weights(config.task or "face"))
     model, info = load_trained(path)
-    if "averaged_with" in info:  # gender.models.ensemble: two networks, no one set of blocks
+    if info.averaged_with:  # gender.models.ensemble: two networks, no one set of blocks
         raise UserError(
-            f"{path}: averages two networks ({info['model']} and "
-            f"{info['averaged_with']['model']}); adapt fine-tunes one: pass --weights face-fast "
+            f"{path}: averages two networks ({info.model} and "
+            f"{info.averaged_with['model']}); adapt fine-tunes one: pass --weights face-fast "
             "(the bundled fast model) or a run folder"
         )
-    task = model_task(info)
+    task = info.task_name
     if config.task is not None and config.task != task:
         raise UserError(
             f"{path}: a {task} model, not a {config.task} one (leave out --task, or give "
@@ -127,7 +127,7 @@ def check_samples(samples: "Samples", what: str) -> None:
         )
 
 
-def replay_folders(config: AdaptConfig, source_info: dict) -> list[str]:
+def replay_folders(config: AdaptConfig, source_info: "RunRecord") -> list[str]:
     """The folders of old-setting images to replay: --replay, or with "auto" the source run's
     own training folders that exist here (none for an installed copy, or a bundled model whose
     data was never fetched)."""
@@ -135,7 +135,7 @@ def replay_folders(config: AdaptConfig, source_info: dict) -> list[str]:
         return []
     if config.replay != REPLAY_AUTO:
         return [config.replay]
-    return [f for f in source_info.get("flags", {}).get("data", []) if Path(f).is_dir()]
+    return [f for f in source_info.flags.get("data", []) if Path(f).is_dir()]
 
 
 def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
@@ -273,21 +273,21 @@ def resume_adapt(run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    stored = info.get("adapt")
+    stored = info.adapt
     fields = {f.name for f in dataclasses.fields(AdaptConfig)}
     path = run_dir / RUN_FILE
     if not isinstance(stored, dict) or not set(stored) <= fields or "data" not in stored:
         raise field_error(path, "adapt", "is not the settings of an adapt run", stored)
     # each setting of the type and range the adapt flags accept
     check_fields(stored, AdaptConfig, "adapt", lambda *why: field_error(path, *why))
-    if "adapt_seconds" in info:
+    if info.adapt_seconds is not None:
         raise UserError(f"{run_dir}: this adaptation is complete; there is nothing to resume")
-    if "threshold" not in info:
+    if info.threshold is None:
         raise UserError(
             f"{run_dir}: this adapt run was made before adapt stored its threshold first; "
             f"adapt again ({_adapt_command(stored)})"
         )
-    origin = info.get("adapted_from")
+    origin = info.adapted_from
     source = origin.get("weights") if isinstance(origin, dict) else None
     if isinstance(source, str):  # the model it started from, as resolved then
         stored = {**stored, "weights": source}
@@ -304,13 +304,11 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
     """Adapt the source model to `config.data` and return the new run folder (or continue the
     interrupted run folder `resume`, see `resume_adapt`)."""
     from gender.atomic import check_outputs
+    from gender.config import RunRecord
     from gender.data import class_folders, concat_samples, list_folder, person_ids
     from gender.metrics import equal_error_threshold
     from gender.recorder import versions
-    from gender.runs import (
-        new_run_dir,
-        write_run_info,
-    )
+    from gender.runs import new_run_dir
     from gender.training import decode_split
 
     started = time.perf_counter()
@@ -318,9 +316,9 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
     samples = list_folder(config.data)
     check_samples(samples, config.data)
     check_outputs([(config.out, True)], class_folders(config.data))
-    size = tuple(source_info["image_size"])
-    model_name = source_info["model"]
-    source_threshold = float(source_info.get("threshold", 0.5))
+    size = tuple(source_info.image_size)
+    model_name = source_info.model
+    source_threshold = source_info.decision_threshold
 
     images, samples = decode_split(samples, size, config.detect_faces, "the new setting")
     check_samples(samples, config.data)  # after unreadable or faceless images left out
@@ -330,7 +328,7 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
     if replay is None and config.replay == REPLAY_AUTO:
         print(
             "no replay: the source's training folders "
-            f"({', '.join(source_info.get('flags', {}).get('data', [])) or 'none recorded'}) "
+            f"({', '.join(source_info.flags.get('data', [])) or 'none recorded'}) "
             "are not here; give --replay DIR to keep its old settings in mind"
         )
     if replay is not None:
@@ -411,7 +409,7 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
         "class_names": list(CLASS_NAMES),
         # the training flags other tools read back (run_config): the adapted model's own
         "flags": {
-            **source_info.get("flags", {}),
+            **source_info.flags,
             "data": [str(config.data)],
             "task": task,
             "model": model_name,
@@ -440,7 +438,7 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
     if replay is not None:
         info["data"]["replay"] = replay.counts()
         info["replay_folders"] = folders
-    write_run_info(run_dir, info)
+    RunRecord.from_dict(info, run_dir / "run.json").write(run_dir)
     return _finish(config, trainer, samples, labels, run_dir, model, fold_weights, started)
 
 
@@ -461,7 +459,7 @@ def _finish(
     from gender.config import read_run_info
     from gender.predictor import check_gender_model, open_keras
     from gender.recorder import RunRecorder
-    from gender.runs import RUN_FILE, link_over, read_history, reconcile_run, write_run_info
+    from gender.runs import RUN_FILE, link_over, read_history, reconcile_run
 
     info = read_run_info(run_dir)
     history, weights, done = [], None, 0
@@ -487,15 +485,13 @@ def _finish(
         with atomic_path(averaged) as tmp:
             model.save(tmp)
         link_over(averaged, run_dir / "best.keras")
-        info["averaged_models"] = 1 + len(fold_weights)
+        info.averaged_models = 1 + len(fold_weights)
     else:
         link_over(run_dir / "last.keras", run_dir / "best.keras")
-    info.update(
-        best_epoch=config.epochs,
-        adapt_seconds=round(time.perf_counter() - started, 1),
-    )
-    info.pop("best_metric", None)
-    write_run_info(run_dir, info)
-    print(f"threshold {info['threshold']:.4f}: {info['threshold_source']}")
-    print(f"done in {info['adapt_seconds']:.0f} s; {run_dir / RUN_FILE} records the source model")
+    info.best_epoch = config.epochs
+    info.adapt_seconds = round(time.perf_counter() - started, 1)
+    info.best_metric = None
+    info.write(run_dir)
+    print(f"threshold {info.threshold:.4f}: {info.threshold_source}")
+    print(f"done in {info.adapt_seconds:.0f} s; {run_dir / RUN_FILE} records the source model")
     return run_dir

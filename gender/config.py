@@ -1,8 +1,12 @@
-"""Typed training settings: what gender_train.py's flags become, and what run.json keeps.
+"""Typed training settings and the typed run record: what gender_train.py's flags become, and
+what run.json keeps.
 
-The one reader of a model's stored JSON (run.json, a bundled <task>.json, an .export.json) is
-here too, `read_run_info`: it checks every field it returns (`check_info`), since the settings'
-types live here.
+`RunRecord` is run.json as a dataclass, and also a bundled model's <task>.json and an export's
+.export.json (the same fields, fewer of them). It is read (`read_run_info`, `read_info_file`) and
+written (`RunRecord.write`) here and nowhere else, and every field is checked when read
+(`check_info`): a damaged or hand-edited file is one line naming the file and the field.
+The JSON on disk keeps its format: a field the record has no value for is left out, and keys
+it does not know (an export's "int8", a bundle's "bundled_from") are kept as read, in `extra`.
 
 `TrainConfig` is saved as run.json's "flags" (the same names as the command-line flags, so runs
 written before this class existed read back unchanged) and read back by resume, bundle and export.
@@ -15,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gender import CLASS_NAMES, UserError
+from gender import CLASS_NAMES, THRESHOLD, UserError
 from gender.augment import DEFAULT_AUGMENT
 from gender.runs import RUN_FILE, field_error, finite_number, whole_number
+from gender.tables import json_text
 
 DEFAULT_EPOCHS = 60
 
@@ -76,19 +81,102 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def read_run_info(run_dir: str | Path, name: str = RUN_FILE) -> dict:
-    """Read run.json (or another info file `name`) of a run folder; {} when there is none.
+@dataclass
+class RunRecord:
+    """run.json: what a run (or a bundled or exported model) says of itself.
+
+    Every field may be missing from an older or smaller file (None, or empty): a .keras file
+    with no JSON beside it has an empty record, which the loader completes from the model.
+    """
+
+    model: str | None = None  # the registered model name
+    task: str | None = None  # "face" or "pedestrian"; None in runs older than tasks (face)
+    image_size: list[int] | None = None  # [height, width]
+    class_names: list[str] | None = None
+    flags: dict = field(default_factory=dict)  # TrainConfig.to_dict() as trained (`config`)
+    versions: dict | None = None  # {"keras": ..., "tensorflow": ...}
+    data: dict | None = None  # images per split and class
+    distribute: dict | None = None  # the strategy, replicas, workers
+    phases: list[dict] | None = None  # [{name, trainable_blocks, learning_rate, last_epoch}]
+    epochs_done: int | None = None  # the commit: the last epoch whose files are all written
+    best_epoch: int | None = None
+    best_metric: dict | None = None  # {monitored name: its best value}
+    finished: bool = False  # training reached its end (all epochs, or early stopping)
+    threshold: float | None = None  # P(woman) deciding woman; None: THRESHOLD
+    threshold_source: str | None = None
+    uncertain_band: list[float] | None = None  # [LOW, HIGH] for --uncertain model
+    uncertain_band_source: str | None = None
+    adapt: dict | None = None  # an adapt run's own settings (gender.adapt.AdaptConfig)
+    adapted_from: dict | None = None  # {weights, task, threshold} of an adapt run's source
+    threshold_out_of_fold: float | None = None  # an adapt run's cross-validated threshold
+    averaged_models: int | None = None  # an adapt run's final fit and fold models, averaged
+    adapt_seconds: float | None = None  # set when an adapt run is complete
+    # a bundled average of two networks (gender.models.ensemble): the other one's
+    # {weights, model, image_size, threshold}
+    averaged_with: dict | None = None
+    extra: dict = field(default_factory=dict)  # every other key, kept as read
+
+    @classmethod
+    def from_dict(cls, values: object, path: str | Path) -> "RunRecord":
+        """The record of a JSON object read from `path`, checked (`check_info`)."""
+        values = dict(check_info(values, path))
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        record = cls(**{k: values.pop(k) for k in list(values) if k in known})
+        record.flags = dict(record.flags or {})
+        record.finished = bool(record.finished)
+        record.extra = values
+        return record
+
+    def to_dict(self) -> dict:
+        """The JSON object: the fields that have a value (finished only when true), then
+        `extra`."""
+        values = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("extra", "finished", "flags")
+        }
+        out = {k: v for k, v in values.items() if v is not None}
+        if self.flags:
+            out["flags"] = self.flags
+        if self.finished:
+            out["finished"] = True
+        return {**out, **self.extra}
+
+    def write(self, run_dir: str | Path, name: str = RUN_FILE) -> None:
+        """Write `run_dir/name` (run.json) atomically, keys sorted."""
+        from gender.atomic import write_text
+
+        write_text(Path(run_dir) / name, json_text(self.to_dict(), sort_keys=True))
+
+    @property
+    def decision_threshold(self) -> float:
+        """The stored threshold, else the default THRESHOLD (0.5)."""
+        return THRESHOLD if self.threshold is None else float(self.threshold)
+
+    @property
+    def task_name(self) -> str:
+        """'face' or 'pedestrian'; runs that do not say are face models."""
+        return self.task or self.flags.get("task") or "face"
+
+    def config(self) -> "TrainConfig":
+        """The training config of the run (old runs included): `run_config`."""
+        return run_config(self)
+
+
+def read_run_info(run_dir: str | Path, name: str = RUN_FILE) -> RunRecord:
+    """The record in run.json (or another info file `name`) of a run folder; an empty record
+    when there is none.
 
     Every field the toolkit uses is checked here (`check_info`), so a hand-edited or damaged
     file is one line naming the file and the field, never a silent wrong answer downstream.
     """
     path = Path(run_dir) / name
     if not path.is_file():
-        return {}
+        return RunRecord()
     return read_info_file(path)
 
 
-def read_info_file(path: str | Path) -> dict:
+def read_info_file(path: str | Path) -> RunRecord:
     """A model's JSON (run.json, a bundled model's <name>.json, an .export.json), checked."""
     path = Path(path)
     try:
@@ -99,7 +187,7 @@ def read_info_file(path: str | Path) -> dict:
         raise UserError(f"{path}: not valid JSON ({err})") from None
     except OSError as err:
         raise UserError(f"{path}: cannot be read ({err.strerror})") from None
-    return check_info(info, path)
+    return RunRecord.from_dict(info, path)
 
 
 def check_info(info: object, path: str | Path) -> dict:
@@ -249,14 +337,24 @@ def check_fields(flags: object, settings: type, key: str, bad: Callable[..., Use
 _KIND_WORDS = {float: "a finite number", int: "a whole number", str: "text", bool: "true or false"}
 
 
-def run_config(info: dict) -> TrainConfig:
-    """The training config of a run from its run.json dict (old runs included)."""
-    flags = dict(info.get("flags", {}))
-    flags.setdefault("task", info.get("task") or "face")
-    flags.setdefault("model", info.get("model") or TrainConfig.model)
+def run_config(record: RunRecord) -> TrainConfig:
+    """The training config of a run from its record (old runs included)."""
+    flags = dict(record.flags)
+    flags.setdefault("task", record.task or "face")
+    flags.setdefault("model", record.model or TrainConfig.model)
     return TrainConfig.from_dict(flags)
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     """`run_config` of the run.json in `run_dir`."""
     return run_config(read_run_info(Path(run_dir)))
+
+
+def config_from_flags(settings: type, args: object, **values: object) -> object:
+    """The dataclass `settings` (TrainConfig, adapt's AdaptConfig) from the parsed flags of the
+    same names; `values` override. Each field is read by its name, so a flag that is no setting
+    (--verbose, --devices) stays out without a list of exceptions; a setting that has no flag
+    (adapt's fixed recipe: batch size, views, ...) keeps its default."""
+    names = [f.name for f in dataclasses.fields(settings)]
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return settings(**{**given, **values})

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 from gender import CLASS_NAMES, UserError
 from gender.console import filtered_stderr, tensorflow_logs_shown
 from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
-from gender.runs import model_task
 from gender.tables import json_text
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
+
+    from gender.config import RunRecord
 
 # Quantization error (RMS, in int8 steps) above which a layer of the int8 export stays float32.
 INT8_FLOAT_ERROR = 0.5
@@ -46,13 +47,13 @@ def export_paths(weights: str | Path) -> dict[str, Path]:
     }
 
 
-def export_info(model: "keras.Model", info: dict) -> dict:
+def export_info(model: "keras.Model", info: "RunRecord") -> dict:
     """What a runtime needs to use an export without Keras: labels, input size and range, and
     the task (a pedestrian model must not look for faces when it runs without its run.json)."""
     return {
-        "model": info.get("model", model.name),
-        "task": model_task(info),
-        "class_names": list(info.get("class_names", CLASS_NAMES)),
+        "model": info.model or model.name,
+        "task": info.task_name,
+        "class_names": list(info.class_names or CLASS_NAMES),
         "image_size": list(model.input_shape[1:3]),
         "input": "RGB, (B, H, W, 3) float32 holding 0..255 pixel values (the model scales them)",
         "input_dtype": "float32",
@@ -60,9 +61,9 @@ def export_info(model: "keras.Model", info: dict) -> dict:
         "output": f"(B, 1) sigmoid P({CLASS_NAMES[1]})",
         "resize": "OpenCV INTER_AREA when shrinking, INTER_LINEAR when enlarging, no aspect kept",
         # the decision threshold on P(woman), when the bundle chose one (else 0.5)
-        **({"threshold": info["threshold"]} if "threshold" in info else {}),
+        **({"threshold": info.threshold} if info.threshold is not None else {}),
         # the --uncertain band it suggests (--uncertain model), chosen with the threshold
-        **({"uncertain_band": info["uncertain_band"]} if "uncertain_band" in info else {}),
+        **({"uncertain_band": info.uncertain_band} if info.uncertain_band is not None else {}),
     }
 
 
@@ -316,7 +317,7 @@ def export_all(
     }
 
 
-def _default_calibration(weights: Path, info: dict) -> list[str] | None:
+def _default_calibration(weights: Path, info: "RunRecord") -> list[str] | None:
     """What an int8 export calibrates on by default: the training folders the run recorded
     (their train/ parts) when they are all here, else the run's val.txt beside the weights.
 
@@ -324,7 +325,7 @@ def _default_calibration(weights: Path, info: dict) -> list[str] | None:
     model, 1,000 validation images cost 0.58 points on BFW val against float32, 1,000 training
     images 0.08-0.41 depending on the debugger's sample.
     """
-    folders = info.get("flags", {}).get("data") or []
+    folders = info.flags.get("data") or []
     if folders and all(Path(folder).is_dir() for folder in folders):
         return [str(folder) for folder in folders]
     table = weights.parent / "val.txt"
@@ -332,7 +333,7 @@ def _default_calibration(weights: Path, info: dict) -> list[str] | None:
 
 
 def _write_lite_export(
-    model, info: dict, source_name: str, paths: dict, calibration: list[str] | None = None
+    model, info: "RunRecord", source_name: str, paths: dict, calibration: list[str] | None = None
 ) -> None:
     """The .tflite and its .export.json (what the fast path reads) at `export_paths` `paths`,
     and the .int8.tflite calibrated on images of `calibration` when given."""
@@ -378,16 +379,16 @@ def bundle(
     """
     from gender import interrupt
     from gender.atomic import check_space, file_set
-    from gender.config import read_run_info, run_config
+    from gender.config import RunRecord, read_run_info
     from gender.runs import RUN_FILE
 
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
         raise UserError(f"{run_dir}: not a run folder (no {RUN_FILE})")
     info = read_run_info(run_dir)
-    if not info.get("task"):
+    if not info.task:
         raise UserError(f"{run_dir / RUN_FILE}: no 'task' (train with --task face|pedestrian)")
-    task = run_config(info).task
+    task = info.config().task
     source = {"bundled_from": str(run_dir)}
     if average_epochs:
         model = average_checkpoints(run_dir, info, average_epochs)
@@ -396,12 +397,13 @@ def bundle(
         model, _ = load_trained(run_dir)
     if average_with:
         model, source["averaged_with"] = _average_with(model, info, average_with)
-        info = {**info, "image_size": list(model.input_shape[1:3])}
+        source["image_size"] = list(model.input_shape[1:3])
+        info = RunRecord.from_dict({**info.to_dict(), **source}, run_dir / RUN_FILE)
     if threshold == "val":
         source.update(validation_threshold(model, info, run_dir, threshold_by_person))
     elif threshold is not None:
         source["threshold"] = float(threshold)
-    info = {**info, **source}
+    info = RunRecord.from_dict({**info.to_dict(), **source}, run_dir / RUN_FILE)
     out_dir = Path(out_dir)
     paths = {"keras": out_dir / f"{task}.keras", "json": out_dir / f"{task}.json"}
     exports = export_paths(paths["keras"])
@@ -413,7 +415,7 @@ def bundle(
     with file_set(lock=out_dir) as files:
         tmp = {kind: files.add(path) for kind, path in paths.items()}
         model.save(tmp["keras"])  # loaded with compile=False: no optimizer state to carry
-        Path(tmp["json"]).write_text(json_text(info), encoding="utf-8")
+        Path(tmp["json"]).write_text(json_text(info.to_dict()), encoding="utf-8")
         tmp_exports = {kind: files.add(exports[kind]) for kind in ("tflite", "json")}
         if calibration:
             tmp_exports["int8"] = files.add(exports["int8"])
@@ -424,25 +426,25 @@ def bundle(
     return {**written, "int8": exports["int8"]} if calibration else written
 
 
-def _average_with(model: "keras.Model", info: dict, other: str | Path) -> tuple:
+def _average_with(model: "keras.Model", info: "RunRecord", other: str | Path) -> tuple:
     """(the mean of `model` and the model at `other`, what the record says of `other`)."""
     from gender.models.ensemble import average_models
 
     other_path = resolve_weights(other)
     other_model, other_info = load_trained(other_path)
-    if model_task(other_info) != model_task(info):
+    if other_info.task_name != info.task_name:
         raise UserError(
-            f"{other_path}: a {model_task(other_info)} model; it cannot be averaged with a "
-            f"{model_task(info)} model"
+            f"{other_path}: a {other_info.task_name} model; it cannot be averaged with a "
+            f"{info.task_name} model"
         )
     if other_model.name == model.name:
         raise UserError(f"{other_path}: the same network ({model.name}) as the run; average two")
-    record = {
-        "weights": str(other_path),
-        "model": other_info.get("model"),
-        "image_size": other_info.get("image_size"),
-        **{key: other_info[key] for key in ("bundled_from", "threshold") if key in other_info},
-    }
+    record = {"weights": str(other_path), "model": other_info.model}
+    record["image_size"] = other_info.image_size
+    if "bundled_from" in other_info.extra:
+        record["bundled_from"] = other_info.extra["bundled_from"]
+    if other_info.threshold is not None:
+        record["threshold"] = other_info.threshold
     return average_models([model, other_model]), record
 
 
@@ -452,30 +454,31 @@ def _model_bytes(model: "keras.Model") -> int:
 
 
 def validation_threshold(
-    model: "keras.Model", info: dict, run_dir: Path, person_pattern: str | None = None
+    model: "keras.Model", info: "RunRecord", run_dir: Path, person_pattern: str | None = None
 ) -> dict:
     """{'threshold', 'threshold_source'}: equal error rates on the run's val.txt, per image or,
     with `person_pattern`, with every person weighing the same (a validation split cut from
     video can hold a few people in hundreds of frames: they would choose the threshold)."""
-    from gender.data import person_ids, read_truth_table
+    from gender.data import read_truth_table
+    from gender.evaluation import evaluate
     from gender.metrics import coverage_table, equal_error_threshold, person_weights
     from gender.predictor import Predictor
 
     table = run_dir / "val.txt"
     if not table.is_file():
         raise UserError(f"{table}: no validation table to choose --threshold val on")
-    samples = read_truth_table(table)
-    result = Predictor(model, info, "keras", run_dir / "best.keras").folder(samples, 64)
+    predictor = Predictor(model, info, "keras", run_dir / "best.keras")
+    result = evaluate(predictor, read_truth_table(table), persons=person_pattern, dataset=table)
+    labels, p_woman = result.samples.labels, result.p_woman
     weights, how = None, f"{len(result.samples)} images"
     if person_pattern:
-        persons = person_ids(result.samples.paths, person_pattern)
-        weights = person_weights(persons)
-        how += f", {len(set(persons))} persons weighing the same ({person_pattern})"
-    threshold = round(equal_error_threshold(result.samples.labels, result.p_woman, weights), 4)
+        weights = person_weights(result.persons)
+        how += f", {len(set(result.persons))} persons weighing the same ({person_pattern})"
+    threshold = round(equal_error_threshold(labels, p_woman, weights), 4)
     # the band that leaves the least sure 10% of the validation images unanswered: a suggestion
     # for --uncertain model (the answers stay "always" unless a user asks)
     share = 0.9
-    (row,) = coverage_table(result.samples.labels, result.p_woman, threshold, [share])
+    (row,) = coverage_table(labels, p_woman, threshold, [share])
     band = [round(row["band"][0], 4), round(row["band"][1], 4)] if row["band"] else None
     return {
         "threshold": threshold,
@@ -492,7 +495,9 @@ def validation_threshold(
     }
 
 
-def average_checkpoints(run_dir: str | Path, info: dict, epochs: Sequence[int]) -> "keras.Model":
+def average_checkpoints(
+    run_dir: str | Path, info: "RunRecord", epochs: Sequence[int]
+) -> "keras.Model":
     """One model whose weights are the mean of a run's epoch_NNN.keras checkpoints.
 
     Checkpoints of one phase of one run start from the same weights and stay in one basin, so
@@ -508,7 +513,7 @@ def average_checkpoints(run_dir: str | Path, info: dict, epochs: Sequence[int]) 
             raise UserError(f"{path}: no such checkpoint (was the run trained with --keep?)")
     # run.json's phases are in order, each ending at its last_epoch
     phase_of = {
-        e: next((p["name"] for p in info.get("phases", []) if e <= p["last_epoch"]), "no phase")
+        e: next((p["name"] for p in info.phases or [] if e <= p["last_epoch"]), "no phase")
         for e in epochs
     }
     if len(set(phase_of.values())) > 1:

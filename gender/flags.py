@@ -12,7 +12,7 @@ import sys
 import typing
 from collections.abc import Callable
 
-from gender import TASKS, __version__
+from gender import TASKS, UserError, __version__
 from gender.console import command, show_tensorflow_logs
 
 
@@ -124,7 +124,7 @@ def probability(text: str) -> float:
 
 def uncertain_band(text: str) -> "tuple[float, float] | str":
     """LOW:HIGH, 0 <= LOW < HIGH <= 1: the P(woman) band answered `uncertain` (--uncertain);
-    or "model": the band stored with the model (`gender.metrics.resolve_band`)."""
+    or "model": the band stored with the model (`resolve_band`)."""
     if text == "model":
         return text
     parts = text.split(":")
@@ -275,3 +275,30 @@ def tolerant_console() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+
+
+def resolve_band(
+    band: "tuple[float, float] | str | None",
+    stored: "typing.Sequence[float] | None",
+    threshold: float,
+) -> tuple[float, float] | None:
+    """The --uncertain band to use: as given, or with "model" the one `stored` with the model
+    (its JSON's uncertain_band); checked against the threshold."""
+    if band == "model":
+        if stored is None:
+            raise UserError(
+                f"--uncertain model: this model stores no band ({command('train')} bundle "
+                "--threshold val stores one); give LOW:HIGH"
+            )
+        band = tuple(stored)
+    check_band(band, threshold)
+    return band
+
+
+def check_band(band: tuple[float, float] | None, threshold: float) -> None:
+    """A band must hold the threshold: else one side of it would answer against the threshold."""
+    if band is not None and not band[0] <= threshold <= band[1]:
+        raise UserError(
+            f"--uncertain {band[0]:g}:{band[1]:g} does not hold the threshold {threshold:g}; "
+            "choose LOW at or below it and HIGH at or above it"
+        )

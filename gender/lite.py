@@ -8,11 +8,15 @@ second, and its XNNPACK kernels are faster than Keras predict on a few CPU cores
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gender import UserError
 from gender.console import command, filtered_stderr
+
+if TYPE_CHECKING:
+    from gender.config import RunRecord
 
 THREADS = min(4, os.cpu_count() or 1)
 # Images per interpreter call, whatever batch the caller asks for: small batches keep XNNPACK's
@@ -66,7 +70,7 @@ class LiteModel:
         threads: CPU threads for the interpreter (XNNPACK).
     """
 
-    def __init__(self, path: str | Path, info: dict, threads: int = THREADS) -> None:
+    def __init__(self, path: str | Path, info: "RunRecord", threads: int = THREADS) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
@@ -137,14 +141,14 @@ def load_lite(
     from gender.config import read_info_file
 
     info = read_info_file(meta)  # every field checked, one line naming the file and field
-    if "task" not in info:
+    if info.task is None:
         # exports written before the JSON carried the task: the run's own info file knows it,
         # and without it a pedestrian model would be taken for a face model (faces searched for)
-        info["task"] = export_task(meta)
+        info.task = export_task(meta)
     model = LiteModel(tflite, info, threads)
-    if list(model.input_shape[1:3]) != list(info["image_size"]):
+    if list(model.input_shape[1:3]) != list(info.image_size):
         raise UserError(
-            f"{tflite}: input is {model.input_shape[1:3]} but {meta.name} says {info['image_size']}"
+            f"{tflite}: input is {model.input_shape[1:3]} but {meta.name} says {info.image_size}"
         )
     return model, info
 
@@ -154,10 +158,10 @@ def export_task(meta: Path) -> str:
     was exported from (`<stem>.json` in weights/pretrained/, else the run folder's run.json);
     'face' when neither says."""
     from gender.config import read_run_info
-    from gender.runs import model_info_name, model_task
+    from gender.runs import model_info_name
 
     weights = meta.with_name(meta.name.removesuffix(".export.json") + ".keras")
-    return model_task(read_run_info(meta.parent, model_info_name(weights)))
+    return read_run_info(meta.parent, model_info_name(weights)).task_name
 
 
 def without_delegate_banner() -> contextlib.AbstractContextManager:

@@ -4,8 +4,9 @@ AP is scikit-learn's `average_precision_score`, computed here with numpy (the sa
 test compares; importing scikit-learn cost half a second of every evaluation): the step-wise
 (non-interpolated) area under the precision-recall curve. It is not Keras' `AUC(curve="PR")`,
 which interpolates. AP(woman) ranks images by p = P(woman); AP(man) by 1 - p; mAP is the mean
-of the two. The report's other outputs (face counts, the errors CSV, the confidence intervals,
-the coverage table) are computed here too, from the same numbers; `gender.report` draws them.
+of the two. The report's other parts (face counts, the confidence intervals, the coverage
+table, the threshold advice) are computed here too, from the same numbers. Numbers only: the
+words that present them are `gender.output`'s, the pictures `gender.report`'s.
 """
 
 from collections.abc import Sequence
@@ -13,15 +14,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from gender import CLASS_NAMES, UserError
-from gender.console import command
+from gender import CLASS_NAMES, THRESHOLD, UserError
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
     from gender.data import Samples
-
-THRESHOLD = 0.5
 
 
 class FaceCounts(Protocol):
@@ -109,46 +107,6 @@ def _nanmean(values: Sequence[float]) -> float:
     """The mean of the numbers that are not NaN; NaN (no warning) when none is."""
     kept = [v for v in values if v == v]
     return float(np.mean(kept)) if kept else float("nan")
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.2f}"
-
-
-def format_report(report: dict, title: str) -> str:
-    """The text report: accuracy, AP per class and mAP, then the confusion rates per true class."""
-    names = report["class_names"]
-    lines = [
-        "mAP report",
-        f"Evaluation dataset: {title}",
-        *([f"Model: {report['about']}"] if "about" in report else []),
-        f"{report['correct']} images correctly predicted among {report['n']} evaluation images",
-        f"accuracy(%): {_pct(report['accuracy'])}   balanced accuracy(%): "
-        f"{_pct(report['balanced_accuracy'])}",
-    ]
-    lines += [f"AP {name}(%): {_pct(report['ap'][name])}" for name in names]
-    lines += [f"mAP(%): {_pct(report['map'])}", ""]
-    for key, rate in report["confusion_rates"].items():
-        lines.append(f"{key:<16} {rate:.3f}" if rate == rate else f"{key:<16} n/a")
-    lines.append(
-        "(true==>answered: of the images of each true class, the share given each answer, so "
-        "each class's two rows add up to 1)"
-    )
-    lines += ["", f"{'class':<8}{'support':>9}{'error%':>9}{'precision':>11}{'recall':>9}{'F1':>8}"]
-    for name in names:
-        lines.append(
-            f"{name:<8}{report['support'][name]:>9}{_pct(report['error_rate'][name]):>9}"
-            f"{_pct(report['precision'][name]):>11}{_pct(report['recall'][name]):>9}"
-            f"{_pct(report['f1'][name]):>8}"
-        )
-    matrix = report["confusion_matrix"]
-    lines += [
-        "",
-        "confusion matrix (rows: true, columns: predicted)",
-        f"{'':<8}" + "".join(f"{name:>8}" for name in names),
-    ]
-    lines += [f"{name:<8}" + "".join(f"{v:>8}" for v in row) for name, row in zip(names, matrix)]
-    return "\n".join(lines)
 
 
 def equal_error_threshold(
@@ -262,43 +220,6 @@ def person_report(
     }
 
 
-def format_persons(report: dict) -> str:
-    """`person_report` as three lines under the per-image report."""
-    persons, errors, wrong = report["persons"], report["error_rate"], report["wrong_persons"]
-    return "\n".join(
-        [
-            "",
-            f"per person ({report['source']}): every person weighs the same, whatever their "
-            f"image count; persons " + ", ".join(f"{n} {persons[n]}" for n in CLASS_NAMES),
-            f"accuracy(%): {_pct(report['accuracy'])}   balanced accuracy(%): "
-            f"{_pct(report['balanced_accuracy'])}   error% "
-            + ", ".join(f"{n} {_pct(errors[n])}" for n in CLASS_NAMES),
-            "persons wrong on most of their images: "
-            + ", ".join(f"{n} {wrong[n]} of {persons[n]}" for n in CLASS_NAMES),
-        ]
-    )
-
-
-def format_groups(report: dict) -> str:
-    """The per-group table of `group_report`, one line per group, the worst named below it."""
-    head = "".join(f"{'n ' + n:>9}{'error% ' + n:>14}" for n in CLASS_NAMES)
-    lines = ["", f"{'group':<16}{'n':>6}{'accuracy%':>11}{'balanced%':>11}{head}"]
-    for group, part in report["groups"].items():
-        cells = "".join(
-            f"{part['support'][n]:>9}{_pct(part['error_rate'][n]):>14}" for n in CLASS_NAMES
-        )
-        lines.append(
-            f"{group:<16}{part['n']:>6}{_pct(part['accuracy']):>11}"
-            f"{_pct(part['balanced_accuracy']):>11}{cells}"
-        )
-    worst = report["worst"]
-    if worst:
-        lines.append(
-            f"worst group: {worst['group']} ({worst['class']} error {_pct(worst['error_rate'])}%)"
-        )
-    return "\n".join(lines)
-
-
 def face_report(
     samples: "Samples",
     p_woman: np.ndarray,
@@ -317,30 +238,6 @@ def face_report(
         "accuracy_no_face_wrong": float((correct & has_face).mean()),
         "no_face_paths": [path for path, face in zip(samples.paths, has_face) if not face],
     }
-
-
-def errors_csv(
-    samples: "Samples",
-    p_woman: np.ndarray,
-    threshold: float,
-    band: tuple[float, float] | None = None,
-) -> str:
-    """CSV text of the misclassified images, most wrong first: path, true and predicted class,
-    P(woman), the threshold and the margin |P(woman) - threshold| (how far past it the model
-    went: the largest margins are its most confident mistakes). Images left `uncertain` by
-    `band` are no mistakes and not listed."""
-    from gender.tables import csv_text
-
-    labels, p_woman = np.asarray(samples.labels, int), np.asarray(p_woman, float)
-    given = answers(p_woman, threshold, band)
-    wrong = np.flatnonzero((given != labels) & (given != UNCERTAIN_ANSWER))
-    margin = np.abs(p_woman - threshold)
-    rows = [
-        [samples.paths[i], CLASS_NAMES[labels[i]], CLASS_NAMES[given[i]],
-         f"{p_woman[i]:.4f}", f"{threshold:.4f}", f"{margin[i]:.4f}"]
-        for i in wrong[np.argsort(-margin[wrong], kind="mergesort")]
-    ]  # fmt: skip
-    return csv_text(["path", "true", "predicted", "p_woman", "threshold", "margin"], rows)
 
 
 # --- Answering only when sure, and how sure the figures are ----------------------------------
@@ -362,31 +259,6 @@ def answers(
     if band is not None:
         given[(p_woman > band[0]) & (p_woman < band[1])] = UNCERTAIN_ANSWER
     return given
-
-
-def resolve_band(
-    band: "tuple[float, float] | str | None", info: dict, threshold: float
-) -> tuple[float, float] | None:
-    """The --uncertain band to use: as given, or with "model" the one stored in the model's
-    JSON (`info`); checked against the threshold."""
-    if band == "model":
-        if "uncertain_band" not in info:
-            raise UserError(
-                f"--uncertain model: this model stores no band ({command('train')} bundle "
-                "--threshold val stores one); give LOW:HIGH"
-            )
-        band = tuple(info["uncertain_band"])
-    check_band(band, threshold)
-    return band
-
-
-def check_band(band: tuple[float, float] | None, threshold: float) -> None:
-    """A band must hold the threshold: else one side of it would answer against the threshold."""
-    if band is not None and not band[0] <= threshold <= band[1]:
-        raise UserError(
-            f"--uncertain {band[0]:g}:{band[1]:g} does not hold the threshold {threshold:g}; "
-            "choose LOW at or below it and HIGH at or above it"
-        )
 
 
 def uncertain_report(
@@ -414,22 +286,6 @@ def uncertain_report(
         "balanced_accuracy_answered": 1.0 - _nanmean(list(error_rate.values())),
         "error_rate_answered": error_rate,
     }
-
-
-def format_uncertain(report: dict) -> str:
-    """`uncertain_report` as two lines."""
-    low, high = report["band"]
-    errors = report["error_rate_answered"]
-    return "\n".join(
-        [
-            "",
-            f"uncertain when {low:g} < P(woman) < {high:g}: {report['unanswered']} image(s) "
-            f"unanswered ({_pct(report['unanswered_share'])}%), {report['answered']} answered",
-            f"on the answered: accuracy(%) {_pct(report['accuracy_answered'])}   balanced "
-            f"accuracy(%) {_pct(report['balanced_accuracy_answered'])}   error% "
-            + ", ".join(f"{n} {_pct(errors[n])}" for n in CLASS_NAMES),
-        ]
-    )
 
 
 def coverage_table(
@@ -467,19 +323,6 @@ def coverage_table(
     return rows
 
 
-def format_coverage(rows: list[dict]) -> str:
-    """The coverage table as text: how accuracy grows as the model answers less."""
-    lines = ["", "answering only the surest share (distance of P(woman) from the threshold)"]
-    lines.append(f"{'share':>7}{'answered':>10}{'accuracy%':>11}   uncertain band")
-    for row in rows:
-        band = row["band"]
-        text = "none" if band is None else f"{band[0]:.3f}:{band[1]:.3f}"
-        lines.append(
-            f"{100 * row['share']:>6.0f}%{row['answered']:>10}{_pct(row['accuracy']):>11}   {text}"
-        )
-    return "\n".join(lines)
-
-
 def threshold_sweep(
     labels: "ArrayLike", p_woman: "ArrayLike", thresholds: "ArrayLike | None" = None
 ) -> dict:
@@ -507,23 +350,6 @@ def threshold_advice(labels: "ArrayLike", p_woman: "ArrayLike", threshold: float
         "accuracy_at_equal_error": then["accuracy"],
         "balanced_accuracy_at_equal_error": then["balanced_accuracy"],
     }
-
-
-def advice_sentence(advice: dict, threshold: float) -> str:
-    """One sentence: what the equal-error threshold would change on this set."""
-    now, then = advice["error_rate_now"], advice["error_rate_at_equal_error"]
-    eer = advice["equal_error_threshold"]
-    if abs(eer - threshold) < 5e-4:
-        return f"The threshold {threshold:.3f} already gives both classes about equal error rates."
-    return (
-        f"At the equal-error threshold {eer:.3f} (now {threshold:.3f}) the error rates would be "
-        + ", ".join(f"{n} {_pct(then[n])}%" for n in CLASS_NAMES)
-        + " (now "
-        + ", ".join(f"{n} {_pct(now[n])}%" for n in CLASS_NAMES)
-        + f") and accuracy {_pct(advice['accuracy_at_equal_error'])}% (now "
-        f"{_pct(advice['accuracy_now'])}%). Chosen on this set itself, it flatters it: choose "
-        f"it on a validation split ({command('train')} bundle --threshold val)."
-    )
 
 
 def pr_curve(is_positive: "ArrayLike", scores: "ArrayLike") -> tuple[np.ndarray, np.ndarray]:
@@ -636,21 +462,3 @@ def _ap_from_counts(true_positives: np.ndarray, seen: np.ndarray) -> np.ndarray:
     precision = np.where(seen > 0, true_positives / np.maximum(seen, 1), 0.0)
     recall = true_positives / true_positives[:, -1:]
     return np.sum(np.diff(recall, prepend=0.0, axis=1) * precision, axis=1)
-
-
-def format_intervals(report: dict, intervals: dict) -> str:
-    """The headline figures with their intervals, one line each."""
-    unit = intervals["unit"]
-    head = f"{round(100 * intervals['confidence'])}% confidence intervals (bootstrap over {unit})"
-    lines = ["", head]
-    rows = [
-        ("accuracy", report["accuracy"], intervals["accuracy"]),
-        ("balanced accuracy", report["balanced_accuracy"], intervals["balanced_accuracy"]),
-        ("mAP", report["map"], intervals["map"]),
-    ]
-    rows += [
-        (f"error {n}", report["error_rate"][n], intervals["error_rate"][n]) for n in CLASS_NAMES
-    ]
-    for name, value, (low, high) in rows:
-        lines.append(f"{name + '(%)':<22}{_pct(value):>7}   [{_pct(low)}, {_pct(high)}]")
-    return "\n".join(lines)

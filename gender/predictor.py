@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from gender import CLASS_NAMES, UserError, lite
+from gender.config import RunRecord, read_run_info
 from gender.console import Progress, command
 from gender.data import Samples, decode_images
 from gender.faces import CropSummary, Face, face_crops
 from gender.metrics import THRESHOLD
 from gender.models.ensemble import members as ensemble_members
-from gender.runs import model_task, require_face_model
+from gender.runs import model_info_name
 
 if TYPE_CHECKING:
     import keras
@@ -175,17 +176,15 @@ def clone_copy(path: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
+def load_trained(weights: str | Path) -> tuple["keras.Model", RunRecord]:
     """Load a model saved by the trainer with Keras.
 
     Accepts a .keras file, a run folder, or a .weights.h5 file with run.json beside it.
 
     Returns:
-        (model, info): info is the run.json dict, with at least 'model' and 'image_size'.
+        (model, info): info is the run's record (run.json), with at least its model and
+        image size (from the model itself when no JSON is beside it).
     """
-    from gender.config import read_run_info
-    from gender.runs import model_info_name
-
     path = resolve_weights(weights)
     if not path.exists():  # resolved through its LiteRT export alone
         raise UserError(lite_only_message(path))
@@ -198,13 +197,13 @@ def load_trained(weights: str | Path) -> tuple["keras.Model", dict]:
         raise UserError(f"{path}: expected a .keras model (or .weights.h5 with run.json)")
     check_gender_model(path, model)
     input_size = tuple(model.input_shape[1:3])
-    if info.get("image_size") and tuple(info["image_size"]) != input_size:
+    if info.image_size and tuple(info.image_size) != input_size:
         raise UserError(
-            f"{path}: model input is {input_size} but run.json says {tuple(info['image_size'])}"
+            f"{path}: model input is {input_size} but run.json says {tuple(info.image_size)}"
         )
-    info.setdefault("image_size", list(input_size))
-    info.setdefault("model", model.name)
-    info.setdefault("class_names", list(CLASS_NAMES))
+    info.image_size = info.image_size or list(input_size)
+    info.model = info.model or model.name
+    info.class_names = info.class_names or list(CLASS_NAMES)
     return model, info
 
 
@@ -267,25 +266,25 @@ def check_gender_model(path: str | Path, model: "keras.Model") -> None:
             )
 
 
-def _build_and_load_weights(path: Path, info: dict):
+def _build_and_load_weights(path: Path, info: RunRecord):
     from gender.models import create_model
 
-    if not info.get("model"):
+    if not info.model:
         raise UserError(f"{path}: a .weights.h5 file needs the run.json of its run beside it")
-    model = create_model(info["model"], image_size=info["image_size"])
+    model = create_model(info.model, image_size=info.image_size)
     try:
         model.load_weights(path)
     except Exception as err:
         reason = str(err).strip().splitlines()[0][:120]
         raise UserError(
-            f"{path}: weights do not fit model {info['model']} at {info['image_size']} ({reason})"
+            f"{path}: weights do not fit model {info.model} at {info.image_size} ({reason})"
         ) from None
     return model
 
 
-def check_image_size(info: dict, requested: Sequence[int] | None) -> tuple[int, int]:
+def check_image_size(info: RunRecord, requested: Sequence[int] | None) -> tuple[int, int]:
     """The model's input size; a different --image-size is an error, not a silent resize."""
-    size = tuple(info["image_size"])
+    size = tuple(info.image_size)
     if requested is not None and tuple(requested) != size:
         raise UserError(
             f"--image-size {requested[0]}x{requested[1]}: this model was trained at "
@@ -296,7 +295,7 @@ def check_image_size(info: dict, requested: Sequence[int] | None) -> tuple[int, 
 
 def load_backend(
     weights: str | Path, backend: str = "auto", threads: int | None = None
-) -> tuple[Backend, dict, str]:
+) -> tuple[Backend, RunRecord, str]:
     """(model, info, backend name) for prediction.
 
     Args:
@@ -357,7 +356,7 @@ class Predictor:
     def __init__(
         self,
         model: Backend,
-        info: dict,
+        info: RunRecord,
         backend: str,
         weights: str | Path,
         size: Sequence[int] | None = None,
@@ -368,12 +367,13 @@ class Predictor:
         # smallest face side sought, in pixels; None: a tenth of each photo's shorter side
         self.min_face = min_face
         self.size = check_image_size(info, size)
-        self.task = model_task(info)
+        self.task = info.task_name
         # P(woman) at or above which the answer is woman: 0.5 unless the bundle chose one on its
         # validation split (gender_train.py bundle --threshold val: equal error rates there).
-        self.threshold = float(info.get("threshold", THRESHOLD))
+        self.threshold = info.decision_threshold
         # said beside the threshold wherever it is shown: a stored 0.447 must not read as a bug
-        self.threshold_source = "stored with the model" if "threshold" in info else "default"
+        stored = info.threshold is not None
+        self.threshold_source = "stored with the model" if stored else "default"
         # Photos are searched with the LiteRT detector when the model runs under LiteRT (no
         # TensorFlow at all); under Keras TensorFlow is loaded anyway and the package runs.
         self.fast_detector = backend in ("lite", "int8")
@@ -404,9 +404,9 @@ class Predictor:
         """
         path = resolve_weights(weights or default_weights(task or "face"))
         model, info, name = load_backend(path, backend, threads)
-        if task and model_task(info) != task:
+        if task and info.task_name != task:
             raise UserError(
-                f"--task {task}: {path} is a {model_task(info)} model (its "
+                f"--task {task}: {path} is a {info.task_name} model (its "
                 f"{'run info' if name == 'keras' else 'export JSON'} says so); leave --task out "
                 f"or give a {task} model"
             )
@@ -497,13 +497,18 @@ class Predictor:
         rgb = read_image(path)
         return PhotoResult(str(path), rgb, self.faces(rgb, batch_size))
 
+    def require_face_model(self) -> None:
+        """--detect-faces is for face models: a pedestrian model sees whole bodies."""
+        if self.task != "face":
+            raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")
+
     def wants_detection(self, inputs: Sequence, detect_faces: bool, no_detect: bool) -> bool:
         """Whether inputs are searched for faces: photos of a face model by default; folders
         are usually crops, so only on request; never for a pedestrian model."""
         if no_detect:
             return False
         if detect_faces:
-            require_face_model(self.info)
+            self.require_face_model()
         if self.task != "face":
             return False
         return detect_faces or not any(Path(item).is_dir() for item in inputs)
@@ -526,7 +531,7 @@ class Predictor:
                 it is (`gender.console.Progress`); False keeps stderr quiet.
         """
         if detect:
-            require_face_model(self.info)
+            self.require_face_model()
             return self._classify_faces(samples, batch_size)
         p_woman, kept = self._classify_chunks(samples, batch_size, skip_bad, progress)
         return FolderResult(kept, p_woman, len(samples) - len(kept), threshold=self.threshold)

@@ -483,8 +483,8 @@ def predict_collection(inputs: Sequence[str], weights: str | None, args: argpars
     """
     from gender import interrupt
     from gender.atomic import check_outputs
+    from gender.flags import resolve_band
     from gender.images import parse_image_size
-    from gender.metrics import resolve_band
     from gender.predictor import Predictor
 
     check_ray_flags(args)
@@ -501,7 +501,7 @@ def predict_collection(inputs: Sequence[str], weights: str | None, args: argpars
     )
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)
-    band = resolve_band(args.uncertain, predictor.info, predictor.threshold)
+    band = resolve_band(args.uncertain, predictor.info.uncertain_band, predictor.threshold)
     out = RowFile(args.csv)
     todo = [path for path in dict.fromkeys(paths) if path not in out.done]
     print(f"predicting with {predictor.describe()}, on Ray", file=sys.stderr)

@@ -8,7 +8,8 @@ import keras
 
 from gender import UserError, interrupt
 from gender.atomic import atomic_path
-from gender.runs import link_over, run_kept, write_history, write_run_info
+from gender.config import RunRecord
+from gender.runs import link_over, run_kept, write_history
 
 
 def versions() -> dict[str, str]:
@@ -22,7 +23,8 @@ class RunRecorder(keras.callbacks.Callback):
 
     Args:
         run_dir: the run folder.
-        info: the run.json dict; updated with epochs_done, best_epoch and best metric.
+        record: the run's record (run.json); updated with epochs_done, best_epoch and best
+            metric, and written at each epoch's end.
         monitor: the logged metric that picks best.keras (lower is better).
         keep: how many epoch_NNN.keras files to keep (0 = all).
         history: rows of earlier epochs when resuming.
@@ -33,7 +35,7 @@ class RunRecorder(keras.callbacks.Callback):
     def __init__(
         self,
         run_dir: str | Path,
-        info: dict,
+        record: RunRecord,
         monitor: str,
         keep: int = 0,
         history: list[dict] | None = None,
@@ -41,7 +43,7 @@ class RunRecorder(keras.callbacks.Callback):
     ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.info = info
+        self.record = record
         self.monitor = monitor
         self.keep = keep
         self.history = list(history or [])
@@ -83,12 +85,12 @@ class RunRecorder(keras.callbacks.Callback):
         if score is not None and score < self.best:
             self.best = score
             link_over(checkpoint, self.run_dir / "best.keras")
-            self.info.update(best_epoch=number, best_metric={self.monitor: score})
-        switches = [phase["last_epoch"] for phase in self.info.get("phases", [])[:-1]]
-        best = self.info.get("best_epoch")
+            self.record.best_epoch, self.record.best_metric = number, {self.monitor: score}
+        switches = [phase["last_epoch"] for phase in (self.record.phases or [])[:-1]]
+        best = self.record.best_epoch
         plot_curves(self.history, self.run_dir / "curves.png", best, switches, self.monitor)
-        self.info["epochs_done"] = number
-        write_run_info(self.run_dir, self.info)
+        self.record.epochs_done = number
+        self.record.write(self.run_dir)
         if self.announce:
             interrupt.keep(run_kept(self.run_dir, number))
         self._rotate(number)  # after the commit: the committed epoch's checkpoint always exists

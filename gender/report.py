@@ -2,7 +2,7 @@
 
 The page is self-contained: every picture is a data: URI, the styles are inline and nothing is
 loaded from the network, so it opens from a file:// path, a mail attachment or an archive. Its
-numbers are the evaluation's JSON (`gender.metrics.evaluate` and friends, as `--json` writes
+numbers are the evaluation's JSON (`gender.evaluation.Evaluation.report`, as `--json` writes
 it): the whole dict is embedded in a <script type="application/json" id="report-data"> block,
 and every figure shown carries the key it came from (`data-key`, `data-value`), so a test can
 check the page says what the JSON says.
@@ -14,7 +14,9 @@ import base64
 import html
 import io
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +28,7 @@ from gender.tables import script_json
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from gender.data import Samples
+    from gender.evaluation import Evaluation
 
 
 def plain_figure(**kwargs: object) -> "Figure":
@@ -555,27 +557,9 @@ def gallery_indices(
     return wrong, unsure
 
 
-CSS = """
-body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
-h1{font-size:1.7em;margin-bottom:.1em} h2{font-size:1.2em;border-bottom:1px solid #ccc;
-margin-top:1.6em} .subtitle{color:#555;margin-top:0}
-.summary{background:#f5f8fc;border:1px solid #d5e0ee;border-radius:6px;padding:.8em 1em}
-.cards{display:flex;flex-wrap:wrap;gap:.8em} .card{background:#fff;border:1px solid #d5e0ee;
-border-radius:6px;padding:.4em .9em;min-width:150px} .card .big{font-size:1.6em;font-weight:bold}
-.card .label{color:#555;font-size:.9em} .card .range{color:#777;font-size:.8em}
-.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start} .row>div{flex:1 1 420px}
-table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;
-text-align:right} th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}
-img.plot{max-width:100%;height:auto;display:block;margin:.5em 0}
-.gallery{display:flex;flex-wrap:wrap;gap:6px}
-figure{margin:0;width:132px;font-size:11px;border:1px solid #ddd;padding:3px;background:#fafafa}
-figure img{max-width:126px;max-height:140px;display:block;margin:auto}
-figure.wide{width:260px} figure.wide img{max-width:254px;max-height:260px}
-.name{display:inline-block;max-width:126px;overflow:hidden;text-overflow:ellipsis;
-white-space:nowrap} .missing{height:60px;color:#999}
-.note{color:#555;font-size:.9em} table.setting td{text-align:left}
-dt{font-weight:bold;margin-top:.4em}
-"""
+# The page's markup and styles, with a $name for each part made here (string.Template: the
+# parts are HTML already, escaped where they hold data). Package data: an installed copy has it.
+PAGE = Template(resources.files("gender").joinpath("report_page.html").read_text("utf-8"))
 
 
 def build_page(
@@ -587,235 +571,132 @@ def build_page(
     band: tuple[float, float] | None = None,
     explain_note: str = "",
 ) -> str:
-    """The whole HTML page of one evaluation, as text.
+    """The whole HTML page of one evaluation, as text (`report_page.html` filled in).
 
     Args:
         report: the evaluation's JSON dict (`--json`), with `intervals`, `coverage`,
-            `threshold_sweep` and `threshold_advice` filled in (`gender.cli.evaluate`).
+            `threshold_sweep` and `threshold_advice` filled in (`gender.evaluation`).
         labels, p_woman, paths: one entry per image evaluated, for the curves and galleries.
         explained: (path, Grad-CAM overlay RGB, the Keras model's P(woman)) of the first
             mistakes.
         band: the --uncertain band, if any.
         explain_note: which model the Grad-CAM overlays come from.
     """
-    from gender.metrics import advice_sentence
+    from gender.output import advice_sentence
 
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
-    threshold = report["threshold"]
-    setting = report.get("setting", {})
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width">',
-        f"<title>{esc(page_title(report))}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>{esc(data_name(report['dataset']))}</h1>",
-        f'<p class="subtitle">{esc(page_title(report, subtitle=True))}</p>',
-        _summary(report),
-        '<div class="row"><div>',
-        "<h2>What was evaluated</h2>",
-    ]
-    counts = ", ".join(f"{n} {report['support'][n]:,}" for n in CLASS_NAMES)
-    model_name = setting.get("model_name") or report["weights"]  # "bundled face model" or a path
-    rows = [
-        ["data", f"<code>{esc(report['dataset'])}</code>"],
-        [
-            "images",
-            f"{_value('n', report['n'], format(report['n'], ','))} ({counts})"
-            + (
-                f"; {report['skipped_unreadable']} unreadable, left out"
-                if report.get("skipped_unreadable")
-                else ""
-            ),
-        ],  # fmt: skip
-        ["model", f"{esc(report['model'])}: <code>{esc(model_name)}</code>"],
-        ["task", esc(str(setting.get("task", "")))],
-        [
-            "threshold",
-            _value("threshold", threshold, f"{threshold:.3f}")
-            + f" ({esc(str(setting.get('threshold_source', '')))})",
-        ],  # fmt: skip
-        ["backend", esc(str(report.get("backend", "")))],
-        ["date", esc(str(setting.get("date", "")))],
-    ]
-    if setting.get("detect_faces"):
-        rows.append(["faces", "each image's largest detected face (none found: the whole image)"])
-    body = "".join(f"<tr><th>{key}</th><td>{value}</td></tr>" for key, value in rows)
-    parts.append(f'<table class="setting">{body}</table>')
-    parts += ["</div><div>", "<h2>Headline figures</h2>", _headline(report), "</div></div>"]
+    threshold, name = report["threshold"], data_name(report["dataset"])
     uncertain = report.get("uncertain")
-    if uncertain:
-        parts.append(_uncertain_paragraph(uncertain))
-    parts += [
-        "<h2>Confusion matrix</h2>",
-        '<div class="row"><div>',
-        '<p class="note">Rows: the true class; columns: the answer. Each cell: the count and its '
-        "share of the row's class.</p>",
-        _confusion_table(report),
-        "</div><div>",
-        _image(_styled(confusion_figure, report, data_name(report["dataset"])), "confusion matrix"),
-        "</div></div>",
-        "<h2>Threshold</h2>",
-        f"<p>{esc(advice_sentence(report['threshold_advice'], threshold))}</p>",
-        _image(_styled(sweep_figure, report), "error rates against the threshold"),
-        "<h2>Precision-recall and ROC</h2>",
-        '<p class="note">The dots are the model\'s answers at its threshold; the curves are every '
-        "other threshold.</p>",
-        _image(_styled(pr_roc_figure, report, labels, p_woman), "precision-recall and ROC curves"),
-        "<h2>Answering only when sure</h2>",
-        '<p class="note">Accuracy if the model answered only its surest share of these images '
-        "(ranked by the distance of P(woman) from the threshold) and said <i>uncertain</i> for "
-        "the rest. The band is the <code>--uncertain LOW:HIGH</code> that does it on this set.</p>",
-        '<div class="row"><div>',
-        _coverage_table(report["coverage"]),
-        "</div><div>",
-        _image(
+    galleries = Galleries(labels, p_woman, paths, threshold, band)
+    return PAGE.substitute(
+        title=html.escape(page_title(report)),
+        heading=html.escape(name),
+        subtitle=html.escape(page_title(report, subtitle=True)),
+        summary=_summary(report),
+        setting=_setting_rows(report),
+        headline=_headline(report),
+        uncertain=_uncertain_paragraph(uncertain) + "\n" if uncertain else "",
+        confusion_table=_confusion_table(report),
+        confusion_plot=_image(_styled(confusion_figure, report, name), "confusion matrix"),
+        advice=html.escape(advice_sentence(report["threshold_advice"], threshold)),
+        sweep_plot=_image(_styled(sweep_figure, report), "error rates against the threshold"),
+        pr_roc_plot=_image(
+            _styled(pr_roc_figure, report, labels, p_woman), "precision-recall and ROC curves"
+        ),  # fmt: skip
+        coverage_table=_coverage_table(report["coverage"]),
+        coverage_plot=_image(
             _styled(coverage_figure, report["coverage"], labels, p_woman, threshold),
             "accuracy against coverage",
         ),  # fmt: skip
-        "</div></div>",
-        _groups_section(report),
-    ]
-    wrong, unsure = gallery_indices(labels, p_woman, threshold, band)
-    given = answers(p_woman, threshold, band)
-    names = {0: CLASS_NAMES[0], 1: CLASS_NAMES[1], UNCERTAIN_ANSWER: "uncertain"}
-
-    def gallery_of(indices) -> str:
-        """Thumbnails of these images, each captioned with its name, truth and answer."""
-        return _gallery(
-            [
-                (
-                    thumbnail(paths[i]),
-                    _caption(paths[i], labels[i], p_woman[i], names[given[i]]),
-                    "",
-                )
-                for i in indices
-            ]
-        )
-
-    total_wrong = int(np.sum((given != labels) & (given != UNCERTAIN_ANSWER)))
-    parts.append(f"<h2>Mistakes, most confident first ({len(wrong)} of {total_wrong})</h2>")
-    parts.append(
-        '<p class="note">The model was surest of these and wrong. Look at them first: on a '
-        "public set many are labelling errors (then the error rate overstates the model's), "
-        "the rest show what it cannot handle yet.</p>"
+        groups=_groups_section(report),
+        mistakes_shown=len(galleries.wrong),
+        mistakes_total=galleries.total_wrong,
+        mistakes=galleries.of(galleries.wrong) if len(galleries.wrong) else "<p>None.</p>",
+        unsure_shown=len(galleries.unsure),
+        unsure=galleries.of(galleries.unsure),
+        explained=galleries.explained(explained, explain_note),
+        glossary="\n".join(
+            f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}</dd>" for term, text in GLOSSARY
+        ),
+        # the numbers as --json writes them (strict: undefined is null); no name in them can
+        # close the script element or open an HTML comment in it
+        data=script_json(report),
     )
-    parts.append(gallery_of(wrong) if len(wrong) else "<p>None.</p>")
-    parts.append(f"<h2>The least sure answers ({len(unsure)} nearest the threshold)</h2>")
-    parts.append(gallery_of(unsure))
-    if explained:
-        parts.append(f"<h2>Why: Grad-CAM of the first {len(explained)} mistakes</h2>")
-        parts.append(
+
+
+def _setting_rows(report: dict) -> str:
+    """The rows of the "What was evaluated" table: data, images, model, task, threshold, ..."""
+    esc = html.escape
+    setting = report.get("setting", {})
+    counts = ", ".join(f"{n} {report['support'][n]:,}" for n in CLASS_NAMES)
+    unreadable = report.get("skipped_unreadable")
+    model_name = setting.get("model_name") or report["weights"]  # "bundled face model" or a path
+    threshold = report["threshold"]
+    rows = [
+        ["data", f"<code>{esc(report['dataset'])}</code>"],
+        ["images", f"{_value('n', report['n'], format(report['n'], ','))} ({counts})"
+                   + (f"; {unreadable} unreadable, left out" if unreadable else "")],
+        ["model", f"{esc(report['model'])}: <code>{esc(model_name)}</code>"],
+        ["task", esc(str(setting.get("task", "")))],
+        ["threshold", _value("threshold", threshold, f"{threshold:.3f}")
+                      + f" ({esc(str(setting.get('threshold_source', '')))})"],
+        ["backend", esc(str(report.get("backend", "")))],
+        ["date", esc(str(setting.get("date", "")))],
+    ]  # fmt: skip
+    if setting.get("detect_faces"):
+        rows.append(["faces", "each image's largest detected face (none found: the whole image)"])
+    return "".join(f"<tr><th>{key}</th><td>{value}</td></tr>" for key, value in rows)
+
+
+class Galleries:
+    """The page's thumbnails: the mistakes (most confident first), the answers nearest the
+    threshold, and the Grad-CAM overlays of the first mistakes."""
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        p_woman: np.ndarray,
+        paths: Sequence[str],
+        threshold: float,
+        band: tuple[float, float] | None,
+    ) -> None:
+        self.labels, self.p_woman, self.paths = labels, p_woman, paths
+        self.wrong, self.unsure = gallery_indices(labels, p_woman, threshold, band)
+        self.given = answers(p_woman, threshold, band)
+        self.total_wrong = int(np.sum((self.given != labels) & (self.given != UNCERTAIN_ANSWER)))
+
+    def caption(self, i: int) -> str:
+        """Image `i`'s name, truth and answer."""
+        names = {0: CLASS_NAMES[0], 1: CLASS_NAMES[1], UNCERTAIN_ANSWER: "uncertain"}
+        return _caption(self.paths[i], self.labels[i], self.p_woman[i], names[self.given[i]])
+
+    def of(self, indices: Sequence[int]) -> str:
+        """Thumbnails of these images, each captioned."""
+        return _gallery([(thumbnail(self.paths[i]), self.caption(i), "") for i in indices])
+
+    def explained(self, explained: Sequence[tuple[str, np.ndarray, float]], note: str) -> str:
+        """The Grad-CAM section (ending in a newline), or "" without overlays."""
+        if not explained:
+            return ""
+        shown = {path: i for i, path in enumerate(self.paths)}
+        items = [
+            (_jpeg_uri(rgb, 240), f"{self.caption(shown[path])}; Keras {keras_p:.3f}", "wide")
+            for path, rgb, keras_p in explained
+        ]
+        return (
+            f"<h2>Why: Grad-CAM of the first {len(explained)} mistakes</h2>\n"
             '<p class="note">Colour scale from blue (no evidence) to red: the regions that '
-            f"pushed the model most towards its (wrong) answer. {esc(explain_note)}</p>"
+            f"pushed the model most towards its (wrong) answer. {html.escape(note)}</p>\n"
+            f"{_gallery(items)}\n"
         )
-        shown = {path: i for i, path in enumerate(paths)}
-        items = []
-        for path, rgb, keras_p in explained:
-            i = shown[path]
-            caption = _caption(path, labels[i], p_woman[i], names[given[i]])
-            items.append((_jpeg_uri(rgb, 240), f"{caption}; Keras {keras_p:.3f}", "wide"))
-        parts.append(_gallery(items))
-    parts.append("<h2>Glossary</h2><dl>")
-    parts += [f"<dt>{esc(term)}</dt><dd>{esc(text)}</dd>" for term, text in GLOSSARY]
-    parts.append("</dl>")
-    # the numbers as --json writes them (strict: undefined is null); no name in them can close
-    # the script element or open an HTML comment in it
-    data = script_json(report)
-    parts.append(f'<script type="application/json" id="report-data">{data}</script>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
 
 
-def figures(
-    labels: "np.ndarray | Sequence[int]",
-    p_woman: "np.ndarray | Sequence[float]",
-    threshold: float,
-    persons: Sequence[str] | None = None,
-    band: tuple[float, float] | None = None,
-) -> dict:
-    """Every figure the text, the JSON and the page show for one evaluation (one function for
-    gender_mAP.py and the end of training): `gender.metrics.evaluate`'s dict with the 95%
-    intervals (over `persons` when given), the coverage rows, the threshold advice and sweep,
-    and with `band` the figures on the answered images."""
-    from gender.metrics import (
-        bootstrap_intervals,
-        coverage_table,
-        evaluate,
-        threshold_advice,
-        threshold_sweep,
-        uncertain_report,
-    )
-
-    report = evaluate(labels, p_woman, threshold)
-    report["intervals"] = bootstrap_intervals(labels, p_woman, threshold, persons)
-    report["coverage"] = coverage_table(labels, p_woman, threshold)
-    report["threshold_advice"] = threshold_advice(labels, p_woman, threshold)
-    report["threshold_sweep"] = threshold_sweep(labels, p_woman)
-    if band is not None:
-        report["uncertain"] = uncertain_report(labels, p_woman, threshold, band)
-    return report
-
-
-def run_page(
-    run_dir: Path, val_set: "Samples | None", val_x: "np.ndarray | None", info: dict
-) -> Path | None:
-    """report.html in a run folder at the end of training: best.keras on the validation split.
-
-    Args:
-        val_set: the validation Samples (None: no page); val_x: their decoded images when the
-            trainer holds them (else the files are read again).
-    """
-    from datetime import datetime, timezone
-
-    from gender import UserError
-    from gender.data import person_ids, read_truth_table
-    from gender.metrics import person_report
-    from gender.predictor import Predictor
-
-    if not val_set or not (run_dir / "best.keras").exists():
-        return None
-    predictor = Predictor.load(run_dir / "best.keras", backend="keras")
-    if val_x is not None:
-        p_woman = np.concatenate(
-            [predictor.classify(np.asarray(val_x[k : k + 512])) for k in range(0, len(val_x), 512)]
-        )
-        samples = val_set
-    else:  # streamed from packed shards: the images of the val.txt copied beside them, if any
-        if not (run_dir / "val.txt").is_file():
-            return None
-        try:
-            result = predictor.folder(read_truth_table(run_dir / "val.txt"), progress=False)
-        except UserError as err:
-            print(f"no report.html: the validation images cannot be read ({err})")
-            return None
-        samples, p_woman = result.samples, result.p_woman
-    pattern = info.get("flags", {}).get("by_person")
-    persons = person_ids(samples.paths, pattern) if pattern else None
-    report = figures(samples.labels, p_woman, predictor.threshold, persons)
-    report.update(
-        dataset=str(run_dir / "val.txt"),
-        weights=str(run_dir / "best.keras"),
-        model=info["model"],
-        image_size=list(predictor.size),
-        backend=predictor.backend_name,
-        threshold_source=predictor.threshold_source,
-        about=predictor.describe(),
-        skipped_unreadable=len(val_set) - len(samples) if val_x is not None else result.skipped,
-        setting={
-            "task": predictor.task,
-            "model_name": predictor.model_name,
-            "threshold_source": predictor.threshold_source,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "epoch": info.get("best_epoch"),
-        },
-    )
-    if persons is not None:
-        report["by_person"] = person_report(samples.labels, p_woman, persons, predictor.threshold)
-        report["by_person"]["source"] = pattern
+def run_page(run_dir: Path, evaluation: "Evaluation") -> Path:
+    """report.html in a run folder at the end of training: the page of best.keras on the
+    validation split (`gender.evaluation.evaluate_run`)."""
     path = run_dir / "report.html"
-    write_page(path, report, samples.labels, p_woman, samples.paths)
+    samples = evaluation.samples
+    write_page(path, evaluation.report, samples.labels, evaluation.p_woman, samples.paths)
     return path
 
 

@@ -6,8 +6,9 @@ last.keras, history.csv (one row per epoch), curves.png (loss and accuracy, trai
 flags, versions, best epoch). Every file is written atomically, so an interrupted run leaves the
 previous complete version of each, and `resume` can continue from last.keras.
 
-This module reads and writes the run files only (no Keras): the callback that writes them during
-training is `gender.recorder.RunRecorder`.
+This module names, lists and repairs the run files (no Keras); run.json itself is read and written
+as a `gender.config.RunRecord`, and the callback that writes the files during training is
+`gender.recorder.RunRecorder`.
 """
 
 import csv
@@ -18,6 +19,7 @@ import re
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from gender import UserError
 from gender.atomic import atomic_path, make_folder, write_text
@@ -61,12 +63,6 @@ def run_kept(run_dir: str | Path, epochs_done: int) -> str:
 
     done = f"epoch {epochs_done}" if epochs_done else "no finished epoch yet"
     return f"{run_dir} keeps {done}; continue with: {command('train')} resume {run_dir}"
-
-
-def write_run_info(run_dir: str | Path, info: dict) -> None:
-    from gender.tables import json_text
-
-    write_text(Path(run_dir) / RUN_FILE, json_text(info, sort_keys=True))
 
 
 def finite_number(value: object) -> bool:
@@ -130,7 +126,16 @@ def write_history(run_dir: str | Path, rows: list[dict]) -> None:
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+$")
 
 
-def reconcile_run(run_dir: str | Path, info: dict, history: list[dict]) -> tuple[list[dict], Path]:
+class Commit(Protocol):
+    """What reconcile_run reads and sets of a run's record (`gender.config.RunRecord`)."""
+
+    epochs_done: int | None
+    best_epoch: int | None
+
+
+def reconcile_run(
+    run_dir: str | Path, record: Commit, history: list[dict]
+) -> tuple[list[dict], Path]:
     """Bring an interrupted run folder back to its last committed epoch, before resuming.
 
     run.json's epochs_done is the commit (`gender.recorder.RunRecorder` writes it last). This
@@ -147,7 +152,8 @@ def reconcile_run(run_dir: str | Path, info: dict, history: list[dict]) -> tuple
             path.unlink()
             print(f"removed {path.name}: left by an interrupted save")
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
-    done = min(int(info.get("epochs_done", len(history))), len(history))
+    committed = len(history) if record.epochs_done is None else record.epochs_done
+    done = min(committed, len(history))
     for path in sorted(run_dir.glob("epoch_*.keras")):
         number = path.stem.removeprefix("epoch_")
         if number.isdigit() and int(number) > done:
@@ -156,11 +162,11 @@ def reconcile_run(run_dir: str | Path, info: dict, history: list[dict]) -> tuple
     if len(history) > done:
         write_history(run_dir, history[:done])
         print(f"{HISTORY_FILE}: rows past epoch {done} removed (not committed to {RUN_FILE})")
-    info["epochs_done"] = done
+    record.epochs_done = done
     checkpoint = run_dir / f"epoch_{done:03d}.keras"
     if checkpoint.is_file():
         link_over(checkpoint, run_dir / "last.keras")
-    best = run_dir / f"epoch_{int(info.get('best_epoch') or 0):03d}.keras"
+    best = run_dir / f"epoch_{record.best_epoch or 0:03d}.keras"
     if best.is_file():
         link_over(best, run_dir / "best.keras")
     if done == 0:  # killed in the first epoch: any last.keras or best.keras is uncommitted
@@ -179,14 +185,3 @@ def link_over(source: Path, target: Path) -> None:
             os.link(source, tmp)
         except OSError:  # file systems without hard links
             shutil.copyfile(source, tmp)
-
-
-def model_task(info: dict) -> str:
-    """'face' or 'pedestrian' from a run.json; runs that do not say are face models."""
-    return info.get("task") or info.get("flags", {}).get("task") or "face"
-
-
-def require_face_model(info: dict) -> None:
-    """--detect-faces is for face models: a pedestrian model sees whole bodies."""
-    if model_task(info) != "face":
-        raise UserError("--detect-faces: this is a pedestrian model (see its run.json)")

@@ -21,6 +21,7 @@ from gender.shards import PackedSplit, is_packed
 if TYPE_CHECKING:
     import numpy as np
 
+    from gender.config import RunRecord
     from gender.models import ModelEntry
 
 
@@ -73,10 +74,10 @@ def train(
     import gender.models as models
     from gender import distribute, interrupt
     from gender.augment import parse_augment
-    from gender.config import read_run_info
+    from gender.config import RunRecord, read_run_info
     from gender.images import parse_image_size
     from gender.recorder import RunRecorder, versions
-    from gender.runs import run_kept, write_run_info
+    from gender.runs import run_kept
 
     # first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
@@ -224,27 +225,27 @@ def train(
     info = (
         read_run_info(Path(resume))  # a worker's own run_dir is a temporary folder
         if resume
-        else {
-            "model": config.model,
-            "task": config.task,
-            "image_size": list(image_size),
-            "class_names": list(CLASS_NAMES),
-            "flags": config.to_dict(),
-            "versions": versions(),
-            "data": {"train": counts, "val": val_set.counts() if val_set else {}},
-        }
+        else RunRecord(
+            model=config.model,
+            task=config.task,
+            image_size=list(image_size),
+            class_names=list(CLASS_NAMES),
+            flags=config.to_dict(),
+            versions=versions(),
+            data={"train": counts, "val": val_set.counts() if val_set else {}},
+        )
     )
-    info["distribute"] = distributed
-    info["flags"]["epochs"] = config.epochs  # a resume may extend the run
-    info.pop("finished", None)  # training again: unfinished until this run's end is reached
+    info.distribute = distributed
+    info.flags["epochs"] = config.epochs  # a resume may extend the run
+    info.finished = False  # training again: unfinished until this run's end is reached
     if resume and distribute.is_chief():
         # at once, not at the next epoch's commit: a run extended with --epochs and stopped
         # before that commit is resumed toward its new maximum, not called finished
-        write_run_info(run_dir, info)
-    info["phases"] = [vars(p) for p in phases]
+        info.write(run_dir)
+    info.phases = [vars(p) for p in phases]
     if not resume:  # epoch 0 committed: a run killed during its first epoch can be resumed
-        info["epochs_done"] = 0
-        write_run_info(run_dir, info)
+        info.epochs_done = 0
+        info.write(run_dir)
     recorder = RunRecorder(
         run_dir,
         info,
@@ -266,14 +267,17 @@ def train(
             _fit_phase_custom(*args, strategy)
         keep_optimizer = False
     if distribute.is_chief():  # before the cache goes: the validation images are decoded there
-        from gender.report import run_page
+        from gender.evaluation import evaluate_run
 
-        page = run_page(run_dir, val_set, val_x, info)
-        if page:
+        evaluation = evaluate_run(run_dir, val_set, val_x, info)
+        if evaluation:
+            from gender.report import run_page
+
+            page = run_page(run_dir, evaluation)
             print(f"evaluation page of best.keras on the validation split: {page}")
         # the end was reached (all epochs, or early stopping): `resume` then has nothing to do
-        info["finished"] = True
-        write_run_info(run_dir, info)
+        info.finished = True
+        info.write(run_dir)
     shutil.rmtree(run_dir / "cache", ignore_errors=True)  # decoded images: possibly gigabytes
     if not distribute.finish(run_dir):  # a worker other than the chief: its folder is gone
         return None
@@ -570,9 +574,9 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
     run_dir = Path(run_dir)
     resume_config(run_dir, epochs)  # a folder that is no run at all is the usual error
     info = read_run_info(run_dir)
-    done = int(info.get("epochs_done") or 0)
-    planned = int(info.get("flags", {}).get("epochs") or 0)
-    finished = bool(info.get("finished")) or (planned > 0 and done >= planned)
+    done = info.epochs_done or 0
+    planned = int(info.flags.get("epochs") or 0)
+    finished = info.finished or (planned > 0 and done >= planned)
     if epochs is not None and epochs > done:
         return None
     if not finished and epochs is None:
@@ -594,7 +598,7 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
         else (f"early stopping after epoch {done} of {planned}")
     )
     return (
-        f"{run_dir} finished training: {how}, best epoch {info.get('best_epoch')}. Nothing "
+        f"{run_dir} finished training: {how}, best epoch {info.best_epoch}. Nothing "
         f"to resume; to train longer, give a new maximum: {longer}"
     )
 
@@ -602,8 +606,7 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
 def _epochs_done(run_dir: Path) -> int | None:
     from gender.config import read_run_info
 
-    done = read_run_info(run_dir).get("epochs_done")
-    return None if done is None else int(done)
+    return read_run_info(run_dir).epochs_done
 
 
 def _resume_state(run_dir: Path):
@@ -623,7 +626,7 @@ def _resume_state(run_dir: Path):
     if distribute.is_chief():
         history, last = reconcile_run(run_dir, info, read_history(run_dir))
     else:  # a worker only reads the chief's folder, as of its last committed epoch
-        done = min(int(info.get("epochs_done", 0)), len(read_history(run_dir)))
+        done = min(info.epochs_done or 0, len(read_history(run_dir)))
         history, last = read_history(run_dir)[:done], run_dir / f"epoch_{done:03d}.keras"
     if not history:
         print(f"resuming {run_dir} after epoch 0 (no epoch was committed: starting over)")
@@ -635,11 +638,11 @@ def _resume_state(run_dir: Path):
     return history, model
 
 
-def _print_summary(run_dir: Path, info: dict) -> None:
-    best = info.get("best_epoch")
-    metric = info.get("best_metric", {})
+def _print_summary(run_dir: Path, info: "RunRecord") -> None:
+    best = info.best_epoch
+    metric = info.best_metric or {}
     print(
-        f"done: {info.get('epochs_done')} epochs; best epoch {best} "
+        f"done: {info.epochs_done} epochs; best epoch {best} "
         + " ".join(f"{k}={v:.4f}" for k, v in metric.items())
     )
     print(f"  best model: {run_dir / 'best.keras'}")

@@ -50,7 +50,7 @@ def test_predict_without_weights_uses_the_bundled_model(task, image_tree, capsys
     match = LINE.match(capsys.readouterr().out.strip())
     assert match, "unexpected output"
     model, info = load_trained(PRETRAINED / f"{task}.keras")
-    expected = float(model.predict(load_image(image, info["image_size"])[None], verbose=0)[0, 0])
+    expected = float(model.predict(load_image(image, info.image_size)[None], verbose=0)[0, 0])
     assert float(match["p"]) == pytest.approx(expected, abs=1.1e-3)
 
 
@@ -70,3 +70,17 @@ def test_a_bundled_model_is_reached_by_its_name(image_tree, capsys):
     # a name that is no bundled model is still a missing file, in one line
     assert gender_single_predict.main([str(image), "--weights", "face-slow", "--no-detect"]) == 2
     assert "face-slow: weights file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PRETRAINED.glob("*.json")))
+def test_bundled_json_reads_as_a_record_and_writes_back_the_same(name, tmp_path):
+    """The shipped model files are RunRecords as they are: nothing on disk needs rewriting, and
+    a record written back holds the same JSON (unknown keys such as an export's int8 kept)."""
+    from gender.config import RunRecord, read_info_file
+
+    raw = json.loads((PRETRAINED / name).read_text())
+    record = read_info_file(PRETRAINED / name)
+    assert isinstance(record, RunRecord) and record.task_name in TASKS
+    assert record.image_size == raw["image_size"] and record.model == raw["model"]
+    record.write(tmp_path, name)
+    assert json.loads((tmp_path / name).read_text()) == raw

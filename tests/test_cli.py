@@ -312,14 +312,33 @@ def test_train_mode_flags_map_onto_subcommands(argv, expected):
 
 def test_train_config_reads_an_old_run_json():
     """A run.json from before TrainConfig: a str --data, no task, flags that are modes now."""
-    from gender.config import TrainConfig, run_config
+    from gender.config import RunRecord, TrainConfig, run_config
 
     old = {"model": "cnn7", "flags": {"data": "faces", "model": "cnn7", "epochs": 30,
                                       "lr": None, "resume": None, "demo": False}}  # fmt: skip
-    config = run_config(old)
+    config = run_config(RunRecord.from_dict(old, "run.json"))
     assert config.data == ["faces"] and config.epochs == 30 and config.task == "face"
     assert config.lr is None and config.cache_views == TrainConfig.cache_views
     assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_flags_become_settings_by_their_field_names():
+    """Every TrainConfig field is a train flag of the same name (none left at a silent
+    default); flags that are no setting (--devices, --verbose) stay out; adapt's fixed recipe
+    (no flag) keeps its defaults."""
+    import dataclasses
+
+    from gender.adapt import AdaptConfig
+    from gender.cli.train import build_parser, train_config
+    from gender.config import TrainConfig, config_from_flags
+
+    args = build_parser().parse_args(["train", "--data", "d", "--lr", "0.01", "--devices", "cpu"])
+    assert all(hasattr(args, f.name) for f in dataclasses.fields(TrainConfig))
+    config = train_config(args)
+    assert config.data == ["d"] and config.lr == 0.01 and config.epochs == TrainConfig.epochs
+    args = build_parser().parse_args(["adapt", "--data", "d", "--epochs", "3"])
+    adapt = config_from_flags(AdaptConfig, args)
+    assert adapt.epochs == 3 and adapt.batch_size == AdaptConfig.batch_size
 
 
 @pytest.mark.slow

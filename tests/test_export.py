@@ -69,7 +69,7 @@ def test_export_round_trip_same_outputs(exported, eval_images):
     from gender.predictor import load_trained
 
     keras_model, info = load_trained(exported / "best.keras")
-    images, _ = decode_images(list_folder(eval_images), info["image_size"])
+    images, _ = decode_images(list_folder(eval_images), info.image_size)
     expected = keras_model.predict(images, verbose=0)
     lite_model, _ = load_lite(exported / "best.keras")
     served = tf.saved_model.load(str(exported / "best_saved_model"))
@@ -208,6 +208,7 @@ def test_int8_backend_without_the_float32_export_is_one_error_line(
 @pytest.mark.parametrize("name", ["cnn5", "cnn7", "vgg16", "mobilenetv2"])
 def test_every_model_exports_to_plain_litert(name, eval_images, tmp_path):
     """Every registry model converts with built-in ops only and matches Keras on real images."""
+    from gender.config import RunRecord
     from gender.data import decode_images
     from gender.export import export_tflite
     from gender.lite import LiteModel
@@ -220,7 +221,7 @@ def test_every_model_exports_to_plain_litert(name, eval_images, tmp_path):
     export_tflite(model, tmp_path / "m.tflite")
     size = model.input_shape[1:3]
     images, _ = decode_images(Samples(list_folder(eval_images).paths[:8], np.zeros(8)), size)
-    lite = LiteModel(tmp_path / "m.tflite", {"image_size": list(size)})
+    lite = LiteModel(tmp_path / "m.tflite", RunRecord(image_size=list(size)))
     np.testing.assert_allclose(
         lite.predict(images), model.predict(images, verbose=0), atol=TOLERANCE, rtol=0
     )
@@ -335,7 +336,8 @@ def other_network(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("other")
     create_model("cnn5", image_size=(40, 40)).save(folder / "other.keras")
-    info = {"model": "cnn5", "task": "face", "class_names": ["man", "woman"], "image_size": [40, 40]}
+    info = {"model": "cnn5", "task": "face", "class_names": ["man", "woman"]}
+    info["image_size"] = [40, 40]
     (folder / "other.json").write_text(json.dumps(info))
     return folder / "other.keras"
 

@@ -323,10 +323,11 @@ def test_a_model_of_the_other_task_is_refused(trained_run, small_image, capsys):
 
 
 def test_a_nan_loss_stops_training_keeping_the_last_good_epoch(tmp_path):
+    from gender.config import RunRecord
     from gender.recorder import RunRecorder
 
     history = [{"epoch": 1, "loss": 0.6, "val_loss": 0.6}]
-    recorder = RunRecorder(tmp_path, {"epochs_done": 1}, "val_loss", history=history)
+    recorder = RunRecorder(tmp_path, RunRecord(epochs_done=1), "val_loss", history=history)
     with pytest.raises(UserError) as err:
         recorder.on_train_batch_end(3, {"loss": float("nan")})
     assert "loss became nan in epoch 2" in str(err.value)
@@ -386,7 +387,7 @@ def test_prediction_and_error_tables_neutralise_poisoned_names(
     import csv
 
     from gender.data import Samples
-    from gender.metrics import errors_csv
+    from gender.output import errors_csv
 
     folder = tmp_path / "data"
     make_image_tree(folder, per_class=4)

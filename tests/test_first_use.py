@@ -216,8 +216,8 @@ def test_a_mistyped_flag_is_one_line_with_a_guess(main, argv, expected, capsys):
 def test_confusion_rates_are_read_as_shares_of_each_true_class():
     """Three men (one answered woman), one woman: man==>woman is 1/3, a share of the men; the
     note under the rates says so (the answer given the true class, not the other way)."""
-    from gender.metrics import format_report
-    from gender.report import figures
+    from gender.evaluation import figures
+    from gender.output import format_report
 
     report = figures([0, 0, 0, 1], [0.9, 0.1, 0.2, 0.8], 0.5)
     text = format_report(report, "hand case")

@@ -37,6 +37,7 @@ PIPELINE = {
     "gender.config",
     "gender.demo",
     "gender.distribute",
+    "gender.evaluation",
     "gender.explain",
     "gender.export",
     "gender.faces",

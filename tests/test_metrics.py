@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gender import CLASS_NAMES
-from gender.metrics import average_precision, evaluate, format_report, mean_ap
+from gender.metrics import average_precision, evaluate, mean_ap
+from gender.output import format_report
 
 
 def test_class_names_fix_the_label_order():

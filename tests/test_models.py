@@ -110,13 +110,14 @@ def test_squeeze_excite_scales_each_channel_by_its_gate():
 
 
 def test_cnn7se_exports_to_litert_with_the_same_outputs(tmp_path):
+    from gender.config import RunRecord
     from gender.export import export_tflite
     from gender.lite import LiteModel
 
     keras.utils.set_random_seed(0)
     model = create_model("cnn7se", image_size=(96, 96))
     export_tflite(model, tmp_path / "m.tflite")
-    lite = LiteModel(tmp_path / "m.tflite", {"image_size": [96, 96]})
+    lite = LiteModel(tmp_path / "m.tflite", RunRecord(image_size=[96, 96]))
     x = uint8_batch((96, 96), n=4)
     np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-5)
 
@@ -305,12 +306,13 @@ def test_resnet_preprocessing_is_keras_caffe_step():
 def test_resnet_exports_to_litert_with_the_same_outputs(name, tmp_path):
     # 11, 25 and 70 s on 2 shared CPU cores (130 s for resnet50 under heavy load): the converter
     # walks 24-58 M weights.
+    from gender.config import RunRecord
     from gender.export import export_tflite
     from gender.lite import LiteModel
 
     model = create_model(name, image_size=(64, 64))
     export_tflite(model, tmp_path / "m.tflite")
-    lite = LiteModel(tmp_path / "m.tflite", {"image_size": [64, 64]})
+    lite = LiteModel(tmp_path / "m.tflite", RunRecord(image_size=[64, 64]))
     x = uint8_batch((64, 64), n=4)
     np.testing.assert_allclose(lite.predict(x), model.predict(x, verbose=0), atol=1e-4)
 

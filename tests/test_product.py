@@ -231,3 +231,22 @@ def test_installed_command_predicts_from_an_empty_folder(installed, tmp_path):
         ).stdout
     )  # the installed copy answered, not the checkout
     assert not os.listdir(empty)  # nothing written where the user stands
+
+
+@pytest.mark.slow
+def test_installed_evaluation_writes_its_page(installed, image_tree, tmp_path):
+    """The page's markup is package data (gender/report_page.html): the installed copy finds it."""
+    _, target = installed
+    assert (target / "gender" / "report_page.html").is_file()
+    env = {**USER_ENVIRONMENT, "PYTHONPATH": str(target)}
+    env.pop("PYTHONSTARTUP", None)
+    page = tmp_path / "page.html"
+    done = subprocess.run(
+        [str(target / "bin" / "gender-map"), str(image_tree), "--report", str(page),
+         "--no-task-check"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<h2>Glossary</h2>" in text
+    assert "$" not in text.split('id="report-data"')[0]  # every template field filled in

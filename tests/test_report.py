@@ -159,8 +159,9 @@ def test_page_renders_in_chromium(page, tmp_path):
 
 def test_hostile_names_stay_text(tmp_path):
     # file and group names reach the page: none may open an element or end an attribute
+    from gender.evaluation import figures
     from gender.metrics import group_report
-    from gender.report import build_page, figures
+    from gender.report import build_page
 
     hostile = '<script>alert(1)</script>" onerror="x'
     labels = np.array([0, 1, 0, 1])
@@ -194,7 +195,8 @@ def test_page_of_ten_thousand_images_stays_small_and_quick(image_tree, tmp_path)
     # the galleries are capped and the thumbnails small: the page does not grow with the set
     import time
 
-    from gender.report import figures, write_page
+    from gender.evaluation import figures
+    from gender.report import write_page
 
     rng = np.random.default_rng(0)
     files = sorted(str(p) for p in image_tree.rglob("*.png"))

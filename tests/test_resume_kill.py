@@ -130,13 +130,13 @@ def test_killed_training_resumes_consistently(
     history = read_history(run)
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
     info = read_run_info(run)
-    assert info["epochs_done"] == EPOCHS
+    assert info.epochs_done == EPOCHS
     best = min(history, key=lambda row: row["val_loss"])
-    assert info["best_epoch"] == best["epoch"]
-    assert info["best_metric"] == {"val_loss": best["val_loss"]}
+    assert info.best_epoch == best["epoch"]
+    assert info.best_metric == {"val_loss": best["val_loss"]}
     last_file = run / f"epoch_{EPOCHS:03d}.keras"
     assert (run / "last.keras").read_bytes() == last_file.read_bytes()
-    best_file = run / f"epoch_{info['best_epoch']:03d}.keras"
+    best_file = run / f"epoch_{info.best_epoch:03d}.keras"
     assert (run / "best.keras").read_bytes() == best_file.read_bytes()
     for name in ("last.keras", "best.keras"):
         assert open_keras(run / name).output_shape == (None, 1)

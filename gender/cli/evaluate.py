@@ -12,8 +12,9 @@ python gender_mAP.py val --report report.html --uncertain 0.3:0.7   # one page t
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gender import UserError
+from gender import THRESHOLD, UserError
 from gender.console import command, run_cli
 from gender.flags import (
     Parser,
@@ -25,10 +26,15 @@ from gender.flags import (
     add_uncertain_flag,
     apply_common_flags,
     probability,
+    resolve_band,
     tolerant_console,
 )
-from gender.groups import NO_GROUP, group_names
 from gender.groups import PRESETS as GROUP_PRESETS
+from gender.groups import group_names
+
+if TYPE_CHECKING:
+    from gender.data import Samples
+    from gender.evaluation import Evaluation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=probability,
         help="P(woman) at or above which an image counts as woman, in (0, 1) (default: the "
-        "model's own, chosen on its validation split when bundled with --threshold val; else 0.5)",
+        f"model's own, chosen on its validation split when bundled with --threshold val; else "
+        f"{THRESHOLD:g})",
     )
     parser.add_argument("--json", metavar="PATH", help="write the numbers as JSON")
     parser.add_argument(
@@ -107,36 +114,48 @@ def main(argv: list[str] | None = None) -> int:
     apply_common_flags(args)
 
     def work() -> int:
-        evaluate_folder(args)  # the report it returns is for library callers
+        evaluate_folder(args)  # the evaluation it returns is for library callers
         return 0
 
     return run_cli(work)
 
 
-def evaluate_folder(args: argparse.Namespace) -> dict:
+def evaluate_folder(args: argparse.Namespace) -> "Evaluation":
+    """gender_mAP.py's work: check the flags and outputs, load the model, evaluate, print the
+    report and write the --json, --errors, --plots and --report files."""
     from gender import interrupt
-    from gender.atomic import check_outputs, check_space, file_set
-    from gender.console import warn
-    from gender.data import class_folders, load_samples, person_ids
     from gender.images import parse_image_size
-    from gender.metrics import (
-        advice_sentence,
-        errors_csv,
-        face_report,
-        format_coverage,
-        format_groups,
-        format_intervals,
-        format_persons,
-        format_report,
-        format_uncertain,
-        group_report,
-        person_report,
-        resolve_band,
-    )
+    from gender.output import print_evaluation
     from gender.predictor import Predictor, default_weights
-    from gender.report import figures
+
+    samples, title = read_set(args)
+    given = args.weights or args.weights_flag
+    weights = given or default_weights(args.task or "face")
+    check_output_paths(args, samples, weights)
+    interrupt.keep(
+        "no output of this run was written; earlier --json/--errors/--plots/--report stay whole"
+    )
+    predictor = Predictor.load(
+        weights,
+        task=args.task,
+        backend=args.backend,
+        image_size=parse_image_size(args.image_size) if args.image_size else None,
+        min_face=args.min_face,
+    )
+    if args.threshold is not None:
+        predictor.set_threshold(args.threshold)  # before predicting: int8 re-checks around it
+    band = resolve_band(args.uncertain, predictor.info.uncertain_band, predictor.threshold)
+    evaluation = run_evaluation(args, predictor, samples, band, given)
+    print_evaluation(evaluation, title)
+    write_outputs(args, evaluation, title)
+    return evaluation
+
+
+def read_set(args: argparse.Namespace) -> "tuple[Samples, str]":
+    """(the images to evaluate, the set's name in the report), after the checks that need no
+    model: the two positional arguments in their order, both classes present, --groups valid."""
+    from gender.data import load_samples
     from gender.runs import is_run_folder
-    from gender.tables import json_text
 
     if args.explain_errors and not args.report:
         raise UserError("--explain-errors draws on the --report page: give --report PAGE.html")
@@ -154,16 +173,19 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
-    # read once, before the model: a bad regex or CSV fails early
-    group_of = (
-        dict(zip(samples.paths, group_names(samples.paths, args.groups))) if args.groups else {}
-    )
+    if args.groups:  # read once, before the model: a bad regex or CSV fails early
+        group_names(samples.paths, args.groups)
     for name, count in samples.counts().items():
         if count == 0:
             raise UserError(f"{args.data}: no {name} images; evaluation needs both classes")
-    given = args.weights or args.weights_flag
-    weights = given or default_weights(args.task or "face")
-    # before the work: an output never lands on (or inside) what is read
+    return samples, title
+
+
+def check_output_paths(args: argparse.Namespace, samples: "Samples", weights: str | Path) -> None:
+    """Before the work: no output lands on (or inside) what is read, and each has room."""
+    from gender.atomic import check_outputs, check_space
+    from gender.data import class_folders
+
     local = "://" not in args.data  # a storage URI (--ray) is only read
     inputs = [*class_folders(args.data), *samples.paths, weights] if local else []
     inputs += [args.data] if Path(args.data).is_file() else []
@@ -175,98 +197,53 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
     for path, size in sizes:
         if path:
             check_space(Path(path).parent, size)
-    interrupt.keep(
-        "no output of this run was written; earlier --json/--errors/--plots/--report stay whole"
-    )
-    predictor = Predictor.load(
-        weights,
-        task=args.task,
-        backend=args.backend,
-        image_size=parse_image_size(args.image_size) if args.image_size else None,
-        min_face=args.min_face,
-    )
-    if args.threshold is not None:
-        predictor.set_threshold(args.threshold)  # before predicting: int8 re-checks around it
-    args.uncertain = resolve_band(args.uncertain, predictor.info, predictor.threshold)
+
+
+def run_evaluation(args, predictor, samples, band, given) -> "Evaluation":
+    """The evaluation of `samples`, classified here or (--ray) on a Ray cluster."""
+    from gender.evaluation import evaluate, evaluate_predictions
+
     if not args.detect_faces and not args.no_task_check:
         from gender.task_fit import warn_mismatch
 
         warn_mismatch(predictor.task, predictor.size, samples.paths)
-    if args.ray is not None:
-        from gender.ray_jobs import classify_folder
-
-        result = classify_folder(predictor, samples, args)
-    else:
-        result = predictor.folder(samples, args.batch_size, detect=args.detect_faces)
-    kept, p_woman, skipped, crops = result.samples, result.p_woman, result.skipped, result.crops
-    weights, info, size = given or predictor.weights, predictor.info, predictor.size
-    threshold = result.threshold
-
-    persons = person_ids(kept.paths, args.by_person) if args.by_person else None
-    report = figures(kept.labels, p_woman, threshold, persons, args.uncertain)
-    report.update(
-        dataset=str(args.data),
-        weights=str(weights),
-        model=info["model"],
-        image_size=list(size),
-        backend=predictor.backend_name,
-        threshold_source=predictor.threshold_source,
-        about=predictor.describe(),
-        skipped_unreadable=skipped,
-        setting=setting(args, predictor),
-    )
-    if args.detect_faces:
-        report["faces"] = face_report(kept, p_woman, result.has_face, crops, threshold)
-    if args.groups:
-        groups = [group_of[path] for path in kept.paths]
-        report["by_group"] = group_report(kept.labels, p_woman, groups, threshold)
-        report["by_group"]["source"] = args.groups
-    if args.by_person:
-        report["by_person"] = person_report(kept.labels, p_woman, persons, threshold)
-        report["by_person"]["source"] = args.by_person
-    print(format_report(report, title))
-    print(format_intervals(report, report["intervals"]))
-    if args.uncertain:
-        print(format_uncertain(report["uncertain"]))
-    print(format_coverage(report["coverage"]))
-    print(advice_sentence(report["threshold_advice"], threshold))
-    if args.by_person:
-        print(format_persons(report["by_person"]))
-    if args.groups:
-        print(format_groups(report["by_group"]))
-        unmatched = report["by_group"]["groups"].get(NO_GROUP, {}).get("n", 0)
-        if unmatched:
-            warn(
-                f"--groups {args.groups}: {unmatched} image(s) in no group (counted as {NO_GROUP})"
-            )
-    if args.detect_faces:
-        faces = report["faces"]
-        print(crops.line())
-        print(
-            f"accuracy(%) over all {len(kept)} images (no face: whole image) "
-            f"{100 * report['accuracy']:.2f}; over the {faces['found']} with a face "
-            f"{100 * faces['accuracy_with_face']:.2f}; counting no face as wrong "
-            f"{100 * faces['accuracy_no_face_wrong']:.2f}"
+    named = dict(persons=args.by_person, groups=args.groups, band=band, dataset=args.data,
+                 weights=given)  # fmt: skip
+    if args.ray is None:
+        return evaluate(
+            predictor, samples, detect=args.detect_faces, batch_size=args.batch_size, **named
         )
-    if skipped:
-        print(f"{skipped} unreadable image(s) skipped (listed above)")
-    # the outputs of one run, committed together: never one run's JSON beside another's CSV
+    from gender.ray_jobs import classify_folder
+
+    setting = {"detect_faces": bool(args.detect_faces), "uncertain": list(band) if band else None}
+    result = classify_folder(predictor, samples, args)
+    return evaluate_predictions(predictor, result, setting=setting, **named)
+
+
+def write_outputs(args: argparse.Namespace, evaluation: "Evaluation", title: str) -> None:
+    """--json, --errors, --plots and --report, committed together (never one run's JSON beside
+    another's CSV), then where each went."""
+    from gender.atomic import file_set
+    from gender.output import errors_csv
+    from gender.tables import json_text
+
+    report, kept, p_woman = evaluation.report, evaluation.samples, evaluation.p_woman
     with file_set() as files:
         if args.json:
             files.add(args.json).write_text(json_text(report), encoding="utf-8")
         if args.errors:
-            text = errors_csv(kept, p_woman, threshold, args.uncertain)
+            text = errors_csv(kept, p_woman, evaluation.threshold, evaluation.band)
             files.add(args.errors).write_text(text, encoding="utf-8", errors="surrogateescape")
         if args.plots:
             from gender.report import save_plots
 
-            plot_title = f"{info['model']} ({Path(weights).name}) on {title}"
+            plot_title = f"{report['model']} ({Path(evaluation.weights).name}) on {title}"
             folder = files.add(args.plots, folder=True)
             save_plots(folder, report, kept.labels, p_woman, plot_title)
             if not args.groups:  # an earlier evaluation's, which this set would sit beside
                 files.drop(Path(args.plots) / "groups.png")
         if args.report:
-            page = write_report(files.add(args.report), report, kept, p_woman, args, weights)
+            page = write_report(files.add(args.report), evaluation, args)
     if args.json:
         print(f"numbers written to {args.json}")
     if args.errors:
@@ -276,27 +253,9 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
         print(f"confusion_matrix.png, pr_curves.png{groups} written to {args.plots}")
     if args.report:
         print(f"report page written to {args.report} ({page})")
-    return report
 
 
-def setting(args: argparse.Namespace, predictor) -> dict:
-    """What the page's header says beyond the figures: task, date, where the threshold came from."""
-    from datetime import datetime, timezone
-
-    source = predictor.threshold_source
-    if args.threshold is None and "threshold_source" in predictor.info:
-        source += f": {predictor.info['threshold_source']}"  # how the bundle chose it
-    return {
-        "task": predictor.task,
-        "model_name": predictor.model_name,
-        "threshold_source": source,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "detect_faces": bool(args.detect_faces),
-        "uncertain": list(args.uncertain) if args.uncertain else None,
-    }
-
-
-def write_report(path: Path, report: dict, kept, p_woman, args, weights) -> str:
+def write_report(path: Path, evaluation: "Evaluation", args: argparse.Namespace) -> str:
     """The HTML page, with Grad-CAM of the first --explain-errors mistakes; returns its size
     and the seconds it took, in words."""
     import time
@@ -304,18 +263,21 @@ def write_report(path: Path, report: dict, kept, p_woman, args, weights) -> str:
     from gender.report import explain_mistakes, gallery_indices, write_page
 
     started = time.perf_counter()
+    report, kept, p_woman = evaluation.report, evaluation.samples, evaluation.p_woman
     explained, note = [], ""
     if args.explain_errors > 0:
-        wrong, _ = gallery_indices(kept.labels, p_woman, report["threshold"], args.uncertain)
+        wrong, _ = gallery_indices(kept.labels, p_woman, report["threshold"], evaluation.band)
         mistakes = [kept.paths[i] for i in wrong]
-        explained = explain_mistakes(weights, mistakes, args.detect_faces, args.explain_errors)
+        explained = explain_mistakes(
+            evaluation.weights, mistakes, args.detect_faces, args.explain_errors
+        )
         note = (
             "The overlays come from the .keras model (Grad-CAM needs its gradients); the other "
             f"P(woman) figures on this page come from the {report['backend']} backend, so each "
             "caption gives both."
         )
     size = write_page(
-        path, report, kept.labels, p_woman, kept.paths, explained, args.uncertain, note
+        path, report, kept.labels, p_woman, kept.paths, explained, evaluation.band, note
     )
     return f"{size / 2**20:.1f} MB in {time.perf_counter() - started:.1f} s"
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gender import UserError
+from gender import THRESHOLD, UserError
 from gender.console import run_cli
 from gender.flags import (
     Parser,
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=probability,
         help="answer woman when P(woman) is at least this (default: the model's own, stored "
-        "with it when bundled; else 0.5)",
+        f"with it when bundled; else {THRESHOLD:g})",
     )
     parser.add_argument(
         "--no-detect",
@@ -126,24 +126,24 @@ def predict(args: argparse.Namespace) -> int:
     )
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)
-    from gender.metrics import resolve_band
+    from gender.flags import resolve_band
 
-    args.uncertain = resolve_band(args.uncertain, predictor.info, predictor.threshold)
+    band = resolve_band(args.uncertain, predictor.info.uncertain_band, predictor.threshold)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     if (args.annotate or args.explain) and not single:
         raise UserError("--annotate and --explain need exactly one image file")
     if not single or args.csv:  # CSV rows do not repeat it: one line on stderr says it
         print(f"predicting with {predictor.describe()}", file=sys.stderr)
     if predictor.wants_detection(inputs, args.detect_faces, args.no_detect):
-        return predict_faces(predictor, paths, args, single)
+        return predict_faces(predictor, paths, args, single, band)
     if not args.no_task_check:
         from gender.task_fit import warn_mismatch
 
         warn_mismatch(predictor.task, predictor.size, paths)
-    return predict_whole(predictor, paths, args, single)
+    return predict_whole(predictor, paths, args, single, band)
 
 
-def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
+def predict_whole(predictor, paths: list[str], args, single: bool, band=None) -> int:
     """Each image classified as it is: one line for one image, else CSV rows."""
     import numpy as np
 
@@ -161,9 +161,7 @@ def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
     # One bad image alone is an error naming it; among many it is reported and skipped.
     result = predictor.folder(samples, args.batch_size, skip_bad=len(paths) > 1)
     if single and not args.csv:
-        answer = verdict(
-            result.p_woman[0], result.threshold, model_phrase(predictor), args.uncertain
-        )
+        answer = verdict(result.p_woman[0], result.threshold, model_phrase(predictor), band)
         print(f"{result.samples.paths[0]}: {answer}")
     if args.annotate or args.explain:
         from gender.images import read_image
@@ -173,18 +171,18 @@ def predict_whole(predictor, paths: list[str], args, single: bool) -> int:
         write_pictures(predictor, rgb, faces, False, args.annotate, args.explain)
     if single and not args.csv:
         return 0
-    emit(images_csv(result, args.uncertain), args.csv)
+    emit(images_csv(result, band), args.csv)
     if args.csv:
         unsure = ""
-        if args.uncertain:
-            low, high = args.uncertain
+        if band:
+            low, high = band
             count = int(((result.p_woman > low) & (result.p_woman < high)).sum())
             unsure = f" ({count} uncertain)"
         print(f"{len(result.samples)} predictions written to {args.csv}{unsure}")
     return 0 if not result.skipped else 1
 
 
-def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
+def predict_faces(predictor, paths: list[str], args, single: bool, band=None) -> int:
     """One line (or CSV row) per face; an image without a face says so, with status NO_FACE.
 
     Returns:
@@ -212,12 +210,12 @@ def predict_faces(predictor, paths: list[str], args, single: bool) -> int:
         if not first.faces:
             print(f"{paths[0]}: no face found (--no-detect classifies the whole image)")
             return NO_FACE
-        print("\n".join(face_lines(first, model_phrase(predictor), args.uncertain)))
+        print("\n".join(face_lines(first, model_phrase(predictor), band)))
     if single and first.faces:
         write_pictures(predictor, first.rgb, first.faces, True, args.annotate, args.explain)
     if single and not args.csv:
         return 0
-    emit(faces_csv(photos, args.uncertain), args.csv)
+    emit(faces_csv(photos, band), args.csv)
     if args.csv:
         found = sum(len(photo.faces) for photo in photos)
         print(f"{found} faces in {len(photos)} images -> {args.csv}")

@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from gender import TASKS, UserError
+from gender import TASKS, THRESHOLD, UserError
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
-from gender.config import DEFAULT_EPOCHS, TrainConfig
+from gender.config import DEFAULT_EPOCHS, TrainConfig, config_from_flags
 from gender.console import command, run_cli
 from gender.flags import (
     Parser,
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=threshold_choice,
         help="store a decision threshold on P(woman) with the model: a number in (0, 1), or "
         "val for the one giving both classes the same error rate on the run's validation split "
-        "(default: none, i.e. 0.5)",
+        f"(default: none, i.e. {THRESHOLD:g})",
     )
     add_person_flag(
         bundle,
@@ -468,9 +468,8 @@ def run_mode(args: argparse.Namespace) -> int:
     if args.mode == "adapt":
         from gender.adapt import AdaptConfig, adapt
 
-        not_config = ("mode", "verbose", "no_export")
-        run_dir = adapt(AdaptConfig(**{k: v for k, v in vars(args).items() if k not in not_config}))
-    elif args.mode == "resume" and "adapt" in read_run_info(Path(args.run_dir)):
+        run_dir = adapt(config_from_flags(AdaptConfig, args))
+    elif args.mode == "resume" and read_run_info(Path(args.run_dir)).adapt is not None:
         # an adapted run continues with adapt's recipe, not the training one (cosine rate,
         # replay, L2-SP, no validation split; the threshold it chose is kept)
         from gender.adapt import resume_adapt
@@ -531,12 +530,10 @@ def export_best(run_dir: Path) -> None:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The train mode's flags as a TrainConfig (every flag is a field of the same name)."""
-    not_config = ("mode", "devices", "verbose", "no_export", "peer_timeout", "ray", "ray_workers")
-    values = {k: v for k, v in vars(args).items() if k not in not_config}
-    values["epochs"] = values.get("epochs") or DEFAULT_EPOCHS
-    values["data"] = values.get("data") or []
-    return TrainConfig(**values)
+    """The train mode's flags as a TrainConfig (every field is a flag of the same name)."""
+    return config_from_flags(
+        TrainConfig, args, epochs=args.epochs or DEFAULT_EPOCHS, data=args.data or []
+    )
 
 
 def train(
@@ -591,21 +588,21 @@ def export(args: argparse.Namespace) -> int:
 def stored_decision(info_path: Path, asked: "str | float | None") -> str:
     """What a bundle stored to decide with, from its JSON: the threshold and the uncertain band
     (what `--uncertain model` answers with), each with where it came from."""
-    import json
+    from gender.config import read_info_file
 
-    info = json.loads(Path(info_path).read_text(encoding="utf-8"))
-    if "threshold" not in info:
-        return "threshold: none stored, so 0.5 decides (--threshold val chooses one)"
+    info = read_info_file(info_path)
+    if info.threshold is None:
+        return f"threshold: none stored, so {THRESHOLD:g} decides (--threshold val chooses one)"
     if isinstance(asked, float):
         source = "given with --threshold"
     else:  # val, or none asked: the run's own (an adapted run chose one by cross-validation)
-        source = info.get("threshold_source", "stored with the run")
-    lines = [f"threshold: {info['threshold']:g} ({source})"]
-    if info.get("uncertain_band"):
-        low, high = info["uncertain_band"]
+        source = info.threshold_source or "stored with the run"
+    lines = [f"threshold: {info.threshold:g} ({source})"]
+    if info.uncertain_band:
+        low, high = info.uncertain_band
         lines.append(
             f"uncertain band, for --uncertain model: {low:g}:{high:g} "
-            f"({info.get('uncertain_band_source', 'stored with the model')})"
+            f"({info.uncertain_band_source or 'stored with the model'})"
         )
     return "\n".join(lines)
 
