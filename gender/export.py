@@ -439,7 +439,7 @@ def _average_with(model: "keras.Model", info: "RunRecord", other: str | Path) ->
         )
     if other_model.name == model.name:
         raise UserError(f"{other_path}: the same network ({model.name}) as the run; average two")
-    record = {"weights": str(other_path), "model": other_info.model}
+    record = {"weights": str(other), "model": other_info.model}  # as given: a name stays one
     record["image_size"] = other_info.image_size
     if "bundled_from" in other_info.extra:
         record["bundled_from"] = other_info.extra["bundled_from"]

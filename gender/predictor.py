@@ -102,7 +102,7 @@ class FolderResult:
 def default_weights(task: str) -> Path:
     """The bundled model for `task` (weights/pretrained/<task>.keras)."""
     path = PRETRAINED_DIR / f"{task}.keras"
-    # an installed copy carries the pedestrian model as its int8 LiteRT export alone
+    # an installed copy carries each bundled model as its int8 LiteRT export alone
     if not path.is_file() and not lite.lite_files(path, int8=True):
         raise UserError(
             f"no weights given and no bundled model at {path}; pass a WEIGHTS file "
@@ -132,14 +132,14 @@ def resolve_weights(weights: str | Path) -> Path:
         raise UserError(f"{path}: folder holds no best.keras or last.keras")
     if not path.exists() and not (lite.lite_files(path, int8=True) or lite.lite_files(path)):
         # (a model whose .keras is absent but its LiteRT export is there, as the installed
-        # package carries the pedestrian model, still resolves: load_backend decides)
+        # package carries the bundled models, still resolves: load_backend decides)
         raise UserError(f"{path}: weights file not found")
     return path
 
 
 def lite_only_message(path: Path, backend: str = "keras") -> str:
     """The one line for a model whose .keras file is absent but its int8 LiteRT export is here
-    (the installed pedestrian model), with steps the user can take."""
+    (an installed bundled model), with steps the user can take."""
     if backend == "lite":  # the float32 export did not fit in the wheel either
         return (
             f"{path.with_suffix('.tflite')}: not installed (an installed copy carries this model "
@@ -311,7 +311,7 @@ def load_backend(
     path = resolve_weights(weights)
     threads = threads or lite.THREADS
     int8_export, float32_export = lite.lite_files(path, int8=True), lite.lite_files(path)
-    # Without the .keras file (the installed pedestrian model: the wheel's size limit) int8 runs
+    # Without the .keras file (an installed bundled model: the wheel's size limit) int8 runs
     # alone, without the float32 re-check; with it, a missing float32 export is a mistake.
     keras_file = path.is_file()
     if backend == "auto" and int8_export and (float32_export or not keras_file):
