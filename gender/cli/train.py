@@ -143,7 +143,7 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         "over them",
     )  # fmt: skip
     parser.add_argument(
-        "--lr", dest="learning_rate", type=positive_float, default=defaults.learning_rate,
+        "--lr", type=positive_float, default=defaults.lr,
         help="Adam rate, cosine to zero (default %(default)g; 3e-4 forgot more in the bench)",
     )  # fmt: skip
     parser.add_argument(
