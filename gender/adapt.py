@@ -67,6 +67,11 @@ class AdaptConfig:
     # best.keras: the mean of the final model's weights and the threshold folds' models (all
     # fine-tuned from the same start: a "model soup", Wortsman et al. 2022)
     average_folds: bool = False
+    # crops of the new setting without labels (a folder in any layout, or a truth table whose
+    # labels are ignored): the final fit self-trains on their confident pseudo-labels
+    unlabelled: str | None = None
+    rounds: int = 3  # self-training fits before the final one, each on more pseudo-labels
+    pseudo_share: float = 0.5  # share of the unlabelled crops pseudo-labelled in the last round
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -297,6 +302,11 @@ class _Images:
     new_count: int
     replay: "Samples | None"
     folders: list[str]  # where the replayed images come from
+    unlabelled: int = 0  # images after the labelled ones (new and replayed): no labels
+
+    @property
+    def labelled(self) -> int:
+        return len(self.samples)
 
     @property
     def labels(self) -> np.ndarray:
@@ -362,7 +372,39 @@ def _load_images(config: AdaptConfig, source_info: dict) -> _Images:
         replay_images, replay = decode_split(replay, size, config.detect_faces, "the replay")
         images = np.concatenate([images, replay_images])
         samples = concat_samples([samples, replay])
-    return _Images(images, samples, new_count, replay, folders)
+    unlabelled = _unlabelled_images(config, size, samples.paths)
+    if unlabelled is not None:
+        images = np.concatenate([images, unlabelled])
+    count = 0 if unlabelled is None else len(unlabelled)
+    return _Images(images, samples, new_count, replay, folders, count)
+
+
+def _unlabelled_images(config: AdaptConfig, size, labelled: list[str]) -> np.ndarray | None:
+    """The decoded --unlabelled crops, less any of the labelled images; unreadable ones (or,
+    with --detect-faces, faceless ones) reported and left out."""
+    from gender.data import Samples, decode_images, expand_inputs, read_truth_table
+
+    if not config.unlabelled:
+        return None
+    source = Path(config.unlabelled)
+    paths = read_truth_table(source).paths if source.is_file() else expand_inputs([source])
+    known = {str(Path(p).resolve()) for p in labelled}
+    paths = [p for p in paths if str(Path(p).resolve()) not in known]
+    if not paths:
+        raise UserError(f"{source}: no unlabelled images besides the labelled ones")
+    samples = Samples(paths, np.zeros(len(paths), np.int64))
+    if config.detect_faces:
+        from gender.faces import decode_face_crops
+
+        images, kept, _, _ = decode_face_crops(samples, size, label="detecting faces (unlabelled)")
+    else:
+        try:
+            images, kept = decode_images(samples, size)
+        except UserError:  # none readable: said for this folder, not as a bare "no images"
+            kept = []
+    if not len(kept):
+        raise UserError(f"{source}: none of its {len(paths)} images could be read (see above)")
+    return images
 
 
 def _print_plan(config: AdaptConfig, source_path, task, source_info, data, trainer) -> None:
@@ -375,6 +417,7 @@ def _print_plan(config: AdaptConfig, source_path, task, source_info, data, train
             if data.replay is not None
             else ""
         )
+        + (f"; {data.unlabelled} unlabelled" if data.unlabelled else "")
     )
     print(
         f"  {trainer.trainable_count():,} weights train ({config.trainable_blocks} top blocks, "
@@ -479,6 +522,55 @@ def _run_info(config, source_path, source_info, task, data: _Images, threshold) 
     return info
 
 
+def pseudo_labels(
+    p_woman: np.ndarray, threshold: float, count: int, shares: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(index, labels) of the `count` most confident of `p_woman`: each class's share of them
+    (`shares`, the labelled images' class shares) taken from the images called that class at
+    `threshold`, the farthest from it first (in units of the room on that side of it)."""
+    called = (p_woman >= threshold).astype(int)
+    margin = np.where(
+        called == 1,
+        (p_woman - threshold) / max(1 - threshold, 1e-6),
+        (threshold - p_woman) / max(threshold, 1e-6),
+    )
+    index = []
+    for label, share in enumerate(shares):
+        members = np.flatnonzero(called == label)
+        wanted = min(len(members), int(round(count * share)))
+        index += members[np.argsort(-margin[members], kind="stable")[:wanted]].tolist()
+    index = np.asarray(sorted(index), int)
+    return index, called[index]
+
+
+def _self_train(config: AdaptConfig, trainer, data: _Images, threshold: float):
+    """(index, labels) of the final fit: the labelled images and the unlabelled ones that
+    `config.rounds` rounds of self-training pseudo-label. Each round fits afresh from the
+    start weights on the labelled images and the previous round's pseudo-labels, then labels
+    a larger share of the unlabelled crops (up to `pseudo_share`), the most confident first, in
+    the labelled images' class shares (a model's confident calls lean to one class; kept
+    balanced, the pseudo-labels cannot drift toward it)."""
+    labelled = np.arange(data.labelled)
+    unlabelled = data.labelled + np.arange(data.unlabelled)
+    labels = np.concatenate([data.labels, np.zeros(data.unlabelled, int)])
+    shares = np.bincount(data.labels[: data.new_count], minlength=len(CLASS_NAMES))
+    shares = shares / shares.sum()
+    index = labelled
+    for r in range(1, config.rounds + 1):
+        trainer.fit(index, labels)
+        count = int(config.pseudo_share * data.unlabelled * r / config.rounds)
+        chosen, called = pseudo_labels(trainer.predict(unlabelled), threshold, count, shares)
+        labels[unlabelled[chosen]] = called
+        index = np.concatenate([labelled, unlabelled[chosen]])
+        print(
+            f"  self-training round {r}/{config.rounds}: {len(chosen)} of {data.unlabelled} "
+            "unlabelled crops pseudo-labelled ("
+            + ", ".join(f"{n} {int(np.sum(called == i))}" for i, n in enumerate(CLASS_NAMES))
+            + ")"
+        )
+    return index, labels
+
+
 def _finish(
     config: AdaptConfig,
     trainer: "_Trainer",
@@ -506,12 +598,19 @@ def _finish(
             check_gender_model(last, resumed_model)
             weights = resumed_model.get_weights()
         print(f"resuming the adaptation {run_dir} after epoch {done} of {config.epochs}")
+    index, labels = np.arange(data.labelled), data.labels
+    if data.unlabelled:
+        index, labels = _self_train(config, trainer, data, float(info["threshold"]))
+        pseudo = labels[index[index >= data.labelled]]
+        info["data"]["unlabelled"] = data.unlabelled
+        info["data"]["pseudo_labelled"] = {
+            name: int(np.sum(pseudo == i)) for i, name in enumerate(CLASS_NAMES)
+        }
     recorder = RunRecorder(run_dir, info, monitor="loss", keep=config.keep, history=history)
     recorder.full_model = trainer.model if trainer.cached else None
     trainer.fit(
-        np.arange(len(data.samples)), data.labels, callbacks=[recorder], verbose=2,
-        resume_from=weights, initial_epoch=done,
-    )  # fmt: skip
+        index, labels, callbacks=[recorder], verbose=2, resume_from=weights, initial_epoch=done
+    )
     # The last epoch is the model: the cosine rate ends the training, nothing chose an epoch.
     if fold_weights:
         final = trainer.fit_model.get_weights()

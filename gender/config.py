@@ -191,6 +191,8 @@ _FLAG_RANGES = {
     "lr": (lambda v: v > 0, "above 0"),
     "fine_tune_lr": (lambda v: v > 0, "above 0"),
     "l2sp": (lambda v: v >= 0, "at least 0"),
+    "rounds": (lambda v: v >= 0, "at least 0"),
+    "pseudo_share": (lambda v: 0 <= v <= 1, "from 0 to 1"),
 }
 
 

@@ -171,6 +171,12 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         help="cross-validation folds choosing the threshold (default %(default)s; 0: the "
         "source model's threshold)",
     )  # fmt: skip
+    parser.add_argument(
+        "--unlabelled", metavar="DIR",
+        help="crops of the same setting without labels (a folder in any layout, or a truth "
+        "table whose labels are ignored): the final fit self-trains on their confident "
+        "pseudo-labels (docs/adapt.md)",
+    )  # fmt: skip
     add_person_flag(parser, "--by-person", "folds keep each person's images together")
     parser.add_argument(
         "--detect-faces", action="store_true",
