@@ -44,12 +44,6 @@ class FitInputs:
         x = self.x[:, index] if self.cached else self.x[index]
         return FitInputs(self.model, self.fit_model, self.prefix, x, self.augment)
 
-    def joined(self, other: "FitInputs") -> "FitInputs":
-        """These inputs followed by `other`'s (the same model; for the cached form, the same
-        number of views)."""
-        x = np.concatenate([self.x, other.x], axis=1 if self.cached else 0)
-        return FitInputs(self.model, self.fit_model, self.prefix, x, self.augment)
-
     def original(self) -> np.ndarray:
         """What `fit_model` takes for each image as it is (no view, no augmentation)."""
         return self.x[0] if self.cached else self.x
