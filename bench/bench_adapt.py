@@ -12,6 +12,13 @@ class in its share of the setting) and scored on the test part at the adapted ru
 k = 0 is the source model at its own threshold. `forgotten` is the drop in accuracy on --forget
 (the source model's own validation images) against the source model. Results are appended to
 --out/results.jsonl as they come (a rerun skips what is there) and the tables printed at the end.
+
+The unlabelled axis (--unlabelled U ...; -1: all there are): with k labelled images, U images
+of the draw's other adaptation people (never the test part's), in a random order and without
+their labels, go to `adapt --unlabelled` (a flat folder); U = 0 adapts on the labels alone.
+
+    python bench/bench_adapt.py SOURCE.keras --setting GRID=data/heldout/GRID ... \
+        --k 250 --unlabelled 0 -1 --draws 1
 """
 
 import argparse
@@ -99,6 +106,23 @@ def adaptation_index(samples, pool, k: int) -> np.ndarray:
     return np.asarray(sorted(take(pool[0], k - women) + take(pool[1], women)))
 
 
+def unlabelled_index(samples, pool, index: np.ndarray, count: int, draw: int) -> np.ndarray:
+    """`count` (-1: all) images of the adaptation people `pool` not among the labelled
+    `index`, in a random order of the draw."""
+    rest = sorted(set(i for people in pool for p in people for i in p) - set(index.tolist()))
+    order = np.random.default_rng(2000 + draw).permutation(rest)
+    return np.asarray(sorted(order if count < 0 else order[:count]), int)
+
+
+def link_flat(samples, index, root: Path) -> Path:
+    """The images `index` linked into one folder, no labels."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in index:
+        path = Path(samples.paths[i])
+        (root / path.name).symlink_to(path.resolve())
+    return root
+
+
 def link_folder(samples, index, root: Path) -> Path:
     from gender import CLASS_NAMES
 
@@ -151,16 +175,20 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
         part = [r for r in rows if r["setting"] == setting]
         print(f"\n{setting}: test parts of {part[0]['test_images']} images (draw 0), people "
               "not adapted on; forgotten: points of accuracy lost on --forget")  # fmt: skip
-        print("| k | draws | balanced | error man | error woman | ROC AUC | forgotten | wall s |")
-        print("|---|---|---|---|---|---|---|---|")
-        for k in sorted({r["k"] for r in part}):
-            done = [r for r in part if r["k"] == k]
+        print("| k | unlabelled | draws | balanced | error man | error woman | ROC AUC | "
+              "forgotten | wall s |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        for k, u in sorted({(r["k"], r.get("u", 0)) for r in part}):
+            done = [r for r in part if r["k"] == k and r.get("u", 0) == u]
             cells = [mean_spread([r["test"][m] for r in done])
                      for m in ("balanced", "error_man", "error_woman", "auc")
                      if all(m in r["test"] for r in done)]  # fmt: skip
             forgot = [source_forget["accuracy"] - r["forget"]["accuracy"] for r in done]
             wall = f"{np.mean([r['seconds'] for r in done]):.0f}" if k else "-"
-            print(f"| {k} | {len(done)} | {' | '.join(cells)} | "
+            used = [r.get("unlabelled_images", 0) for r in done]
+            u_text = "all" if u < 0 else str(u)
+            u_text += f" ({int(np.mean(used))})" if u < 0 else ""
+            print(f"| {k} | {u_text} | {len(done)} | {' | '.join(cells)} | "
                   f"{mean_spread(forgot) if k else '-'} | {wall} |")  # fmt: skip
         adapted = [r for r in part if r["k"] and "test_at" in r]
         if adapted:
@@ -168,8 +196,8 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
             names = ["adapted", *adapted[0]["test_at"]]
             print("| k | runs | " + " | ".join(names) + " |")
             print("|---|---|" + "---|" * len(names))
-            for k in sorted({r["k"] for r in adapted}):
-                done = [r for r in adapted if r["k"] == k]
+            for k, u in sorted({(r["k"], r.get("u", 0)) for r in adapted}):
+                done = [r for r in adapted if r["k"] == k and r.get("u", 0) == u]
                 cells = []
                 for name in names:
                     scores = [r["test"] if name == "adapted" else r["test_at"][name]
@@ -177,7 +205,7 @@ def print_tables(rows: list[dict], source_forget: dict) -> None:
                     gap = np.mean([abs(x["error_man"] - x["error_woman"]) for x in scores])
                     cells.append(f"{100 * np.mean([x['balanced'] for x in scores]):.1f} "
                                  f"({100 * gap:.0f})")  # fmt: skip
-                print(f"| {k} | {len(done)} | " + " | ".join(cells) + " |")
+                print(f"| {k} / {u} | {len(done)} | " + " | ".join(cells) + " |")
     print(
         f"\nsource model on --forget: accuracy {100 * source_forget['accuracy']:.2f}%, "
         f"balanced {100 * source_forget['balanced']:.2f}%"
@@ -197,6 +225,9 @@ def main(argv=None) -> int:
     parser.add_argument("--forget", required=True, help="the source's validation images")
     parser.add_argument("--by-person", help="person-id regex (default: every image its own)")
     parser.add_argument("--k", type=int, nargs="+", default=list(K_VALUES))
+    parser.add_argument("--unlabelled", type=int, nargs="+", default=[0], metavar="U",
+                        help="unlabelled crops given with each k > 0 (-1: all the draw's other "
+                        "adaptation images; default 0)")  # fmt: skip
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--test-share", type=float, default=0.35)
     parser.add_argument(
@@ -220,7 +251,7 @@ def main(argv=None) -> int:
     rows = (
         [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     )
-    overrides = dict(args.set)
+    overrides = AdaptConfig.renamed(dict(args.set))  # old setting names read as today's
     print(describe())
     print(f"source {args.source}; adapt overrides {overrides or 'none'}")
     source, info = load_trained(args.source)
@@ -237,21 +268,26 @@ def main(argv=None) -> int:
         source_p = predict(source, images)
         for draw in range(args.draws):
             test, pool = draw_split(samples, args.by_person, draw, args.test_share)
-            for k in args.k:
-                if any(r["setting"] == name and r["draw"] == draw and r["k"] == k for r in rows):
+            for k, u in [(n, m) for n in args.k for m in (args.unlabelled if n else [0])]:
+                if any(r["setting"] == name and r["draw"] == draw and r["k"] == k
+                       and r.get("u", 0) == u for r in rows):  # fmt: skip
                     continue
-                row = {"setting": name, "draw": draw, "k": k, "test_images": len(test),
+                row = {"setting": name, "draw": draw, "k": k, "u": u, "test_images": len(test),
                        "overrides": overrides}  # fmt: skip
                 if k == 0:
                     row["test"] = score(samples.labels[test], source_p[test], source_threshold)
                     row["forget"], row["seconds"] = source_forget, 0.0
                 else:
                     index = adaptation_index(samples, pool, k)
-                    work = out / f"{name}-d{draw}-k{k}"
+                    work = out / f"{name}-d{draw}-k{k}-u{u}"
                     shutil.rmtree(work, ignore_errors=True)
                     data = link_folder(samples, index, work / "data")
                     # the threshold's folds keep each person whole, as a user's --by-person
                     settings = {"by_person": args.by_person, **overrides}
+                    if u:
+                        extra = unlabelled_index(samples, pool, index, u, draw)
+                        row["unlabelled_images"] = len(extra)
+                        settings["unlabelled"] = str(link_flat(samples, extra, work / "u"))
                     config = AdaptConfig(data=str(data), weights=args.source, out=str(work),
                                          seed=1337 + draw, **settings)  # fmt: skip
                     started = time.perf_counter()
@@ -301,7 +337,7 @@ def main(argv=None) -> int:
                 with open(results, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 test_scores, forget_acc = row["test"], 100 * row["forget"]["accuracy"]
-                print(f"RESULT {name} draw {draw} k {k}: balanced "
+                print(f"RESULT {name} draw {draw} k {k} u {u}: balanced "
                       f"{100 * test_scores['balanced']:.2f}%, errors "
                       f"{100 * test_scores['error_man']:.1f} / "
                       f"{100 * test_scores['error_woman']:.1f}, "

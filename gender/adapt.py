@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES, TASKS, UserError
+from gender.finetune import balanced_class_weight, fit, prepare_inputs
 
 if TYPE_CHECKING:
     from gender.config import RunRecord
@@ -48,10 +49,10 @@ class AdaptConfig:
     task: str | None = None  # None: the task of `weights` (face when no weights are given)
     out: str = "weights"
     epochs: int = 12
-    learning_rate: float = 1e-4  # 3e-4 collapsed a whole-model fine-tune (docs/adapt.md)
+    lr: float = 1e-4  # 3e-4 collapsed a whole-model fine-tune (docs/adapt.md)
     trainable_blocks: int = 12  # top backbone blocks that train (the bundled recipes' 12-13)
     batch_size: int = 32
-    views: int = 4  # cached versions of each image: original, mirror, then `augment` draws
+    cache_views: int = 4  # cached versions of each image: original, mirror, then `augment` draws
     augment: str = ADAPT_AUGMENT
     l2sp: float = 0.01  # strength of the pull toward the start weights (0: none)
     # "auto": the source run's training folders (run.json flags.data) when present here; or a
@@ -67,9 +68,24 @@ class AdaptConfig:
     # best.keras: the mean of the final model's weights and the threshold folds' models (all
     # fine-tuned from the same start: a "model soup", Wortsman et al. 2022)
     average_folds: bool = False
+    # crops of the new setting without labels (a folder in any layout, or a truth table whose
+    # labels are ignored): the final fit self-trains on their confident pseudo-labels
+    unlabelled: str | None = None
+    rounds: int = 3  # self-training fits before the final one, each on more pseudo-labels
+    pseudo_share: float = 0.5  # share of the unlabelled crops pseudo-labelled in the last round
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def renamed(cls, values: dict) -> dict:
+        """`values` with the names adapt records written before training and adapt shared
+        their setting names ("learning_rate", "views") given their present names."""
+        return {RENAMED.get(k, k): v for k, v in values.items()}
+
+
+# old adapt-record names -> the names training uses for the same settings
+RENAMED = {"learning_rate": "lr", "views": "cache_views"}
 
 
 def shrunk_threshold(fitted: float, source: float, per_class: int, prior_images: int) -> float:
@@ -188,31 +204,25 @@ def _set_trainable(model, model_name: str, blocks: int) -> None:
 
 
 class _Trainer:
-    """The adaptation recipe on one model: cached prefix features, then fits from the start
-    weights (each fold and the final fit start over from the same weights)."""
+    """The adaptation recipe on one model: its inputs prepared once (the frozen prefix's cached
+    views), then fits that each start from the same weights (each fold and the final fit)."""
 
     def __init__(self, model, model_name: str, config: AdaptConfig, images: np.ndarray) -> None:
-        from gender.augment import build_augmenter, parse_augment
-        from gender.features import compute_features
-        from gender.models.split import split_frozen_prefix
-        from gender.training import cache_views
+        from gender.augment import parse_augment
 
         self.model, self.config = model, config
         _set_trainable(model, model_name, config.trainable_blocks)
         names = parse_augment(config.augment)
-        self.augment = build_augmenter(names, config.seed)
-        split = split_frozen_prefix(model)
-        if split:
-            prefix, self.fit_model = split
-            views = cache_views(names, config.views)
-            self.inputs = compute_features(prefix, images, views, augment=self.augment)
-        else:  # the whole network trains: every epoch augments the images afresh
-            self.fit_model, self.inputs = model, images
-        self.cached = split is not None
+        self.inputs = prepare_inputs(model, images, names, config.cache_views, config.seed)
+        self.fit_model = self.inputs.fit_model
         self.start = [np.array(w) for w in self.fit_model.trainable_weights]
         self.start_all = [np.array(w) for w in model.weights]
         for variable, start in zip(self.fit_model.trainable_weights, self.start):
             variable.regularizer = L2SP(start, config.l2sp) if config.l2sp > 0 else None
+
+    @property
+    def cached(self) -> bool:
+        return self.inputs.cached
 
     def trainable_count(self) -> int:
         return int(sum(w.size for w in self.start))
@@ -232,36 +242,23 @@ class _Trainer:
         toward the start weights)."""
         import keras
 
-        import gender.data
-        import gender.models as models
-
         self.model.set_weights(self.start_all if resume_from is None else resume_from)
-        inputs = self.inputs[:, index] if self.cached else self.inputs[index]
         steps = -(-len(index) // self.config.batch_size)
-        seed = self.config.seed
-        ds = gender.data.make_dataset(
-            inputs, labels[index], self.config.batch_size, shuffle=True, seed=seed,
-            views=self.cached, augment=None if self.cached else self.augment,
-        )  # fmt: skip
         # cosine to zero: no validation to stop on, so the rate itself ends the training
         rate = keras.optimizers.schedules.CosineDecay(
-            self.config.learning_rate, decay_steps=steps * self.config.epochs
+            self.config.lr, decay_steps=steps * self.config.epochs
         )
-        models.compile_model(self.fit_model, rate)
-        if initial_epoch:  # the schedule reads the optimizer's step count
-            self.fit_model.optimizer.build(self.fit_model.trainable_variables)
-            self.fit_model.optimizer.iterations.assign(initial_epoch * steps)
-        counts = np.bincount(labels[index], minlength=2)
-        class_weight = {i: len(index) / (2 * max(c, 1)) for i, c in enumerate(counts)}
-        self.fit_model.fit(
-            ds, epochs=self.config.epochs, class_weight=class_weight, initial_epoch=initial_epoch,
-            callbacks=list(callbacks), verbose=verbose, shuffle=False,
+        fit(
+            self.inputs.rows(index), labels[index], rate=rate, epochs=self.config.epochs,
+            batch_size=self.config.batch_size, seed=self.config.seed,
+            initial_epoch=initial_epoch, steps_done=initial_epoch * steps,
+            class_weight=balanced_class_weight(labels[index]), callbacks=callbacks,
+            verbose=verbose,
         )  # fmt: skip
 
     def predict(self, index: np.ndarray) -> np.ndarray:
         """P(woman) of images `index` (original view) with the current weights."""
-        inputs = self.inputs[0, index] if self.cached else self.inputs[index]
-        return self.fit_model.predict(inputs, batch_size=64, verbose=0).ravel()
+        return self.inputs.predict(index)
 
 
 def resume_adapt(run_dir: str | Path) -> Path:
@@ -274,6 +271,8 @@ def resume_adapt(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     stored = info.adapt
+    if isinstance(stored, dict):
+        stored = AdaptConfig.renamed(stored)
     fields = {f.name for f in dataclasses.fields(AdaptConfig)}
     path = run_dir / RUN_FILE
     if not isinstance(stored, dict) or not set(stored) <= fields or "data" not in stored:
@@ -300,26 +299,71 @@ def _adapt_command(stored: dict) -> str:
     return f"{command('train')} adapt --data {stored.get('data')}"
 
 
+@dataclass
+class _Images:
+    """The decoded images an adaptation trains on: the new ones first, then any replayed."""
+
+    images: np.ndarray
+    samples: "Samples"
+    new_count: int
+    replay: "Samples | None"
+    folders: list[str]  # where the replayed images come from
+    unlabelled: int = 0  # images after the labelled ones (new and replayed): no labels
+
+    @property
+    def labelled(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.samples.labels
+
+    def new_counts(self) -> dict:
+        return self.samples.subset(np.arange(self.new_count)).counts()
+
+
+@dataclass
+class _Threshold:
+    """The adapted model's decision threshold and how it was chosen."""
+
+    value: float
+    source: str  # how it was chosen, in words (run.json's threshold_source)
+    out_of_fold: float | None = None  # the equal-error threshold before shrinking
+    fold_weights: list = dataclasses.field(default_factory=list)  # with average_folds
+
+
 def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
     """Adapt the source model to `config.data` and return the new run folder (or continue the
     interrupted run folder `resume`, see `resume_adapt`)."""
-    from gender.atomic import check_outputs
     from gender.config import RunRecord
-    from gender.data import class_folders, concat_samples, list_folder, person_ids
-    from gender.metrics import equal_error_threshold
-    from gender.recorder import versions
     from gender.runs import new_run_dir
-    from gender.training import decode_split
 
     started = time.perf_counter()
     source_path, model, source_info, task = source_model(config)
+    data = _load_images(config, source_info)
+    trainer = _Trainer(model, source_info.model, config, data.images)
+    _print_plan(config, source_path, task, source_info, data, trainer)
+    source_threshold = source_info.decision_threshold
+    threshold = _choose_threshold(config, trainer, data, source_threshold, resume is not None)
+    if resume is not None:
+        return _finish(config, trainer, data, Path(resume), threshold.fold_weights, started,
+                       resumed=True)  # fmt: skip
+    run_dir = new_run_dir(config.out, source_info.model)
+    info = _run_info(config, source_path, source_info, task, data, threshold)
+    RunRecord.from_dict(info, run_dir / "run.json").write(run_dir)
+    return _finish(config, trainer, data, run_dir, threshold.fold_weights, started)
+
+
+def _load_images(config: AdaptConfig, source_info: "RunRecord") -> _Images:
+    """The new setting's images, checked and decoded, followed by the replayed ones."""
+    from gender.atomic import check_outputs
+    from gender.data import class_folders, concat_samples, list_folder
+    from gender.training import decode_split
+
     samples = list_folder(config.data)
     check_samples(samples, config.data)
     check_outputs([(config.out, True)], class_folders(config.data))
     size = tuple(source_info.image_size)
-    model_name = source_info.model
-    source_threshold = source_info.decision_threshold
-
     images, samples = decode_split(samples, size, config.detect_faces, "the new setting")
     check_samples(samples, config.data)  # after unreadable or faceless images left out
     new_count = len(samples)
@@ -335,77 +379,119 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
         replay_images, replay = decode_split(replay, size, config.detect_faces, "the replay")
         images = np.concatenate([images, replay_images])
         samples = concat_samples([samples, replay])
-    labels = samples.labels
-    is_new = np.arange(len(samples)) < new_count
+    unlabelled = _unlabelled_images(config, size, samples.paths)
+    if unlabelled is not None:
+        images = np.concatenate([images, unlabelled])
+    count = 0 if unlabelled is None else len(unlabelled)
+    return _Images(images, samples, new_count, replay, folders, count)
 
-    trainer = _Trainer(model, model_name, config, images)
-    counts = samples.subset(np.flatnonzero(is_new)).counts()
+
+def _unlabelled_images(config: AdaptConfig, size, labelled: list[str]) -> np.ndarray | None:
+    """The decoded --unlabelled crops, less any of the labelled images; unreadable ones (or,
+    with --detect-faces, faceless ones) reported and left out."""
+    from gender.data import Samples, decode_images, expand_inputs, read_truth_table
+
+    if not config.unlabelled:
+        return None
+    source = Path(config.unlabelled)
+    paths = read_truth_table(source).paths if source.is_file() else expand_inputs([source])
+    known = {str(Path(p).resolve()) for p in labelled}
+    paths = [p for p in paths if str(Path(p).resolve()) not in known]
+    if not paths:
+        raise UserError(f"{source}: no unlabelled images besides the labelled ones")
+    samples = Samples(paths, np.zeros(len(paths), np.int64))
+    if config.detect_faces:
+        from gender.faces import decode_face_crops
+
+        images, kept, _, _ = decode_face_crops(samples, size, label="detecting faces (unlabelled)")
+    else:
+        try:
+            images, kept = decode_images(samples, size)
+        except UserError:  # none readable: said for this folder, not as a bare "no images"
+            kept = []
+    if not len(kept):
+        raise UserError(f"{source}: none of its {len(paths)} images could be read (see above)")
+    return images
+
+
+def _print_plan(config: AdaptConfig, source_path, task, source_info, data, trainer) -> None:
+    size, model_name = source_info.image_size, source_info.model
     print(
         f"adapting {source_path} ({task}, {model_name} {size[0]}x{size[1]}) to {config.data}: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + ", ".join(f"{k} {v}" for k, v in data.new_counts().items())
         + (
-            f"; replaying {len(replay)} images of {', '.join(folders)}"
-            if replay is not None
+            f"; replaying {len(data.replay)} images of {', '.join(data.folders)}"
+            if data.replay is not None
             else ""
         )
+        + (f"; {data.unlabelled} unlabelled" if data.unlabelled else "")
     )
     print(
         f"  {trainer.trainable_count():,} weights train ({config.trainable_blocks} top blocks, "
-        f"BatchNorm frozen), {config.epochs} epochs at {config.learning_rate:g} (cosine), "
+        f"BatchNorm frozen), {config.epochs} epochs at {config.lr:g} (cosine), "
         f"L2-SP {config.l2sp:g}, "
-        + (f"{config.views} cached views" if trainer.cached else "live augmentation")
+        + (f"{config.cache_views} cached views" if trainer.cached else "live augmentation")
     )
 
-    # The threshold: out-of-fold P(woman) of the new images (a model never sees the images it
-    # scores), so it is not fitted on images the model has memorised. Replayed images train in
-    # every fold but choose nothing: the threshold is for the new setting.
-    per_class = min(counts.values())
+
+def _choose_threshold(config, trainer, data: _Images, source_threshold: float, resumed: bool):
+    """The threshold: equal error rates on the out-of-fold P(woman) of the new images (a model
+    never scores the images it trained on, so the threshold is not fitted on memorised
+    images), shrunk toward the source's. Replayed images train in every fold but choose
+    nothing: the threshold is for the new setting."""
+    from gender.data import person_ids
+    from gender.metrics import equal_error_threshold
+
+    new, labels = data.new_count, data.labels
     groups = (
-        person_ids(samples.paths[:new_count], config.by_person)
+        person_ids(data.samples.paths[:new], config.by_person)
         if config.by_person
-        else [f"file:{p}" for p in samples.paths[:new_count]]
+        else [f"file:{p}" for p in data.samples.paths[:new]]
     )
     # every fold must hold someone of each class: no more folds than a class has people
     people = min(
-        len({g for g, y in zip(groups, labels[:new_count]) if y == label})
+        len({g for g, y in zip(groups, labels[:new]) if y == label})
         for label in range(len(CLASS_NAMES))
     )
     folds = min(config.folds, people)
-    if resume is not None and not config.average_folds:
+    if resumed and not config.average_folds:
         folds = 0  # the threshold was chosen before the interruption; only averaging needs folds
-    threshold, threshold_source = source_threshold, "the source model's (no folds)"
+    chosen = _Threshold(source_threshold, "the source model's (no folds)")
     if 0 < folds < 2 <= config.folds:
-        threshold_source = "the source model's (one person of a class: nothing to fold)"
-    fitted, fold_weights = None, []
-    if folds >= 2:
-        fold = fold_index(labels[:new_count], groups, folds, config.seed)
-        oof = np.zeros(new_count)
-        for k in range(folds):
-            held = np.flatnonzero(fold == k)
-            train_index = np.setdiff1d(np.arange(len(samples)), held)
-            trainer.fit(train_index, labels)
-            oof[held] = trainer.predict(held)
-            if config.average_folds:
-                fold_weights.append(trainer.fit_model.get_weights())
-            print(f"  fold {k + 1}/{folds}: {len(train_index)} training, {len(held)} scored")
-        fitted = equal_error_threshold(labels[:new_count], oof)
-        threshold = shrunk_threshold(fitted, source_threshold, per_class, config.prior_images)
-        threshold_source = (
-            f"equal error rates on {folds}-fold out-of-fold P(woman) of the {new_count} new "
-            f"images ({fitted:.4f}), shrunk toward the source's {source_threshold:.4f} with "
-            f"weight {per_class}/({per_class}+{config.prior_images})"
-        )
+        chosen.source = "the source model's (one person of a class: nothing to fold)"
+    if folds < 2:
+        return chosen
+    fold = fold_index(labels[:new], groups, folds, config.seed)
+    oof = np.zeros(new)
+    for k in range(folds):
+        held = np.flatnonzero(fold == k)
+        train_index = np.setdiff1d(np.arange(len(data.samples)), held)
+        trainer.fit(train_index, labels)
+        oof[held] = trainer.predict(held)
+        if config.average_folds:
+            chosen.fold_weights.append(trainer.fit_model.get_weights())
+        print(f"  fold {k + 1}/{folds}: {len(train_index)} training, {len(held)} scored")
+    per_class = min(data.new_counts().values())
+    fitted = equal_error_threshold(labels[:new], oof)
+    chosen.value = shrunk_threshold(fitted, source_threshold, per_class, config.prior_images)
+    chosen.out_of_fold = fitted
+    chosen.source = (
+        f"equal error rates on {folds}-fold out-of-fold P(woman) of the {new} new "
+        f"images ({fitted:.4f}), shrunk toward the source's {source_threshold:.4f} with "
+        f"weight {per_class}/({per_class}+{config.prior_images})"
+    )
+    return chosen
 
-    if resume is not None:
-        return _finish(
-            config, trainer, samples, labels, Path(resume), model, fold_weights, started,
-            resumed=True,
-        )  # fmt: skip
-    run_dir = new_run_dir(config.out, model_name)
+
+def _run_info(config, source_path, source_info, task, data: _Images, threshold) -> dict:
+    """run.json of a new adapted run, written before the final fit."""
+    from gender.recorder import versions
+
+    model_name = source_info.model
     info = {
         "model": model_name,
         "task": task,
-        "image_size": list(size),
+        "image_size": list(source_info.image_size),
         "class_names": list(CLASS_NAMES),
         # the training flags other tools read back (run_config): the adapted model's own
         "flags": {
@@ -424,31 +510,79 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
         "adapted_from": {
             "weights": str(source_path),
             "task": task,
-            "threshold": source_threshold,
+            "threshold": source_info.decision_threshold,
         },
         "versions": versions(),
-        "data": {"train": counts, "val": {}},
+        "data": {"train": data.new_counts(), "val": {}},
         "epochs_done": 0,
         # chosen before the final fit, so a run interrupted in it already answers at the
         # adapted threshold (not 0.5), and its resume keeps it
-        "threshold": round(threshold, 4),
-        "threshold_source": threshold_source,
-        "threshold_out_of_fold": None if fitted is None else round(fitted, 4),
+        "threshold": round(threshold.value, 4),
+        "threshold_source": threshold.source,
+        "threshold_out_of_fold": (
+            None if threshold.out_of_fold is None else round(threshold.out_of_fold, 4)
+        ),
     }
-    if replay is not None:
-        info["data"]["replay"] = replay.counts()
-        info["replay_folders"] = folders
-    RunRecord.from_dict(info, run_dir / "run.json").write(run_dir)
-    return _finish(config, trainer, samples, labels, run_dir, model, fold_weights, started)
+    if data.replay is not None:
+        info["data"]["replay"] = data.replay.counts()
+        info["replay_folders"] = data.folders
+    return info
+
+
+def pseudo_labels(
+    p_woman: np.ndarray, threshold: float, count: int, shares: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(index, labels) of the `count` most confident of `p_woman`: each class's share of them
+    (`shares`, the labelled images' class shares) taken from the images called that class at
+    `threshold`, the farthest from it first (in units of the room on that side of it)."""
+    called = (p_woman >= threshold).astype(int)
+    margin = np.where(
+        called == 1,
+        (p_woman - threshold) / max(1 - threshold, 1e-6),
+        (threshold - p_woman) / max(threshold, 1e-6),
+    )
+    index = []
+    for label, share in enumerate(shares):
+        members = np.flatnonzero(called == label)
+        wanted = min(len(members), int(round(count * share)))
+        index += members[np.argsort(-margin[members], kind="stable")[:wanted]].tolist()
+    index = np.asarray(sorted(index), int)
+    return index, called[index]
+
+
+def _self_train(config: AdaptConfig, trainer, data: _Images, threshold: float):
+    """(index, labels) of the final fit: the labelled images and the unlabelled ones that
+    `config.rounds` rounds of self-training pseudo-label. Each round fits afresh from the
+    start weights on the labelled images and the previous round's pseudo-labels, then labels
+    a larger share of the unlabelled crops (up to `pseudo_share`), the most confident first, in
+    the labelled images' class shares (a model's confident calls lean to one class; kept
+    balanced, the pseudo-labels cannot drift toward it)."""
+    labelled = np.arange(data.labelled)
+    unlabelled = data.labelled + np.arange(data.unlabelled)
+    labels = np.concatenate([data.labels, np.zeros(data.unlabelled, int)])
+    shares = np.bincount(data.labels[: data.new_count], minlength=len(CLASS_NAMES))
+    shares = shares / shares.sum()
+    index = labelled
+    for r in range(1, config.rounds + 1):
+        trainer.fit(index, labels)
+        count = int(config.pseudo_share * data.unlabelled * r / config.rounds)
+        chosen, called = pseudo_labels(trainer.predict(unlabelled), threshold, count, shares)
+        labels[unlabelled[chosen]] = called
+        index = np.concatenate([labelled, unlabelled[chosen]])
+        print(
+            f"  self-training round {r}/{config.rounds}: {len(chosen)} of {data.unlabelled} "
+            "unlabelled crops pseudo-labelled ("
+            + ", ".join(f"{n} {int(np.sum(called == i))}" for i, n in enumerate(CLASS_NAMES))
+            + ")"
+        )
+    return index, labels
 
 
 def _finish(
     config: AdaptConfig,
     trainer: "_Trainer",
-    samples: "Samples",
-    labels: np.ndarray,
+    data: _Images,
     run_dir: Path,
-    model,
     fold_weights: list,
     started: float,
     resumed: bool = False,
@@ -471,19 +605,26 @@ def _finish(
             check_gender_model(last, resumed_model)
             weights = resumed_model.get_weights()
         print(f"resuming the adaptation {run_dir} after epoch {done} of {config.epochs}")
+    index, labels = np.arange(data.labelled), data.labels
+    if data.unlabelled:
+        index, labels = _self_train(config, trainer, data, float(info.threshold))
+        pseudo = labels[index[index >= data.labelled]]
+        info.data["unlabelled"] = data.unlabelled
+        info.data["pseudo_labelled"] = {
+            name: int(np.sum(pseudo == i)) for i, name in enumerate(CLASS_NAMES)
+        }
     recorder = RunRecorder(run_dir, info, monitor="loss", keep=config.keep, history=history)
-    recorder.full_model = model if trainer.cached else None
+    recorder.full_model = trainer.model if trainer.cached else None
     trainer.fit(
-        np.arange(len(samples)), labels, callbacks=[recorder], verbose=2,
-        resume_from=weights, initial_epoch=done,
-    )  # fmt: skip
+        index, labels, callbacks=[recorder], verbose=2, resume_from=weights, initial_epoch=done
+    )
     # The last epoch is the model: the cosine rate ends the training, nothing chose an epoch.
     if fold_weights:
         final = trainer.fit_model.get_weights()
         trainer.fit_model.set_weights([np.mean(w, axis=0) for w in zip(final, *fold_weights)])
         averaged = run_dir / "averaged.keras"
         with atomic_path(averaged) as tmp:
-            model.save(tmp)
+            trainer.model.save(tmp)
         link_over(averaged, run_dir / "best.keras")
         info.averaged_models = 1 + len(fold_weights)
     else:

@@ -278,9 +278,9 @@ _FLAG_RANGES = {
     "label_smoothing": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
     "lr": (lambda v: v > 0, "above 0"),
     "fine_tune_lr": (lambda v: v > 0, "above 0"),
-    "learning_rate": (lambda v: v > 0, "above 0"),
-    "views": (lambda v: v >= 1, "at least 1"),
     "l2sp": (lambda v: v >= 0, "at least 0"),
+    "rounds": (lambda v: v >= 0, "at least 0"),
+    "pseudo_share": (lambda v: 0 <= v <= 1, "from 0 to 1"),
 }
 
 

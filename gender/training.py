@@ -1,4 +1,5 @@
-"""The training loop: phases, decoding, the frozen-prefix cache, resume.
+"""The training loop: phases, decoding, resume (the fine-tuning core it shares with adapt, the
+frozen-prefix cache among it, is gender.finetune).
 
 `train(config)` trains as a `TrainConfig` says and returns the run folder; `resume_config` reads
 an interrupted run's config back. This is the pipeline layer, so it uses models/ (the registry)
@@ -12,15 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 import gender.data
 from gender import CLASS_NAMES, UserError
+from gender.augment import parse_augment
 from gender.config import TrainConfig, read_run_config
 from gender.console import command
+from gender.finetune import balanced_class_weight, fit, prepare_inputs
 from gender.shards import PackedSplit, is_packed
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from gender.config import RunRecord
     from gender.models import ModelEntry
 
@@ -69,55 +72,118 @@ def train(
         peer_timeout: seconds a multi-worker task waits for the others (None: the default).
     """
     import keras
-    import numpy as np
 
-    import gender.models as models
     from gender import distribute, interrupt
-    from gender.augment import parse_augment
-    from gender.config import RunRecord, read_run_info
-    from gender.images import parse_image_size
-    from gender.recorder import RunRecorder, versions
+    from gender.recorder import RunRecorder
     from gender.runs import run_kept
 
     # first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
     strategy = distribute.select_strategy(devices, peer_timeout or distribute.PEER_TIMEOUT)
+    history, model = _start(config, resume, strategy)
+    image_size, phases = _plan(config)
+    keras.utils.set_random_seed(config.seed)
+    if model is None:  # built before the run folder exists: a bad flag leaves nothing behind
+        model = _build_model(config, image_size, phases, strategy)
+    distributed = distribute.describe(strategy, config.batch_size)
+    _check_space(config, resume, model)
+    train_set, val_set = _checked_splits(config, strategy)
+    # only the chief writes the run folder (several writers would clobber it); other workers
+    # get a temporary one
+    run_dir = distribute.run_folder(config.out, config.model, resume)
+    interrupt.keep(
+        run_kept(run_dir, len(history))
+        if distribute.is_chief()
+        else f"worker {distribute.task_index()} keeps nothing (the chief writes the run folder)"
+    )
+    (train_x, train_set), (val_x, val_set) = _decode_splits(
+        config, train_set, val_set, image_size, run_dir
+    )
+    class_weight, sample_weights, val_weights = _loss_weighting(config, train_set, val_set)
+    print(f"run folder: {run_dir}" + ("" if distribute.is_chief() else " (temporary: a worker)"))
+    _print_plan(config, model, image_size, phases, (train_set, val_set), class_weight,
+                sample_weights, strategy, distributed)  # fmt: skip
+    info = _open_info(config, resume, run_dir, image_size, (train_set, val_set), phases,
+                      distributed)  # fmt: skip
+    recorder = RunRecorder(
+        run_dir, info, monitor="val_loss" if val_set else "loss", keep=config.keep,
+        history=history, announce=distribute.is_chief(),
+    )  # fmt: skip
+    # the first phase resumed keeps Adam's state (a run resumed at epoch 0 has none)
+    keep_optimizer = resume is not None and bool(history)
+    for phase in phases:
+        if len(recorder.history) >= phase.last_epoch:
+            continue
+        splits = (train_x, train_set), (val_x, val_set)
+        args = (model, phase, config, *splits, class_weight, recorder, keep_optimizer)
+        if strategy is None and train_x is not None:
+            _fit_phase(*args, run_dir, sample_weights, val_weights)
+        else:  # under a tf.distribute strategy, or streaming packed shards
+            _fit_phase_custom(*args, strategy)
+        keep_optimizer = False
+    return _end(run_dir, info, val_set, val_x)
+
+
+def _start(config: TrainConfig, resume, strategy) -> tuple[list, object]:
+    """(history, model) of a resumed run (a model of None: none committed yet), or ([], None);
+    a new run's output folder is checked first, before hours of decoding."""
+    from gender import distribute
+    from gender.atomic import check_outputs
+
     history, model = [], None
     if resume:
         with distribute.scope(strategy):
             history, model = _resume_state(Path(resume))
     if not config.data:
         raise UserError("--data is required (or --demo, or --resume RUN_DIR)")
-    if not resume:  # before hours of decoding: a run folder that cannot be made fails now
-        from gender.atomic import check_outputs
-
+    if not resume:  # a run folder that cannot be made fails now
         images = [
             folder
             for data in config.data
             for folder in ([Path(data)] if is_packed(data) else gender.data.class_folders(data))
         ]
         check_outputs([(config.out, True)], images)
+    return history, model
+
+
+def _plan(config: TrainConfig) -> tuple[tuple[int, int], list[Phase]]:
+    """(image size, phases) of the run; an augmentation typo fails here, before decoding."""
+    import gender.models as models
+    from gender.images import parse_image_size
+
     entry = models.get_entry(config.model)
     image_size = parse_image_size(config.image_size) if config.image_size else entry.image_size
-    parse_augment(config.augment)  # fail on a typo before decoding thousands of images
-    phases = plan_phases(config, entry, models.default_trainable_blocks(config.model))
-    keras.utils.set_random_seed(config.seed)
+    parse_augment(config.augment)
+    return image_size, plan_phases(config, entry, models.default_trainable_blocks(config.model))
 
-    if model is None:  # built before the run folder exists: a bad flag leaves nothing behind
-        with distribute.scope(strategy):
-            model = models.create_model(
-                config.model,
-                image_size=image_size,
-                backbone_weights=config.backbone_weights,
-                trainable_blocks=phases[0].trainable_blocks,
-            )
-    distributed = distribute.describe(strategy, config.batch_size)
-    if distribute.is_chief():  # the checkpoints it will write, before hours of training
-        from gender.atomic import check_space
 
+def _build_model(config: TrainConfig, image_size, phases: list[Phase], strategy):
+    import gender.models as models
+    from gender import distribute
+
+    with distribute.scope(strategy):
+        return models.create_model(
+            config.model,
+            image_size=image_size,
+            backbone_weights=config.backbone_weights,
+            trainable_blocks=phases[0].trainable_blocks,
+        )
+
+
+def _check_space(config: TrainConfig, resume, model) -> None:
+    """Room for the checkpoints the run will write, checked before hours of training."""
+    from gender import distribute
+    from gender.atomic import check_space
+
+    if distribute.is_chief():
         kept = min(config.epochs, config.keep or config.epochs) + 2  # + a temporary, best
         # a checkpoint holds the weights and Adam's two moments: 3 float32 per parameter
         check_space(Path(resume) if resume else config.out, kept * 12 * model.count_params())
+
+
+def _checked_splits(config: TrainConfig, strategy):
+    """(train, val) Samples (or packed splits), with the loss-weighting flags and the labels
+    checked before anything is decoded."""
     train_set, val_set = _load_splits(config)
     if config.balance_groups or config.weigh_persons:
         flag = "--balance-groups" if config.balance_groups else "--weigh-persons"
@@ -134,62 +200,68 @@ def train(
         from gender.conflicts import check_training_labels
 
         check_training_labels({"train": train_set, "val": val_set})
-    # only the chief writes the run folder (several writers would clobber it); other workers
-    # get a temporary one
-    run_dir = distribute.run_folder(config.out, config.model, resume)
-    interrupt.keep(
-        run_kept(run_dir, len(history))
-        if distribute.is_chief()
-        else f"worker {distribute.task_index()} keeps nothing (the chief writes the run folder)"
-    )
-    if isinstance(train_set, PackedSplit):  # streamed from shards: nothing decoded up front
-        train_x = val_x = None
+    return train_set, val_set
+
+
+def _decode_splits(config: TrainConfig, train_set, val_set, image_size, run_dir: Path):
+    """((train images, train samples), (val images, val samples)): decoded, unreadable images
+    left out; images None for packed shards, which are streamed and decoded per batch."""
+    if isinstance(train_set, PackedSplit):
         packed_val = Path(config.data[0]) / "val.txt"
         if val_set and packed_val.is_file():
             shutil.copyfile(packed_val, run_dir / "val.txt")
         print(f"streaming packed shards from {config.data[0]} (decoded per batch, in tf.data)")
-    else:
-        print(
-            f"decoding {len(train_set) + len(val_set or [])} images at "
-            f"{image_size[0]}x{image_size[1]} ..."
+        return (None, train_set), (None, val_set)
+    print(
+        f"decoding {len(train_set) + len(val_set or [])} images at "
+        f"{image_size[0]}x{image_size[1]} ..."
+    )
+    train_x, train_set = decode_split(
+        train_set, image_size, config.detect_faces, "the train split", run_dir / "cache"
+    )
+    val_x = None
+    if val_set:
+        val_x, val_set = decode_split(
+            val_set, image_size, config.detect_faces, "the val split", run_dir / "cache"
         )
-        train_x, train_set = decode_split(
-            train_set, image_size, config.detect_faces, "the train split", run_dir / "cache"
-        )
-        val_x = None
-        if val_set:
-            val_x, val_set = decode_split(
-                val_set, image_size, config.detect_faces, "the val split", run_dir / "cache"
-            )
-            gender.data.write_truth_table(run_dir / "val.txt", val_set)
-        print(
-            f"decoded images: train {gender.data.storage(train_x)}"
-            + (f", val {gender.data.storage(val_x)}" if val_set else "")
-            + f" (RAM budget {gender.data.memory_budget_bytes() / 2**20:,.0f} MB for all "
-            "arrays together, GENDER_MEMORY_BUDGET_MB; over it, files in the run folder)"
-        )
+        gender.data.write_truth_table(run_dir / "val.txt", val_set)
+    print(
+        f"decoded images: train {gender.data.storage(train_x)}"
+        + (f", val {gender.data.storage(val_x)}" if val_set else "")
+        + f" (RAM budget {gender.data.memory_budget_bytes() / 2**20:,.0f} MB for all "
+        "arrays together, GENDER_MEMORY_BUDGET_MB; over it, files in the run folder)"
+    )
+    return (train_x, train_set), (val_x, val_set)
 
+
+def _loss_weighting(config: TrainConfig, train_set, val_set) -> tuple:
+    """(class weights, per-image training weights, per-image validation weights), any None."""
     counts = train_set.counts()
     class_weight = None
     if not config.no_class_weights and max(counts.values()) > 1.1 * min(counts.values()):
         # Balanced weights n / (2 n_c): the pedestrian model the toolkit started from, trained on
         # 2:1 data without them, called most men women.
-        class_weight = {
-            i: len(train_set) / (2 * counts[name]) for i, name in enumerate(CLASS_NAMES)
-        }
-
-    sample_weights = val_weights = None
+        class_weight = balanced_class_weight(train_set.labels)
     if config.balance_groups or config.weigh_persons:
         sample_weights, val_weights = _loss_weights(config, train_set, val_set)
-        class_weight = None  # folded into the per-image weights
+        return None, sample_weights, val_weights  # the classes folded into the image weights
+    return class_weight, None, None
+
+
+def _print_plan(
+    config, model, image_size, phases, splits, class_weight, sample_weights, strategy,
+    distributed,
+) -> None:  # fmt: skip
+    """The resolved settings and derived numbers, before training starts."""
+    from gender import distribute
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    print(f"run folder: {run_dir}" + ("" if distribute.is_chief() else " (temporary: a worker)"))
     print(
         f"model {config.model}: input {image_size[0]}x{image_size[1]}, {model.count_params():,} "
         f"parameters, {trainable:,} trainable in phase {phases[0].name}"
     )
-    for name, part in (("train", train_set), ("val", val_set)):
+    train_set = splits[0]
+    for name, part in zip(("train", "val"), splits):
         if part:
             print(
                 f"  {name}: {len(part)} images "
@@ -222,6 +294,17 @@ def train(
         )
     )
 
+
+def _open_info(
+    config, resume, run_dir: Path, image_size, splits, phases, distributed
+) -> "RunRecord":
+    """run.json's record as training starts: a new run's (epoch 0 committed, so a run killed in
+    its first epoch can be resumed), or the resumed run's, reopened."""
+    from gender import distribute
+    from gender.config import RunRecord, read_run_info
+    from gender.recorder import versions
+
+    train_set, val_set = splits
     info = (
         read_run_info(Path(resume))  # a worker's own run_dir is a temporary folder
         if resume
@@ -232,7 +315,7 @@ def train(
             class_names=list(CLASS_NAMES),
             flags=config.to_dict(),
             versions=versions(),
-            data={"train": counts, "val": val_set.counts() if val_set else {}},
+            data={"train": train_set.counts(), "val": val_set.counts() if val_set else {}},
         )
     )
     info.distribute = distributed
@@ -243,32 +326,18 @@ def train(
         # before that commit is resumed toward its new maximum, not called finished
         info.write(run_dir)
     info.phases = [vars(p) for p in phases]
-    if not resume:  # epoch 0 committed: a run killed during its first epoch can be resumed
+    if not resume:
         info.epochs_done = 0
         info.write(run_dir)
-    recorder = RunRecorder(
-        run_dir,
-        info,
-        monitor="val_loss" if val_set else "loss",
-        keep=config.keep,
-        history=history,
-        announce=distribute.is_chief(),
-    )
-    # the first phase resumed keeps Adam's state (a run resumed at epoch 0 has none)
-    keep_optimizer = resume is not None and bool(history)
-    for phase in phases:
-        if len(recorder.history) >= phase.last_epoch:
-            continue
-        splits = (train_x, train_set), (val_x, val_set)
-        args = (model, phase, config, *splits, class_weight, recorder, keep_optimizer)
-        if strategy is None and train_x is not None:
-            _fit_phase(*args, run_dir, sample_weights, val_weights)
-        else:  # under a tf.distribute strategy, or streaming packed shards
-            _fit_phase_custom(*args, strategy)
-        keep_optimizer = False
-    if distribute.is_chief():  # before the cache goes: the validation images are decoded there
-        from gender.evaluation import evaluate_run
+    return info
 
+
+def _end(run_dir: Path, info: "RunRecord", val_set, val_x) -> Path | None:
+    """The evaluation page, the run marked finished, the decoded-image cache removed."""
+    from gender import distribute
+    from gender.evaluation import evaluate_run
+
+    if distribute.is_chief():  # before the cache goes: the validation images are decoded there
         evaluation = evaluate_run(run_dir, val_set, val_x, info)
         if evaluation:
             from gender.report import run_page
@@ -294,7 +363,6 @@ def _loss_weights(config: TrainConfig, train_set, val_set) -> tuple:
     best epoch. The classes are then balanced on those weights: per group with --balance-groups,
     else over the whole set (unless --no-class-weights).
     """
-    import numpy as np
 
     from gender.data import person_ids
     from gender.groups import balance_weights, group_names
@@ -339,63 +407,35 @@ def _fit_phase(
 ):  # fmt: skip
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
     import gender.models as models
-    from gender.augment import build_augmenter, parse_augment
-    from gender.features import compute_features
-    from gender.models.split import split_frozen_prefix
 
     (train_x, train_set), (val_x, val_set) = train, val
     if phase.trainable_blocks is not None:
         models.set_trainable_blocks(model, config.model, phase.trainable_blocks)
     augment_names = parse_augment(config.augment)
-    split = split_frozen_prefix(model) if config.cache == "auto" else None
     seed = config.seed + len(recorder.history)
-    if split:
-        prefix, fit_model = split
-        # Each epoch feeds every image once, from one view at random: a phase of E epochs can
-        # use at most E views, and caching more costs a backbone pass each (the head phase of
-        # the bundled face recipe, 1 epoch: 5 views cached, 1 used).
-        epochs = phase.last_epoch - len(recorder.history)
-        views = cache_views(augment_names, min(config.cache_views, epochs))
+    # Each epoch feeds every image once, from one view at random: a phase of E epochs can use
+    # at most E views, and caching more costs a backbone pass each (the head phase of the
+    # bundled face recipe, 1 epoch: 5 views cached, 1 used).
+    epochs = phase.last_epoch - len(recorder.history)
+
+    def announce(prefix, views):
         print(
             f"phase {phase.name}: caching the frozen prefix output {prefix.output_shape[1:]} "
             f"for {len(train_set)} training images x {len(views)} views ({', '.join(views)})"
             + (" and the validation images" if val_set else "")
             + " ..."
         )
-        features = compute_features(
-            prefix,
-            train_x,
-            views,
-            cache_dir=run_dir / "cache",
-            augment=build_augmenter(augment_names, seed),
-        )
-        train_ds = gender.data.make_dataset(
-            features,
-            train_set.labels,
-            config.batch_size,
-            shuffle=True,
-            seed=seed,
-            views=True,
-            sample_weights=sample_weights,
-        )
-        val_inputs = compute_features(prefix, val_x, ("original",))[0] if val_set else None
-        recorder.full_model = model
-    else:
-        fit_model, val_inputs = model, val_x
+
+    inputs = prepare_inputs(
+        model, train_x, augment_names, min(config.cache_views, epochs), seed,
+        cache=config.cache == "auto", cache_dir=run_dir / "cache", announce=announce,
+    )  # fmt: skip
+    if not inputs.cached:
         print(f"phase {phase.name}: augment {','.join(augment_names) or 'none'}")
-        train_ds = gender.data.make_dataset(
-            train_x,
-            train_set.labels,
-            config.batch_size,
-            shuffle=True,
-            seed=seed,
-            augment=build_augmenter(augment_names, seed),
-            sample_weights=sample_weights,
-        )
-        recorder.full_model = None
+    recorder.full_model = model if inputs.cached else None
     val_ds = (
         gender.data.make_dataset(
-            val_inputs,
+            inputs.encode(val_x),
             val_set.labels,
             config.batch_size,
             shuffle=False,
@@ -404,19 +444,13 @@ def _fit_phase(
         if val_set
         else None
     )
-    if not (keep_optimizer and fit_model is model and model.optimizer is not None):
-        models.compile_model(fit_model, phase.learning_rate, config.label_smoothing)
-    callbacks = _callbacks(recorder, config)
-    fit_model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=phase.last_epoch,
-        initial_epoch=len(recorder.history),
-        class_weight=class_weight,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    fit(
+        inputs, train_set.labels, rate=phase.learning_rate, epochs=phase.last_epoch,
+        batch_size=config.batch_size, seed=seed, initial_epoch=len(recorder.history),
+        keep_optimizer=keep_optimizer, class_weight=class_weight, sample_weights=sample_weights,
+        validation=val_ds, callbacks=_callbacks(recorder, config),
+        label_smoothing=config.label_smoothing, verbose=1 if sys.stdout.isatty() else 2,
+    )  # fmt: skip
 
 
 def _fit_phase_custom(
@@ -428,7 +462,7 @@ def _fit_phase_custom(
 
     import gender.models as models
     from gender import distribute
-    from gender.augment import build_augmenter, parse_augment
+    from gender.augment import build_augmenter
     from gender.shards import stream_dataset
 
     (train_x, train_set), (val_x, val_set) = train, val
@@ -480,16 +514,6 @@ def _callbacks(recorder, config: TrainConfig) -> list:
             monitor=recorder.monitor, factor=0.5, patience=max(2, config.patience // 3)
         ),
     ]
-
-
-def cache_views(augment_names: Sequence[str], count: int) -> tuple[str, ...]:
-    """Which versions of each image to cache: original, mirror, then random augmentations."""
-    views = ["original"]
-    if "flip" in augment_names:
-        views.append("flip")
-    if set(augment_names) - {"flip"}:
-        views += ["augment"] * (count - len(views))
-    return tuple(views[: max(1, count)])
 
 
 def decode_split(

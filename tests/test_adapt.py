@@ -178,3 +178,80 @@ def test_a_missing_data_folder_is_one_line(trained_run, tmp_path, capsys):
     line = bad_input(tmp_path, capsys, ["--data", str(tmp_path / "gone"), "--weights",
                                         str(trained_run)])  # fmt: skip
     assert line.endswith("gone: no such file or folder")
+
+
+# --unlabelled: self-training on crops of the new setting without labels
+
+
+def unlabelled_folder(root, image_tree):
+    """Real face photos from ../shared (synthetic ones without it) in nested folders, no
+    labels, and one file that is no image at all."""
+    from conftest import SHARED_DATA
+
+    source = SHARED_DATA / "faces_web"
+    source = source if source.is_dir() else image_tree
+    for name in ("man", "woman"):
+        folder = root / "camera" / f"day-{name}"  # a layout of the camera's own, not classes
+        folder.mkdir(parents=True)
+        for path in sorted((source / name).iterdir())[:8]:
+            shutil.copy(path, folder / path.name)
+    (root / "camera" / "broken.jpg").write_bytes(b"not an image at all")
+    return root / "camera"
+
+
+def test_adapt_with_unlabelled_crops_self_trains_and_records_them(trained_run, tmp_path, capsys):
+    new = make_image_tree(tmp_path / "new", per_class=12, seed=5)
+    crops = unlabelled_folder(tmp_path / "u", new)
+    argv = ["adapt", "--data", str(new), "--weights", str(trained_run), "--out",
+            str(tmp_path / "runs"), "--epochs", "1", "--folds", "2", "--replay", "none",
+            "--unlabelled", str(crops), "--no-export"]  # fmt: skip
+    assert gender_train.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err  # reported and skipped, as everywhere
+    assert "16 unlabelled" in captured.out
+    assert "self-training round 3/3" in captured.out
+    (run,) = run_dirs(tmp_path / "runs")
+    info = json.loads((run / "run.json").read_text())
+    assert info["adapt"]["unlabelled"] == str(crops)
+    assert info["data"]["unlabelled"] == 16
+    # the last round labels up to half of them, in the labelled images' shares (12 and 12):
+    # at most 4 of each class (fewer where the model calls fewer crops that class)
+    pseudo = info["data"]["pseudo_labelled"]
+    assert set(pseudo) == {"man", "woman"} and 0 < sum(pseudo.values()) <= 8
+    assert max(pseudo.values()) <= 4
+    assert gender_mAP.main([str(new), str(run)]) == 0
+
+
+def test_pseudo_labels_take_the_most_confident_in_the_class_shares():
+    from gender.adapt import pseudo_labels
+
+    p = np.array([0.05, 0.45, 0.55, 0.99, 0.9, 0.3, 0.01])
+    index, labels = pseudo_labels(p, 0.5, 4, np.array([0.5, 0.5]))
+    assert index.tolist() == [0, 3, 4, 6] and labels.tolist() == [0, 1, 1, 0]
+    # a class with fewer calls gives what it has
+    index, labels = pseudo_labels(p, 0.95, 4, np.array([0.25, 0.75]))
+    assert labels.tolist().count(1) == 1 and labels.tolist().count(0) == 1
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda root: root, "no such file or folder"),
+        (lambda root: (root.mkdir(), root)[1], "no image files in this folder"),
+        (
+            lambda root: (root.mkdir(), (root / "a.jpg").write_bytes(b"x"), root)[2],
+            "none of its 1 images could be read",
+        ),  # fmt: skip
+    ],
+)
+def test_bad_unlabelled_input_is_one_line(trained_run, image_tree, tmp_path, capsys, make, words):
+    crops = make(tmp_path / "crops")
+    argv = ["adapt", "--data", str(image_tree), "--weights", str(trained_run), "--unlabelled",
+            str(crops), "--out", str(tmp_path / "runs")]  # fmt: skip
+    assert gender_train.main(argv) == 2
+    err = capsys.readouterr().err
+    # the error, after a warning for each unreadable file (reported as everywhere)
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: {crops}") and words in line, line
+    assert not (tmp_path / "runs").exists() or not run_dirs(tmp_path / "runs")

@@ -41,6 +41,7 @@ PIPELINE = {
     "gender.explain",
     "gender.export",
     "gender.faces",
+    "gender.finetune",
     "gender.lite",
     "gender.lite_faces",
     "gender.output",

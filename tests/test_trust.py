@@ -363,6 +363,10 @@ def test_resume_of_an_interrupted_adapt_continues_its_recipe(trained_run, tmp_pa
     # what a kill in the final fit's third epoch leaves: two committed epochs, nothing after
     interrupted = {k: v for k, v in info.items() if k not in ("adapt_seconds", "best_epoch")}
     interrupted["epochs_done"] = 2
+    # as a run written before adapt's settings took training's names ("lr", "cache_views")
+    record = dict(interrupted["adapt"])
+    record["learning_rate"], record["views"] = record.pop("lr"), record.pop("cache_views")
+    interrupted["adapt"] = record
     (run / "run.json").write_text(json.dumps(interrupted))
     assert interrupted["threshold"] == info["threshold"]  # stored before the final fit
     capsys.readouterr()

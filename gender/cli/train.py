@@ -149,7 +149,7 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         "over them",
     )  # fmt: skip
     parser.add_argument(
-        "--lr", dest="learning_rate", type=positive_float, default=defaults.learning_rate,
+        "--lr", type=positive_float, default=defaults.lr,
         help="Adam rate, cosine to zero (default %(default)g; 3e-4 forgot more in the bench)",
     )  # fmt: skip
     parser.add_argument(
@@ -176,6 +176,12 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
         "--folds", type=int, default=defaults.folds,
         help="cross-validation folds choosing the threshold (default %(default)s; 0: the "
         "source model's threshold)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--unlabelled", metavar="DIR",
+        help="crops of the same setting without labels (a folder in any layout, or a truth "
+        "table whose labels are ignored): the final fit self-trains on their confident "
+        "pseudo-labels (docs/adapt.md)",
     )  # fmt: skip
     add_person_flag(parser, "--by-person", "folds keep each person's images together")
     parser.add_argument(
