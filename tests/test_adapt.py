@@ -199,6 +199,7 @@ def unlabelled_folder(root, image_tree):
     return root / "camera"
 
 
+@pytest.mark.slow  # three self-training fits, ~10 s: the slow set (CI runs it)
 def test_adapt_with_unlabelled_crops_self_trains_and_records_them(trained_run, tmp_path, capsys):
     new = make_image_tree(tmp_path / "new", per_class=12, seed=5)
     crops = unlabelled_folder(tmp_path / "u", new)
