@@ -329,7 +329,6 @@ def convert_dlib_weights(dat_path: str | Path, backbone: "keras.Model") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Convert dlib's .dat file into the Keras backbone weights this registry entry loads."""
-
     quiet()  # a command: as quiet as the others (before TensorFlow loads)
     parser = argparse.ArgumentParser(
         prog="python -m gender.models.dlib_format",
