@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlparse
@@ -166,6 +166,8 @@ def lite_only_message(path: Path, backend: str = "keras") -> str:
 def clone_copy(path: Path) -> Path | None:
     """The same bundled file in the checkout this package was installed from, when pip recorded
     one (`pip install .` writes its folder in direct_url.json) and the file is still there."""
+    from importlib import metadata  # loads the email package: ~10 ms every prediction would pay
+
     try:
         text = metadata.distribution("gender-classifier").read_text("direct_url.json")
         url = urlparse(json.loads(text or "{}").get("url", ""))
