@@ -22,6 +22,7 @@ from pathlib import Path
 from gender import UserError, distribute, interrupt
 from gender.config import TrainConfig
 from gender.console import command, quiet
+from gender.ray_jobs import is_ray_chatter, ray_reason, ray_session
 from gender.training import train
 
 # How long to wait for the cluster to offer every worker its CPU before giving up.
@@ -72,8 +73,6 @@ def train_on_ray(
     Raises:
         UserError: one line when a worker dies or stops with an error (the others are stopped).
     """
-    from gender.ray_jobs import ray_reason, ray_session
-
     if workers < 2:
         raise UserError(f"--ray-workers {workers}: 2 or more (one worker trains without Ray)")
     started = time.time()
@@ -166,7 +165,6 @@ def _plain_worker_output() -> None:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:
         return
-    from gender.ray_jobs import is_ray_chatter
 
     def show(data: dict) -> None:
         if data.get("pid") in ("raylet", "autoscaler"):

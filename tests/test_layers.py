@@ -211,7 +211,7 @@ LAZY_IMPORTS = {
     "importlib.metadata",  # loads the email package, for one error message
     # the package's modules that import Keras at their top
     "gender.models.layers", "gender.models.split", "gender.recorder",
-    # the Ray extra's modules: no other command loads them
+    # the Ray extra's modules: other modules load them only for --ray
     "gender.ray_jobs", "gender.ray_train",
 }  # fmt: skip
 # Files another branch is rewriting now: their imports move to the top with that rewrite.
