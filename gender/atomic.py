@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gender import UserError
+from gender import UserError, interrupt
 
 # errors of a write that no check before it could foresee: the disk filled up, a quota, a
 # file-size limit, a file system remounted read-only, a disk that failed
@@ -290,8 +290,6 @@ def file_set(lock: str | Path | None = None) -> Iterator[FileSet]:
     Raises:
         UserError: a temporary or a rename failed (a full disk: one line naming the path).
     """
-    from gender import interrupt
-
     files = FileSet()
     try:
         yield files

@@ -15,12 +15,16 @@ Keys a run.json lacks take the defaults here; keys this class no longer knows ar
 
 import dataclasses
 import json
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gender import CLASS_NAMES, THRESHOLD, UserError
+from gender import CLASS_NAMES, TASKS, THRESHOLD, UserError
+from gender.atomic import write_text
 from gender.augment import DEFAULT_AUGMENT
+from gender.images import MAX_IMAGE_SIDE
+from gender.models import list_models
 from gender.runs import RUN_FILE, field_error, finite_number, whole_number
 from gender.tables import json_text
 
@@ -144,8 +148,6 @@ class RunRecord:
 
     def write(self, run_dir: str | Path, name: str = RUN_FILE) -> None:
         """Write `run_dir/name` (run.json) atomically, keys sorted."""
-        from gender.atomic import write_text
-
         write_text(Path(run_dir) / name, json_text(self.to_dict(), sort_keys=True))
 
     @property
@@ -200,8 +202,6 @@ def check_info(info: object, path: str | Path) -> dict:
     Raises:
         UserError: one line naming the file and the field.
     """
-    from gender import TASKS
-    from gender.images import MAX_IMAGE_SIDE
 
     def bad(field: str, problem: str, value: object) -> UserError:
         return field_error(path, field, problem, value)
@@ -213,8 +213,6 @@ def check_info(info: object, path: str | Path) -> dict:
     ):
         raise bad("class_names", f"must be {json.dumps(list(CLASS_NAMES))}", info["class_names"])
     if "model" in info:
-        from gender.models import list_models
-
         if info["model"] not in list_models():
             raise bad("model", f"is not a model of this toolkit ({', '.join(list_models())})",
                       info["model"])  # fmt: skip
@@ -293,9 +291,6 @@ def check_fields(flags: object, settings: type, key: str, bad: Callable[..., Use
     """Each field of the dataclass `settings` (TrainConfig, adapt's AdaptConfig) found in
     `flags` is of its type (None where optional) and, where _FLAG_RANGES has its name, in its
     range; `bad(field, problem, value)` makes the error (see check_info)."""
-    import dataclasses
-    import types
-
     if not isinstance(flags, dict):
         raise bad(key, "must be an object of settings", flags)
     for spec in dataclasses.fields(settings):
@@ -323,13 +318,9 @@ def check_fields(flags: object, settings: type, key: str, bad: Callable[..., Use
         if spec.name in _FLAG_RANGES and not _FLAG_RANGES[spec.name][0](value):
             raise bad(f"{key}.{spec.name}", f"must be {_FLAG_RANGES[spec.name][1]}", value)
     if flags.get("model") is not None:
-        from gender.models import list_models
-
         if flags["model"] not in list_models():
             raise bad(f"{key}.model", "is not a model of this toolkit", flags["model"])
     if flags.get("task") is not None:
-        from gender import TASKS
-
         if flags["task"] not in TASKS:
             raise bad(f"{key}.task", f"must be one of {', '.join(TASKS)}", flags["task"])
 

@@ -12,6 +12,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from gender import UserError, interrupt
+from gender.atomic import WRITE_ERRORS
+
 # Each job's installed command and the checkout's script for it.
 COMMANDS = {
     "train": ("gender-train", "gender_train.py"),
@@ -227,9 +230,6 @@ def run_cli(work: Callable[[], int | None]) -> int:
     here (a full disk) is `error: PATH: cannot be written (...)` (status 2); a reader that went
     away (`... | head`) ends it quietly with status 141, as for `cat`. None is status 0.
     """
-    from gender import UserError, interrupt
-    from gender.atomic import WRITE_ERRORS
-
     try:
         with interrupt.handled():
             try:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.atomic import write_text
 from gender.console import warn
 from gender.flags import DEFAULT_PERSON_PATTERN, compile_id_regex
 from gender.images import BadImageError, is_image_file, load_image
@@ -268,8 +269,6 @@ def write_truth_table(
     path: str | Path, samples: Samples, relative_to: str | Path | None = None
 ) -> None:
     """Write samples as a `path<TAB>label` table, atomically (paths relative to `relative_to`)."""
-    from gender.atomic import write_text
-
     lines = [TRUTH_HEADER]
     for image, label in zip(samples.paths, samples.labels):
         lines.append(format_truth_line(table_path(image, relative_to), label))

@@ -20,9 +20,11 @@ delete it at the end (TensorFlow's multi-worker guide does the same): saving may
 through collectives, so every worker must save when the chief does.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +37,11 @@ import numpy as np
 
 from gender import UserError
 from gender.console import command
+from gender.data import make_dataset
+from gender.interrupt import native_wait
+from gender.models import compile_model
+from gender.runs import new_run_dir
+from gender.shards import stream_dataset
 
 if TYPE_CHECKING:
     import keras
@@ -112,8 +119,6 @@ def _check_tf_config(config) -> None:
 def local_cluster(count: int) -> list[dict]:
     """Environments (os.environ plus TF_CONFIG) for `count` workers on this machine, on free
     loopback ports: multi-worker training tried on one machine (tests, bench/bench_scale.py)."""
-    import socket
-
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
         s.bind(("127.0.0.1", 0))
@@ -171,8 +176,6 @@ def select_strategy(
     import tensorflow as tf
 
     if cluster_size() > 1:
-        from gender.interrupt import native_wait
-
         wait_for_peers(peer_timeout)
         with native_wait():  # TensorFlow's rendezvous blocks in C++, holding Python's lock
             return tf.distribute.MultiWorkerMirroredStrategy()
@@ -204,8 +207,6 @@ def wait_for_peers(timeout: float = PEER_TIMEOUT, every: float = 10.0) -> None:
     Raises:
         UserError: the peers still missing after `timeout`, named with their addresses.
     """
-    import socket
-
     config = tf_config()
     task = config.get("task") or {"type": "worker", "index": 0}
     peers = {
@@ -256,8 +257,6 @@ def wait_for_peers(timeout: float = PEER_TIMEOUT, every: float = 10.0) -> None:
 
 
 def _reachable(address: str) -> bool:
-    import socket
-
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=1):
@@ -278,8 +277,6 @@ def _accept_all(listener) -> None:
 
 def scope(strategy: "tf.distribute.Strategy | None") -> AbstractContextManager:
     """strategy.scope(), or a do-nothing context without a strategy."""
-    import contextlib
-
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
@@ -305,8 +302,6 @@ def describe(strategy: "tf.distribute.Strategy | None", batch_size: int) -> dict
 
 def run_folder(out: str | Path, model_name: str, resume: str | Path | None = None) -> Path:
     """The run folder: the chief's real one, or a temporary folder for any other worker."""
-    from gender.runs import new_run_dir
-
     if not is_chief():
         return Path(tempfile.mkdtemp(prefix=f"gender-worker{task_index()}-"))
     return Path(resume) if resume else new_run_dir(out, model_name)
@@ -348,8 +343,6 @@ def in_memory_feed(
     """
     import tensorflow as tf
 
-    from gender.data import make_dataset
-
     def make(context):
         replicas, pipelines = context.num_replicas_in_sync, context.num_input_pipelines
         per_pipeline = replicas // pipelines
@@ -385,7 +378,6 @@ def packed_feed(
     Workers hold different numbers of images, so an epoch is a fixed number of global steps
     (the images / the global batch) taken from a repeating stream rather than one pass.
     """
-    from gender.shards import stream_dataset
 
     def make(context):
         return stream_dataset(
@@ -430,8 +422,6 @@ def fit_phase(
     """
     import keras
     import tensorflow as tf
-
-    from gender.models import compile_model
 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():

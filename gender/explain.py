@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gender.faces import align_crop, crop_matrix
+from gender.images import resize
+from gender.models.ensemble import members
+
 if TYPE_CHECKING:
     import keras
 
@@ -54,8 +58,6 @@ def grad_cam(model: "keras.Model", image: np.ndarray) -> tuple[np.ndarray, float
         For an average of networks (gender.models.ensemble), the mean of each network's map
         for the class the average predicts, at the image's size.
     """
-    from gender.models.ensemble import members
-
     networks = members(model)
     if len(networks) == 1:
         return _network_cam(model, image)
@@ -169,9 +171,6 @@ def explain_image(
         faces: detected faces: each face's crop is explained and its map drawn back where the
             crop came from; None explains the whole image as the model saw it (stretched).
     """
-    from gender.faces import align_crop, crop_matrix
-    from gender.images import resize
-
     if faces is None:
         heatmap, _ = grad_cam(model, resize(rgb, size))
         return overlay(rgb, heatmap)

@@ -9,16 +9,30 @@ function here runs.
 """
 
 import contextlib
+import csv
+import gc
+import io
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gender import CLASS_NAMES, UserError
+import numpy as np
+
+from gender import CLASS_NAMES, UserError, interrupt
+from gender.atomic import atomic_path, check_space, file_set, write_text
+from gender.config import RunRecord, read_run_info
 from gender.console import filtered_stderr, tensorflow_logs_shown
-from gender.predictor import PRETRAINED_DIR, load_trained, resolve_weights
+from gender.data import decode_images, load_samples, read_truth_table
+from gender.evaluation import evaluate
+from gender.lite_faces import DETECTOR_DIR, NETWORKS
+from gender.metrics import coverage_table, equal_error_threshold, person_weights
+from gender.models.ensemble import average_models
+from gender.predictor import PRETRAINED_DIR, Predictor, load_trained, resolve_weights
+from gender.runs import RUN_FILE
 from gender.tables import json_text
 
 if TYPE_CHECKING:
@@ -137,8 +151,6 @@ def export_int8(
     Returns:
         (path, the number of layers kept float32)
     """
-    import warnings
-
     import tensorflow as tf
 
     def representative(count=None):
@@ -168,10 +180,6 @@ def export_int8(
 def _selective_int8(converter, sample, float_error: float, kept_float: list) -> bytes:
     """The int8 model with each layer whose RMS error exceeds `float_error` steps left float32
     (their names appended to `kept_float`); `sample()` yields the images the error is taken on."""
-    import csv
-    import gc
-    import io
-
     import tensorflow as tf
 
     debug = tf.lite.experimental.QuantizationDebugger
@@ -199,10 +207,6 @@ def calibration_images(
     """`count` images spread evenly over data folders (their train/ part when they have one) or
     ground-truth tables, both classes, an equal share from each; decoded and resized to `size`:
     (N, H, W, 3) uint8, for `export_int8`."""
-    import numpy as np
-
-    from gender.data import decode_images, load_samples
-
     share = -(-count // len(sources))
     images = []
     for source in sources:
@@ -224,8 +228,6 @@ def _write_tflite(write_saved_model, path, convert=None) -> Path:
     `convert(converter)`, when given, sets more options (quantization) and returns the bytes.
     """
     import tensorflow as tf
-
-    from gender.atomic import atomic_path
 
     path = Path(path)
     # the converter's C++ lines ("fully_quantize: 0, inference_type: 6, ...") are for its
@@ -256,8 +258,6 @@ def export_detector(out_dir: str | Path | None = None) -> dict[str, Path]:
         {'pnet': path, 'rnet': path, 'onet': path}
     """
     from mtcnn import MTCNN
-
-    from gender.lite_faces import DETECTOR_DIR, NETWORKS
 
     out_dir = Path(out_dir or DETECTOR_DIR)
     shapes = {"pnet": (1, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
@@ -293,8 +293,6 @@ def export_all(
     Returns:
         {'tflite': path, 'saved_model': folder, 'json': path} and 'int8': path when written.
     """
-    from gender.atomic import check_space, file_set
-
     model, info = load_trained(weights)
     source = resolve_weights(weights)
     paths = export_paths(Path(out) / source.name if out else source)
@@ -337,8 +335,6 @@ def _write_lite_export(
 ) -> None:
     """The .tflite and its .export.json (what the fast path reads) at `export_paths` `paths`,
     and the .int8.tflite calibrated on images of `calibration` when given."""
-    from gender.atomic import write_text
-
     export_tflite(model, paths["tflite"])
     if calibration:
         size = model.input_shape[1:3]
@@ -377,11 +373,6 @@ def bundle(
     Returns:
         {'keras', 'json', 'tflite', 'export_json'} (and 'int8'): the files written.
     """
-    from gender import interrupt
-    from gender.atomic import check_space, file_set
-    from gender.config import RunRecord, read_run_info
-    from gender.runs import RUN_FILE
-
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
         raise UserError(f"{run_dir}: not a run folder (no {RUN_FILE})")
@@ -428,8 +419,6 @@ def bundle(
 
 def _average_with(model: "keras.Model", info: "RunRecord", other: str | Path) -> tuple:
     """(the mean of `model` and the model at `other`, what the record says of `other`)."""
-    from gender.models.ensemble import average_models
-
     other_path = resolve_weights(other)
     other_model, other_info = load_trained(other_path)
     if other_info.task_name != info.task_name:
@@ -459,11 +448,6 @@ def validation_threshold(
     """{'threshold', 'threshold_source'}: equal error rates on the run's val.txt, per image or,
     with `person_pattern`, with every person weighing the same (a validation split cut from
     video can hold a few people in hundreds of frames: they would choose the threshold)."""
-    from gender.data import read_truth_table
-    from gender.evaluation import evaluate
-    from gender.metrics import coverage_table, equal_error_threshold, person_weights
-    from gender.predictor import Predictor
-
     table = run_dir / "val.txt"
     if not table.is_file():
         raise UserError(f"{table}: no validation table to choose --threshold val on")

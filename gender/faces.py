@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gender import UserError
+from gender import UserError, lite_faces
+from gender.console import Progress, warn
+from gender.data import new_array
+from gender.images import BadImageError, read_image, resize
+from gender.lite_faces import MIN_FACE_SIZE
 
 if TYPE_CHECKING:
     from gender.data import Samples
@@ -89,8 +93,6 @@ def _detector(fast: bool):
     otherwise, and always for fast=False, the `mtcnn` package (seconds to load, one per process).
     """
     if fast:
-        from gender import lite_faces
-
         if lite_faces.available():
             if not hasattr(_local, "detector"):
                 # Folders run one detector per core on worker threads (`largest_faces`), each
@@ -121,8 +123,6 @@ def _package_detector():
 def default_min_face(height: int, width: int) -> float:
     """The smallest face looked for by default: a tenth of the shorter side, at least MTCNN's
     own smallest (20 px)."""
-    from gender.lite_faces import MIN_FACE_SIZE
-
     return max(float(MIN_FACE_SIZE), MIN_FACE_FRACTION * min(height, width))
 
 
@@ -203,8 +203,6 @@ def align_crop(
     A large face is shrunk with area averaging, as `images.resize` does.
     """
     import cv2
-
-    from gender.images import resize
 
     height, width = size
     matrix = crop_matrix(face, size, margin)
@@ -299,8 +297,6 @@ def largest_faces(
     `views`: each crop is the face's `face_views` instead (prediction); not with `margins`
     (`face_crops` refuses a margin with views).
     """
-    from gender.console import Progress, warn
-    from gender.images import BadImageError, read_image
 
     def work(i):
         try:
@@ -323,8 +319,6 @@ def largest_faces(
         summary.found += bool(crops)
         summary.none += not crops
         yield i, rgb, crops[0][1] if crops else None
-
-    from gender import lite_faces
 
     # The package detector (no LiteRT) is one TensorFlow model per process: one thread then.
     workers = (os.cpu_count() or 1) if lite_faces.available() else 1
@@ -357,9 +351,6 @@ def decode_face_crops(
         (images, kept, has_face, summary): images (N, H, W, 3) uint8 for the N images of `kept`;
         has_face (N,) bool; summary a CropSummary.
     """
-    from gender.data import new_array
-    from gender.images import resize
-
     height, width = size
     store = new_array((len(samples), height, width, 3), np.uint8, cache_dir)
     kept, has_face, summary = [], [], CropSummary()

@@ -6,6 +6,7 @@ exit status 2, as for any other argparse mistake.
 """
 
 import argparse
+import difflib
 import math
 import re
 import sys
@@ -44,8 +45,6 @@ class Parser(argparse.ArgumentParser):
 
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     """` (did you mean --epochs?)` for the unknown flags named in an argparse `message`."""
-    import difflib
-
     if not message.startswith("unrecognized arguments: "):
         return ""
     known = [option for action in parser._actions for option in action.option_strings]

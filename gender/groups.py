@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from gender import UserError
 
 if TYPE_CHECKING:
@@ -109,8 +111,6 @@ def balance_weights(
     is left as it was. The weights are scaled to a mean of 1, so the learning rate means what
     it did.
     """
-    import numpy as np
-
     labels = np.asarray(labels)
     base = np.ones(len(labels)) if base is None else np.asarray(base, np.float64)
     weights = base.copy()

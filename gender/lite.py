@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import UserError
+from gender.config import read_info_file, read_run_info
 from gender.console import command, filtered_stderr
+from gender.runs import model_info_name
 
 if TYPE_CHECKING:
     from gender.config import RunRecord
@@ -138,7 +140,6 @@ def load_lite(
             + (" (int8 needs images to calibrate on: --calibration DATA)" if int8 else "")
         )
     tflite, meta = found
-    from gender.config import read_info_file
 
     info = read_info_file(meta)  # every field checked, one line naming the file and field
     if info.task is None:
@@ -157,9 +158,6 @@ def export_task(meta: Path) -> str:
     """The task of an export whose JSON does not name it: from the info file of the weights it
     was exported from (`<stem>.json` in weights/pretrained/, else the run folder's run.json);
     'face' when neither says."""
-    from gender.config import read_run_info
-    from gender.runs import model_info_name
-
     weights = meta.with_name(meta.name.removesuffix(".export.json") + ".keras")
     return read_run_info(meta.parent, model_info_name(weights)).task_name
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gender import lite
 from gender.lite import THREADS, without_delegate_banner
 
 # Package data (see gender.predictor.PRETRAINED_DIR): the same place in a checkout and an install.
@@ -37,8 +38,6 @@ def detector_files(folder: str | Path = DETECTOR_DIR) -> dict[str, Path] | None:
 
 def available() -> bool:
     """True when the LiteRT interpreter can be imported and the detector files are there."""
-    from gender import lite
-
     return lite.available() and detector_files() is not None
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from gender import CLASS_NAMES, THRESHOLD, UserError
+from gender.groups import NO_GROUP
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -150,8 +151,6 @@ def group_report(
     The worst is the group and class with the highest error rate (the gap users meet, e.g. "women
     of one ethnicity called men"); images in no group are reported but never named worst.
     """
-    from gender.groups import NO_GROUP
-
     labels, p_woman, groups = (
         np.asarray(labels, int),
         np.asarray(p_woman, float),

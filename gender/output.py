@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.atomic import atomic_path, write_text
 from gender.console import command, warn
+from gender.explain import add_legend, number_faces
 from gender.faces import Face, whole_image_face
 from gender.groups import NO_GROUP
+from gender.images import is_image_file
 from gender.metrics import UNCERTAIN, UNCERTAIN_ANSWER, answers
 from gender.predictor import FaceResult, FolderResult, PhotoResult, Predictor, predicted_class
 from gender.tables import csv_text
@@ -109,8 +112,6 @@ def image_rows(
 def emit(text: str, path: str | Path | None = None) -> None:
     """Write `text` to the file `path` (atomically), or to stdout without one."""
     if path:
-        from gender.atomic import write_text
-
         write_text(path, text)
     else:
         sys.stdout.write(text)
@@ -138,8 +139,6 @@ def write_pictures(
         write_image(annotate, draw_faces(rgb, [r.face for r in results], labels))
         print(f"boxes and labels drawn in {annotate}")
     if explain:
-        from gender.explain import add_legend, number_faces
-
         results = left_to_right(results)
         picture = predictor.explain(rgb, [r.face for r in results] if detected else None)
         if detected:
@@ -200,9 +199,6 @@ def write_image(path: str | Path, rgb: np.ndarray) -> None:
     valid UTF-8.
     """
     import cv2
-
-    from gender.atomic import atomic_path
-    from gender.images import is_image_file
 
     if not is_image_file(path):
         raise UserError(f"{path}: not an image file name (use .jpg or .png)")

@@ -16,6 +16,7 @@ Importing this module does not import TensorFlow: with a .tflite export beside t
 prediction never pays TensorFlow's start-up time.
 """
 
+import json
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -30,8 +32,11 @@ from gender import CLASS_NAMES, UserError, lite
 from gender.config import RunRecord, read_run_info
 from gender.console import Progress, command
 from gender.data import Samples, decode_images
-from gender.faces import CropSummary, Face, face_crops
+from gender.explain import explain_image
+from gender.faces import CropSummary, Face, face_crops, largest_faces, whole_image_views
+from gender.images import read_image, resize
 from gender.metrics import THRESHOLD
+from gender.models import create_model
 from gender.models.ensemble import members as ensemble_members
 from gender.runs import model_info_name
 
@@ -161,9 +166,7 @@ def lite_only_message(path: Path, backend: str = "keras") -> str:
 def clone_copy(path: Path) -> Path | None:
     """The same bundled file in the checkout this package was installed from, when pip recorded
     one (`pip install .` writes its folder in direct_url.json) and the file is still there."""
-    import json
-    from importlib import metadata
-    from urllib.parse import unquote, urlparse
+    from importlib import metadata  # loads the email package: ~10 ms every prediction would pay
 
     try:
         text = metadata.distribution("gender-classifier").read_text("direct_url.json")
@@ -267,8 +270,6 @@ def check_gender_model(path: str | Path, model: "keras.Model") -> None:
 
 
 def _build_and_load_weights(path: Path, info: RunRecord):
-    from gender.models import create_model
-
     if not info.model:
         raise UserError(f"{path}: a .weights.h5 file needs the run.json of its run beside it")
     model = create_model(info.model, image_size=info.image_size)
@@ -492,8 +493,6 @@ class Predictor:
 
     def photo(self, path: str | Path, batch_size: int = 64) -> PhotoResult:
         """Read one photo and classify its faces (a BadImageError if it cannot be read)."""
-        from gender.images import read_image
-
         rgb = read_image(path)
         return PhotoResult(str(path), rgb, self.faces(rgb, batch_size))
 
@@ -540,9 +539,6 @@ class Predictor:
         """The largest face of each image (else the whole image), classified over its views a
         batch at a time while worker threads decode and detect the next images
         (`largest_faces`)."""
-        from gender.faces import largest_faces, whole_image_views
-        from gender.images import resize
-
         summary = CropSummary()
         kept, has_face, p_woman, batch = [], [], [], []
         faces = largest_faces(samples.paths, self.size, summary, min_face=self.min_face, views=True)
@@ -615,6 +611,5 @@ class Predictor:
         """
         if self.backend != "keras":
             raise UserError("--explain needs the Keras model (--backend keras)")
-        from gender.explain import explain_image
 
         return explain_image(self.model, rgb, self.size, faces)

@@ -37,6 +37,20 @@ from gender.predictor import CHUNK
 
 if TYPE_CHECKING:
     from gender.predictor import FolderResult, Predictor
+from gender import interrupt
+from gender.atomic import check_outputs, write_text
+from gender.data import expand_inputs, read_truth_table
+from gender.data import load_samples as load_local
+from gender.flags import resolve_band
+from gender.images import (
+    BadImageError,
+    decode_image_bytes,
+    is_image_file,
+    parse_image_size,
+    read_image_bytes,
+    resize,
+)
+from gender.predictor import FolderResult, Predictor
 from gender.tables import FORMULA_STARTS, safe_cell
 
 # CPUs each prediction actor reserves: one actor per CPU keeps every core busy with one
@@ -130,8 +144,6 @@ def is_ray_chatter(line: str) -> bool:
 def _rearm_signals() -> None:
     """Ctrl-C and SIGTERM stop the command through `gender.interrupt` again (Ray's start-up
     may install its own handlers)."""
-    from gender import interrupt
-
     interrupt.rearm()
 
 
@@ -153,8 +165,6 @@ def is_uri(source: str | Path) -> bool:
 def list_images(sources: Sequence[str]) -> list[str]:
     """The images of predict's sources: a folder (every image below it, sorted), a ground-truth
     table (.txt), an image file, or a storage URI (every image below it)."""
-    from gender.data import expand_inputs, read_truth_table
-
     paths = []
     for source in sources:
         if is_uri(source):
@@ -169,8 +179,6 @@ def list_images(sources: Sequence[str]) -> list[str]:
 def load_samples(source: str) -> dict[str, Samples]:
     """evaluate's DATASET, a storage URI too: `gender.data.load_samples` for local sources; a
     URI's images are labelled by the man/ and woman/ folders below it (or below its val/)."""
-    from gender.data import load_samples as load_local
-
     if not is_uri(source):
         return load_local(source)
     splits: dict[str, tuple[list, list]] = {}
@@ -194,8 +202,6 @@ def load_samples(source: str) -> dict[str, Samples]:
 def _list_uri(uri: str) -> list[tuple[str, list[str]]]:
     """(URI of each image below `uri`, its path parts below `uri`), sorted by URI."""
     import pyarrow.fs as pafs
-
-    from gender.images import is_image_file
 
     try:
         fs, root = pafs.FileSystem.from_uri(uri)
@@ -229,8 +235,6 @@ class Classifier:
     ) -> None:
         import ray
 
-        from gender.predictor import Predictor
-
         quiet()  # a process of the command: as quiet as the command (before TensorFlow loads)
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", ACTOR_CPUS)
         self.threads = max(1, int(cpus))
@@ -242,8 +246,6 @@ class Classifier:
 
     def read(self, path: str) -> bytes:
         """An image's bytes: a local file as the local command reads it, a URI through pyarrow."""
-        from gender.images import read_image_bytes
-
         if not is_uri(path):
             return read_image_bytes(path)
         import pyarrow.fs as pafs
@@ -257,8 +259,6 @@ class Classifier:
 
     def load(self, path: str) -> np.ndarray | str:
         """The image resized for the model, or the line saying why it cannot be read."""
-        from gender.images import BadImageError, decode_image_bytes, resize
-
         try:
             return resize(decode_image_bytes(self.read(path), path), self.predictor.size)
         except BadImageError as err:
@@ -365,8 +365,6 @@ class RowFile:
         self._open_parquet() if self.parquet else self._open_csv()
 
     def _open_csv(self) -> None:
-        from gender.atomic import write_text
-
         if self.out.is_file() and self.out.stat().st_size:
             with open(self.out, "rb+") as handle:  # a crash's partial last line is dropped
                 data = handle.read()
@@ -416,8 +414,6 @@ class RowFile:
 
     def write(self, rows: list[list]) -> None:
         """Add rows ([path, label, probability, p_woman] as `image_rows` makes them)."""
-        from gender import interrupt
-
         if not rows:
             return
         if self.parquet:
@@ -445,8 +441,6 @@ class RowFile:
 
     def close(self) -> None:
         """Finish OUT: the CSV is closed; the Parquet file is completed and renamed into place."""
-        from gender import interrupt
-
         with interrupt.deferred():
             if not self.parquet:
                 self._file.close()
@@ -481,12 +475,6 @@ def predict_collection(inputs: Sequence[str], weights: str | None, args: argpars
     Returns:
         The exit status: 0, or 1 when some images were unreadable (each said on stderr).
     """
-    from gender import interrupt
-    from gender.atomic import check_outputs
-    from gender.flags import resolve_band
-    from gender.images import parse_image_size
-    from gender.predictor import Predictor
-
     check_ray_flags(args)
     if not args.csv:
         raise UserError("--ray writes its rows to a file: give --csv OUT (.csv, or .parquet)")
@@ -549,8 +537,6 @@ def classify_folder(
 ) -> "FolderResult":
     """evaluate --ray: P(woman) for every readable image of `samples`, classified on Ray, as
     `Predictor.folder` returns it (the kept images in their listed order)."""
-    from gender.predictor import FolderResult
-
     check_ray_flags(args)
     index = {path: i for i, path in enumerate(samples.paths)}
     p_woman = np.full(len(samples), np.nan)

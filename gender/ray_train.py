@@ -9,16 +9,21 @@ and returns the folder. A worker that dies (a lost node, a killed process) stops
 line; `resume RUN_DIR --ray-workers N` continues from its last finished epoch.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
+import os
 import socket
 import sys
 import time
 from pathlib import Path
 
-from gender import UserError
+from gender import UserError, distribute, interrupt
 from gender.config import TrainConfig
 from gender.console import command, quiet
+from gender.ray_jobs import is_ray_chatter, ray_reason, ray_session
+from gender.training import train
 
 # How long to wait for the cluster to offer every worker its CPU before giving up.
 PLACEMENT_TIMEOUT = 120.0
@@ -43,13 +48,7 @@ class TrainWorker:
         self, tf_config: dict, config: TrainConfig, resume: str | None, peer_timeout: float | None
     ) -> str | None:
         """Run gender.training.train as task `tf_config['task']`; the run folder on the chief."""
-        import contextlib
-        import io
-        import os
-
         os.environ["TF_CONFIG"] = json.dumps(tf_config)  # read by select_strategy, below
-        from gender import distribute
-        from gender.training import train
 
         # the other workers print the chief's epoch lines and warnings again: only the chief
         # speaks (an error still comes back, raised)
@@ -74,9 +73,6 @@ def train_on_ray(
     Raises:
         UserError: one line when a worker dies or stops with an error (the others are stopped).
     """
-    from gender import interrupt
-    from gender.ray_jobs import ray_reason, ray_session
-
     if workers < 2:
         raise UserError(f"--ray-workers {workers}: 2 or more (one worker trains without Ray)")
     started = time.time()
@@ -169,7 +165,6 @@ def _plain_worker_output() -> None:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:
         return
-    from gender.ray_jobs import is_ray_chatter
 
     def show(data: dict) -> None:
         if data.get("pid") in ("raylet", "autoscaler"):

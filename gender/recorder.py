@@ -9,6 +9,7 @@ import keras
 from gender import UserError, interrupt
 from gender.atomic import atomic_path
 from gender.config import RunRecord
+from gender.report import plain_figure
 from gender.runs import link_over, run_kept, write_history
 
 
@@ -137,8 +138,6 @@ def plot_curves(
     """
     # The object API needs no pyplot and so no global backend choice (matplotlib.use).
     from matplotlib.ticker import MaxNLocator
-
-    from gender.report import plain_figure
 
     epochs = [row["epoch"] for row in history]
     fig = plain_figure(figsize=(10, 4))

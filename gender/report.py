@@ -13,6 +13,7 @@ Matplotlib through its object API only (`Figure`): no pyplot, no global backend 
 import base64
 import html
 import io
+import textwrap
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES
+from gender.atomic import atomic_path, write_text
+from gender.images import BadImageError, read_image, resize
 from gender.metrics import UNCERTAIN_ANSWER, answers, pr_curve, roc_curve
+from gender.output import advice_sentence
+from gender.predictor import Predictor
 from gender.tables import script_json
 
 if TYPE_CHECKING:
@@ -127,8 +132,6 @@ def _styled(draw, *args, **kwargs) -> "Figure":
 
 def confusion_figure(report: dict, title: str = "") -> "Figure":
     """The confusion matrix: each cell's count and its share of the true class (row)."""
-    import textwrap
-
     fig = plain_figure(figsize=(5.2, 4.6))
     ax = fig.subplots()
     matrix = np.asarray(report["confusion_matrix"])
@@ -265,8 +268,6 @@ def save_plots(
 ) -> None:
     """Write folder/confusion_matrix.png, folder/pr_curves.png (with ROC) and, with groups in
     the report, folder/groups.png for one evaluation."""
-    from gender.atomic import atomic_path
-
     pictures = [
         ("confusion_matrix.png", confusion_figure(report, title)),
         ("pr_curves.png", pr_roc_figure(report, np.asarray(labels), np.asarray(p_woman))),
@@ -283,8 +284,6 @@ def save_plots(
 
 def thumbnail(path: str, height: int = THUMB_HEIGHT) -> str:
     """A small JPEG of the image as a data: URI ("" when it cannot be read)."""
-
-    from gender.images import BadImageError, read_image
 
     try:
         rgb = read_image(path)
@@ -582,8 +581,6 @@ def build_page(
         band: the --uncertain band, if any.
         explain_note: which model the Grad-CAM overlays come from.
     """
-    from gender.output import advice_sentence
-
     labels, p_woman = np.asarray(labels, int), np.asarray(p_woman, float)
     threshold, name = report["threshold"], data_name(report["dataset"])
     uncertain = report.get("uncertain")
@@ -702,8 +699,6 @@ def run_page(run_dir: Path, evaluation: "Evaluation") -> Path:
 
 def write_page(path: str | Path, report: dict, *args: object, **kwargs: object) -> int:
     """`build_page(report, ...)` written atomically to `path`; returns its size in bytes."""
-    from gender.atomic import write_text
-
     text = build_page(report, *args, **kwargs)
     write_text(path, text)
     return len(text.encode())
@@ -715,9 +710,6 @@ def explain_mistakes(
     """(path, Grad-CAM overlay, P(woman)) of the first `count` of `paths`, from the .keras
     model (Grad-CAM needs its gradients; an int8 or float32 LiteRT backend has none), whose
     P(woman) can differ a little from the backend's that the page shows."""
-    from gender.images import BadImageError, read_image, resize
-    from gender.predictor import Predictor
-
     if count <= 0 or not paths:
         return []
     predictor = Predictor.load(weights, backend="keras")

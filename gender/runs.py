@@ -23,6 +23,8 @@ from typing import Protocol
 
 from gender import UserError
 from gender.atomic import atomic_path, make_folder, write_text
+from gender.console import command
+from gender.tables import csv_text
 
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"
@@ -59,8 +61,6 @@ def is_run_folder(path: str | Path) -> bool:
 
 def run_kept(run_dir: str | Path, epochs_done: int) -> str:
     """What an interrupted run leaves: its last finished epoch, and the command to go on."""
-    from gender.console import command
-
     done = f"epoch {epochs_done}" if epochs_done else "no finished epoch yet"
     return f"{run_dir} keeps {done}; continue with: {command('train')} resume {run_dir}"
 
@@ -115,8 +115,6 @@ def read_history(run_dir: str | Path) -> list[dict]:
 
 def write_history(run_dir: str | Path, rows: list[dict]) -> None:
     """Write history.csv (one row per epoch), atomically."""
-    from gender.tables import csv_text
-
     fields = list(dict.fromkeys(k for row in rows for k in row))
     table = csv_text(fields, ([row.get(field, "") for field in fields] for row in rows))
     write_text(Path(run_dir) / HISTORY_FILE, table)

@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gender import CLASS_NAMES, UserError
+from gender.atomic import write_text
+from gender.data import person_ids, warn, write_truth_table
+from gender.images import BadImageError, decode_image_bytes, read_image_bytes, resize
+from gender.runs import field_error, whole_number
 from gender.tables import json_text
 
 if TYPE_CHECKING:
@@ -86,8 +90,6 @@ def open_packed(folder: str | Path) -> dict[str, PackedSplit]:
 def check_manifest(manifest: object, path: Path) -> None:
     """Every field open_packed reads, of its type: one line naming the file and the field. A
     shard is a plain file name in the folder (never a path that leads out of it)."""
-    from gender.runs import field_error, whole_number
-
     if not isinstance(manifest, dict):
         raise UserError(f"{path}: expected a JSON object {{...}}")
     if manifest.get("format") != FORMAT:
@@ -134,10 +136,6 @@ def pack(
     dealt round-robin to the shards, so every shard mixes classes and people.
     """
     import tensorflow as tf
-
-    from gender.atomic import write_text
-    from gender.data import person_ids, warn, write_truth_table
-    from gender.images import BadImageError, decode_image_bytes, read_image_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,8 +234,6 @@ def stream_dataset(
         augment: fn(uint8 batch) -> float batch, applied per batch after decoding.
     """
     import tensorflow as tf
-
-    from gender.images import decode_image_bytes, resize
 
     height, width = image_size
     files = [str(f) for f in split.files]

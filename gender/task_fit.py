@@ -17,6 +17,10 @@ import math
 import os
 from collections.abc import Sequence
 
+from gender.console import warn
+from gender.faces import detect_faces
+from gender.images import BadImageError, header_size, read_image
+
 SAMPLE = 64  # images whose header is read: the verdict is about the set, not each image
 # every size header sits in it (a JPEG's frame header follows at most 64 kB of EXIF)
 HEADER_BYTES = 256 * 1024
@@ -42,8 +46,6 @@ def _shape(path: str) -> tuple[int, int] | None:
     Only the file's first HEADER_BYTES are read: this runs before the real work, on up to
     SAMPLE files that may be large photos.
     """
-    from gender.images import header_size
-
     try:
         if not os.path.isfile(path):  # a FIFO would block; the decoder reports the rest
             return None
@@ -55,9 +57,6 @@ def _shape(path: str) -> tuple[int, int] | None:
 
 
 def _face_fills(path: str) -> bool:
-    from gender.faces import detect_faces
-    from gender.images import BadImageError, read_image
-
     try:
         rgb = read_image(path)
     except BadImageError:
@@ -111,8 +110,6 @@ def mismatch(task: str, size: Sequence[int], paths: Sequence[str]) -> str | None
 
 def warn_mismatch(task: str, size: Sequence[int], paths: Sequence[str]) -> None:
     """`mismatch` as one warning line on stderr, naming the flag that silences it."""
-    from gender.console import warn
-
     why = mismatch(task, size, paths)
     if why:
         warn(f"the input may not suit a {task} model: {why} (--no-task-check hides this)")

@@ -466,7 +466,7 @@ def test_concurrent_file_sets_end_with_one_complete_set(tmp_path):
 def test_interrupted_evaluation_keeps_the_previous_outputs(
     trained_run, image_tree, tmp_path, capsys, monkeypatch
 ):
-    import gender.report
+    import gender.cli.evaluate
 
     outputs = ["--json", str(tmp_path / "r.json"), "--errors", str(tmp_path / "e.csv"),
                "--plots", str(tmp_path / "plots")]  # fmt: skip
@@ -478,7 +478,7 @@ def test_interrupted_evaluation_keeps_the_previous_outputs(
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gender.report, "save_plots", interrupted)
+    monkeypatch.setattr(gender.cli.evaluate, "save_plots", interrupted)  # the command's name for it
     capsys.readouterr()
     assert gender_mAP.main([*argv, "--threshold", "0.3"]) == 130
     line = stop_line(capsys.readouterr().err)

@@ -199,3 +199,58 @@ def test_public_functions_have_type_hints():
             if bare or node.returns is None:
                 missing.append(f"{name}:{node.lineno} {node.name} {bare or 'return'}")
     assert not missing, "\n".join(missing)
+
+
+# What a function may import inside it: the modules that are slow to import or optional, so that
+# `--help`, a usage error and a photo answered through LiteRT start without them. Everything else
+# (the standard library, numpy, the package's own light modules) is imported at the module's top,
+# where a reader sees what the module depends on.
+LAZY_IMPORTS = {
+    "tensorflow", "keras", "cv2", "matplotlib",  # seconds to import: TensorFlow alone takes ~3 s
+    "ai_edge_litert", "mtcnn", "pyarrow", "ray",  # optional extras
+    "fcntl",  # POSIX only
+    "importlib.metadata",  # loads the email package, for one error message
+    # the package's modules that import Keras at their top
+    "gender.models.layers", "gender.models.split", "gender.recorder",
+    # the Ray extra's modules: other modules load them only for --ray
+    "gender.ray_jobs", "gender.ray_train",
+}  # fmt: skip
+# Files another branch is rewriting now: their imports move to the top with that rewrite.
+IMPORTS_LATER = {"gender/training.py", "gender/adapt.py"}
+
+
+def function_imports(path: Path) -> list[tuple[int, str, str]]:
+    """(line, function, name) of each name imported inside a function of `path`."""
+    found, seen = [], set()
+    for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in seen:
+                seen.add(id(node))
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:  # `from importlib import metadata` imports the module importlib.metadata
+                    names = [f"{node.module}.{alias.name}" for alias in node.names]
+                found += [(node.lineno, function.name, name) for name in names]
+    return found
+
+
+def is_lazy(name: str) -> bool:
+    parts = name.split(".")
+    return any(".".join(parts[:end]) in LAZY_IMPORTS for end in range(1, len(parts) + 1))
+
+
+def test_imports_inside_functions_are_the_slow_or_optional_ones():
+    """A module's dependencies are at its top; only the LAZY_IMPORTS wait for a function."""
+    inside = []
+    for path in sorted(REPO.joinpath("gender").rglob("*.py")):
+        name = str(path.relative_to(REPO))
+        if name in IMPORTS_LATER:
+            continue
+        inside += [
+            f"{name}:{line} {function}: {imported}"
+            for line, function, imported in function_imports(path)
+            if not is_lazy(imported)
+        ]
+    assert not inside, "\n".join(inside)

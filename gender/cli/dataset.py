@@ -16,25 +16,42 @@ from pathlib import Path
 
 import numpy as np
 
-from gender import CLASS_NAMES, UserError
+from gender import CLASS_NAMES, UserError, interrupt
+from gender.atomic import check_outputs, file_set, make_folder, whole_folder, write_text
+from gender.conflicts import difference_hash, near_duplicates, same_files
+from gender.console import run_cli
 from gender.data import (
     TRUTH_HEADER,
+    Samples,
+    class_folders,
+    concat_samples,
     find_splits,
     format_truth_line,
     list_folder,
     load_samples,
+    person_ids,
     split_samples,
     train_val_samples,
     write_truth_table,
 )
+from gender.faces import DEFAULT_MARGIN, CropSummary, largest_faces
+from gender.flags import (
+    Parser,
+    add_common_flags,
+    add_person_flag,
+    apply_common_flags,
+    crop_widths,
+    fraction,
+    tolerant_console,
+)
+from gender.images import BadImageError, parse_image_size, read_image
+from gender.output import write_image
+from gender.shards import pack
 
 COMMANDS = ("truth", "split", "check", "crop", "pack")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gender.faces import DEFAULT_MARGIN
-    from gender.flags import Parser, add_common_flags, add_person_flag, crop_widths, fraction
-
     parser = Parser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     truth = sub.add_parser("truth", help="write the ground-truth table as .txt and .npy (default)")
@@ -96,13 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from gender.flags import apply_common_flags, tolerant_console
-
     tolerant_console()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "truth")  # the older `python dataset.py DIR`
-    from gender.console import run_cli
 
     args = build_parser().parse_args(argv)
     apply_common_flags(args)
@@ -117,17 +131,12 @@ def main(argv=None) -> int:
 
 
 def _all_samples(data):
-    from gender.data import Samples
-
     splits = load_samples(data)
     parts = list(splits.values())
     return Samples([p for s in parts for p in s.paths], np.concatenate([s.labels for s in parts]))
 
 
 def write_truth(args) -> int:
-    from gender.atomic import check_outputs, file_set
-    from gender.data import class_folders
-
     samples = _all_samples(args.data)
     stem = Path(args.out) if args.out else Path(args.data) / "ground_truth"
     tables = [(stem.with_suffix(suffix), False) for suffix in (".txt", ".npy")]
@@ -150,8 +159,6 @@ def write_truth(args) -> int:
 
 
 def make_split(args) -> int:
-    from gender.atomic import make_folder
-
     source = Path(args.data)
     out = Path(args.out)
     _outside(source, out)
@@ -169,8 +176,6 @@ def make_split(args) -> int:
         counts = ", ".join(f"{k} {v}" for k, v in part.counts().items())
         print(f"{out / split}: {len(part)} images ({counts})")
     if args.by_person:
-        from gender.data import person_ids
-
         overlap = set(person_ids(train.paths, args.by_person)) & set(
             person_ids(val.paths, args.by_person)
         )
@@ -179,8 +184,6 @@ def make_split(args) -> int:
 
 
 def _outside(source: Path, out: Path) -> None:
-    from gender.atomic import check_outputs
-
     check_outputs([(out, True)], [source])  # never into the user's image folder
 
 
@@ -193,12 +196,6 @@ def _relative(src: Path, source: Path, label: int) -> Path:
 def crop_faces(args) -> int:
     """Detect once, so that training on portraits need not detect every run. A train/val
     folder keeps its split (a split by person stays one)."""
-    from gender import interrupt
-    from gender.atomic import whole_folder, write_text
-    from gender.faces import CropSummary, largest_faces
-    from gender.images import parse_image_size
-    from gender.output import write_image
-
     source, out = Path(args.data), Path(args.out)
     _outside(source, out)
     if out.exists() and any(out.iterdir()):
@@ -239,10 +236,6 @@ def crop_faces(args) -> int:
 
 def pack_shards(args) -> int:
     """Shards for data sets bigger than memory (gender_train.py --data SHARDS streams them)."""
-    from gender import interrupt
-    from gender.atomic import whole_folder
-    from gender.shards import pack
-
     source, out = Path(args.data), Path(args.out)
     _outside(source, out)
     if out.exists() and any(out.iterdir()):
@@ -276,10 +269,6 @@ def _place(src: Path, target: Path, copy: bool) -> None:
 
 
 def check_files(args) -> int:
-    from gender.conflicts import difference_hash
-    from gender.data import concat_samples
-    from gender.images import BadImageError, read_image
-
     splits = load_samples(args.data)
     samples = concat_samples(list(splits.values()))
     where = [(split, CLASS_NAMES[label]) for split, s in splits.items() for label in s.labels]
@@ -310,8 +299,6 @@ def check_files(args) -> int:
 def _report_duplicates(paths, where, hashes, hashed) -> int:
     """Print the same picture under two classes (conflict) or in two splits (leak): files with
     the same bytes, then decoded images with near hashes; returns how many pairs were found."""
-    from gender.conflicts import near_duplicates, same_files
-
     found = set()
 
     def report(i: int, j: int, how: str) -> None:

@@ -11,11 +11,15 @@ python gender_mAP.py val --report report.html --uncertain 0.3:0.7   # one page t
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gender import THRESHOLD, UserError
+from gender import THRESHOLD, UserError, interrupt
+from gender.atomic import check_outputs, check_space, file_set
 from gender.console import command, run_cli
+from gender.data import class_folders, load_samples
+from gender.evaluation import evaluate, evaluate_predictions
 from gender.flags import (
     Parser,
     add_common_flags,
@@ -31,6 +35,13 @@ from gender.flags import (
 )
 from gender.groups import PRESETS as GROUP_PRESETS
 from gender.groups import group_names
+from gender.images import parse_image_size
+from gender.output import errors_csv, print_evaluation
+from gender.predictor import Predictor, default_weights
+from gender.report import explain_mistakes, gallery_indices, save_plots, write_page
+from gender.runs import is_run_folder
+from gender.tables import json_text
+from gender.task_fit import warn_mismatch
 
 if TYPE_CHECKING:
     from gender.data import Samples
@@ -123,11 +134,6 @@ def main(argv: list[str] | None = None) -> int:
 def evaluate_folder(args: argparse.Namespace) -> "Evaluation":
     """gender_mAP.py's work: check the flags and outputs, load the model, evaluate, print the
     report and write the --json, --errors, --plots and --report files."""
-    from gender import interrupt
-    from gender.images import parse_image_size
-    from gender.output import print_evaluation
-    from gender.predictor import Predictor, default_weights
-
     samples, title = read_set(args)
     given = args.weights or args.weights_flag
     weights = given or default_weights(args.task or "face")
@@ -154,9 +160,6 @@ def evaluate_folder(args: argparse.Namespace) -> "Evaluation":
 def read_set(args: argparse.Namespace) -> "tuple[Samples, str]":
     """(the images to evaluate, the set's name in the report), after the checks that need no
     model: the two positional arguments in their order, both classes present, --groups valid."""
-    from gender.data import load_samples
-    from gender.runs import is_run_folder
-
     if args.explain_errors and not args.report:
         raise UserError("--explain-errors draws on the --report page: give --report PAGE.html")
     if is_run_folder(args.data):
@@ -169,8 +172,11 @@ def read_set(args: argparse.Namespace) -> "tuple[Samples, str]":
             f"two models given: {args.weights} and --weights {args.weights_flag}; give one"
         )
     if args.ray is not None:  # a storage URI too
-        from gender.ray_jobs import load_samples
-    splits = load_samples(args.data)
+        from gender.ray_jobs import load_samples as load_any
+
+        splits = load_any(args.data)
+    else:
+        splits = load_samples(args.data)
     samples = splits.get("val", splits.get("all"))
     title = f"{args.data}/val" if "val" in splits else str(args.data)
     if args.groups:  # read once, before the model: a bad regex or CSV fails early
@@ -183,9 +189,6 @@ def read_set(args: argparse.Namespace) -> "tuple[Samples, str]":
 
 def check_output_paths(args: argparse.Namespace, samples: "Samples", weights: str | Path) -> None:
     """Before the work: no output lands on (or inside) what is read, and each has room."""
-    from gender.atomic import check_outputs, check_space
-    from gender.data import class_folders
-
     local = "://" not in args.data  # a storage URI (--ray) is only read
     inputs = [*class_folders(args.data), *samples.paths, weights] if local else []
     inputs += [args.data] if Path(args.data).is_file() else []
@@ -201,11 +204,7 @@ def check_output_paths(args: argparse.Namespace, samples: "Samples", weights: st
 
 def run_evaluation(args, predictor, samples, band, given) -> "Evaluation":
     """The evaluation of `samples`, classified here or (--ray) on a Ray cluster."""
-    from gender.evaluation import evaluate, evaluate_predictions
-
     if not args.detect_faces and not args.no_task_check:
-        from gender.task_fit import warn_mismatch
-
         warn_mismatch(predictor.task, predictor.size, samples.paths)
     named = dict(persons=args.by_person, groups=args.groups, band=band, dataset=args.data,
                  weights=given)  # fmt: skip
@@ -223,10 +222,6 @@ def run_evaluation(args, predictor, samples, band, given) -> "Evaluation":
 def write_outputs(args: argparse.Namespace, evaluation: "Evaluation", title: str) -> None:
     """--json, --errors, --plots and --report, committed together (never one run's JSON beside
     another's CSV), then where each went."""
-    from gender.atomic import file_set
-    from gender.output import errors_csv
-    from gender.tables import json_text
-
     report, kept, p_woman = evaluation.report, evaluation.samples, evaluation.p_woman
     with file_set() as files:
         if args.json:
@@ -235,8 +230,6 @@ def write_outputs(args: argparse.Namespace, evaluation: "Evaluation", title: str
             text = errors_csv(kept, p_woman, evaluation.threshold, evaluation.band)
             files.add(args.errors).write_text(text, encoding="utf-8", errors="surrogateescape")
         if args.plots:
-            from gender.report import save_plots
-
             plot_title = f"{report['model']} ({Path(evaluation.weights).name}) on {title}"
             folder = files.add(args.plots, folder=True)
             save_plots(folder, report, kept.labels, p_woman, plot_title)
@@ -258,10 +251,6 @@ def write_outputs(args: argparse.Namespace, evaluation: "Evaluation", title: str
 def write_report(path: Path, evaluation: "Evaluation", args: argparse.Namespace) -> str:
     """The HTML page, with Grad-CAM of the first --explain-errors mistakes; returns its size
     and the seconds it took, in words."""
-    import time
-
-    from gender.report import explain_mistakes, gallery_indices, write_page
-
     started = time.perf_counter()
     report, kept, p_woman = evaluation.report, evaluation.samples, evaluation.p_woman
     explained, note = [], ""

@@ -11,8 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from gender import THRESHOLD, UserError
-from gender.console import run_cli
+from gender.atomic import check_outputs, check_space
+from gender.console import run_cli, warn
+from gender.data import Samples, expand_inputs
 from gender.flags import (
     Parser,
     add_common_flags,
@@ -22,8 +26,23 @@ from gender.flags import (
     add_uncertain_flag,
     apply_common_flags,
     probability,
+    resolve_band,
     tolerant_console,
 )
+from gender.images import BadImageError, parse_image_size, read_image
+from gender.output import (
+    emit,
+    face_lines,
+    faces_csv,
+    images_csv,
+    model_phrase,
+    verdict,
+    whole_image_result,
+    write_pictures,
+)
+from gender.predictor import Predictor
+from gender.runs import is_run_folder
+from gender.task_fit import warn_mismatch
 
 NO_FACE = 3  # exit status when an image holds no face: distinct from errors
 
@@ -85,12 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from gender.atomic import check_outputs, check_space
-    from gender.data import expand_inputs
-    from gender.images import parse_image_size
-    from gender.predictor import Predictor
-    from gender.runs import is_run_folder
-
     inputs, weights = list(args.inputs), args.weights
     last = inputs[-1]
     if (
@@ -126,7 +139,6 @@ def predict(args: argparse.Namespace) -> int:
     )
     if args.threshold is not None:
         predictor.set_threshold(args.threshold)
-    from gender.flags import resolve_band
 
     band = resolve_band(args.uncertain, predictor.info.uncertain_band, predictor.threshold)
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
@@ -137,26 +149,12 @@ def predict(args: argparse.Namespace) -> int:
     if predictor.wants_detection(inputs, args.detect_faces, args.no_detect):
         return predict_faces(predictor, paths, args, single, band)
     if not args.no_task_check:
-        from gender.task_fit import warn_mismatch
-
         warn_mismatch(predictor.task, predictor.size, paths)
     return predict_whole(predictor, paths, args, single, band)
 
 
 def predict_whole(predictor, paths: list[str], args, single: bool, band=None) -> int:
     """Each image classified as it is: one line for one image, else CSV rows."""
-    import numpy as np
-
-    from gender.data import Samples
-    from gender.output import (
-        emit,
-        images_csv,
-        model_phrase,
-        verdict,
-        whole_image_result,
-        write_pictures,
-    )
-
     samples = Samples(paths, np.zeros(len(paths), np.int64))  # labels unknown here
     # One bad image alone is an error naming it; among many it is reported and skipped.
     result = predictor.folder(samples, args.batch_size, skip_bad=len(paths) > 1)
@@ -164,8 +162,6 @@ def predict_whole(predictor, paths: list[str], args, single: bool, band=None) ->
         answer = verdict(result.p_woman[0], result.threshold, model_phrase(predictor), band)
         print(f"{result.samples.paths[0]}: {answer}")
     if args.annotate or args.explain:
-        from gender.images import read_image
-
         rgb = read_image(paths[0])
         faces = [whole_image_result(rgb, result.p_woman[0], result.threshold)]
         write_pictures(predictor, rgb, faces, False, args.annotate, args.explain)
@@ -188,10 +184,6 @@ def predict_faces(predictor, paths: list[str], args, single: bool, band=None) ->
     Returns:
         The exit status: 0, 1 if some images were unreadable, else NO_FACE if one had no face.
     """
-    from gender.console import warn
-    from gender.images import BadImageError
-    from gender.output import emit, face_lines, faces_csv, model_phrase, write_pictures
-
     photos, unreadable = [], 0
     for path in paths:
         try:

@@ -13,13 +13,25 @@ The older flag forms still work: --resume RUN_DIR, --export WEIGHTS, --bundle RU
 """
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 
-from gender import TASKS, THRESHOLD, UserError
+from gender import TASKS, THRESHOLD, UserError, interrupt
+from gender.adapt import AdaptConfig, adapt, resume_adapt
 from gender.augment import AUGMENTATIONS, DEFAULT_AUGMENT
-from gender.config import DEFAULT_EPOCHS, TrainConfig, config_from_flags
+from gender.cli import evaluate, predict
+from gender.config import (
+    DEFAULT_EPOCHS,
+    TrainConfig,
+    config_from_flags,
+    read_info_file,
+    read_run_info,
+)
 from gender.console import command, run_cli
+from gender.demo import DEMO_DATA, DEMO_SIZE, make_synthetic_set
+from gender.export import bundle, export_all
 from gender.flags import (
     Parser,
     add_common_flags,
@@ -34,6 +46,10 @@ from gender.flags import (
     smoothing,
     tolerant_console,
 )
+from gender.models import list_models
+from gender.predictor import PRETRAINED_DIR
+from gender.training import nothing_to_resume, resume_config
+from gender.training import train as train_run
 
 MODES = ("train", "resume", "export", "bundle", "demo", "adapt")
 # The flags that chose a mode before the modes were subcommands: `--resume RUN_DIR` is `resume
@@ -130,8 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
     """The adapt mode's flags; each becomes the AdaptConfig field of its name."""
-    from gender.adapt import AdaptConfig
-
     defaults = AdaptConfig(data="")
     parser.add_argument("--data", required=True, metavar="DIR", help="man/ and woman/ images")
     parser.add_argument(
@@ -238,8 +252,6 @@ def add_data_flags(data: argparse._ArgumentGroup) -> None:
 
 def add_model_flags(model: argparse._ArgumentGroup) -> None:
     """Which network, for which task, at which input size."""
-    from gender.models import list_models
-
     model.add_argument(
         "--model",
         default="cnn7",
@@ -464,21 +476,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_mode(args: argparse.Namespace) -> int:
     """The work of one mode; what an interruption keeps is said by the mode itself."""
-    from gender import interrupt
-    from gender.config import read_run_info
-
     if args.mode == "demo":
         return run_demo(args.out)
     if args.mode in ("export", "bundle"):
         return export(args)
     if args.mode == "adapt":
-        from gender.adapt import AdaptConfig, adapt
-
         run_dir = adapt(config_from_flags(AdaptConfig, args))
     elif args.mode == "resume" and read_run_info(Path(args.run_dir)).adapt is not None:
         # an adapted run continues with adapt's recipe, not the training one (cosine rate,
         # replay, L2-SP, no validation split; the threshold it chose is kept)
-        from gender.adapt import resume_adapt
 
         if args.epochs:
             raise UserError(
@@ -487,8 +493,6 @@ def run_mode(args: argparse.Namespace) -> int:
             )
         run_dir = resume_adapt(args.run_dir)
     elif args.mode == "resume":
-        from gender.training import nothing_to_resume, resume_config
-
         finished = nothing_to_resume(args.run_dir, args.epochs)
         if finished:
             print(finished)
@@ -513,11 +517,6 @@ def export_best(run_dir: Path) -> None:
     """The run's best model as LiteRT files beside it (float32, and int8 calibrated on the
     training images), so that predicting with the run is as quick as with the bundled model.
     A failed export leaves the trained run as it is and says how to try again."""
-    import contextlib
-    import io
-
-    from gender.export import export_all
-
     said = io.StringIO()  # the calibration lists the training images again: no second report
     try:
         with contextlib.redirect_stderr(said):
@@ -552,8 +551,6 @@ def train(
     """Train as `config` says (continuing the run folder `resume`) and return the run folder;
     None on a multi-worker worker other than the chief (it writes no run folder). With
     --ray-workers in `args`, the workers run on Ray and this process waits for them."""
-    from gender.training import train as train_run
-
     if args is not None and args.ray_workers:
         from gender.ray_train import train_on_ray
 
@@ -566,10 +563,6 @@ def train(
 
 def export(args: argparse.Namespace) -> int:
     """export: .tflite, SavedModel and JSON beside the weights; bundle: weights/pretrained/."""
-    from gender import interrupt
-    from gender.export import bundle, export_all
-    from gender.predictor import PRETRAINED_DIR
-
     if args.mode == "export":
         interrupt.keep("earlier exports of these weights, if any, are kept whole")
         paths = export_all(args.weights, args.out, args.calibration)
@@ -594,8 +587,6 @@ def export(args: argparse.Namespace) -> int:
 def stored_decision(info_path: Path, asked: "str | float | None") -> str:
     """What a bundle stored to decide with, from its JSON: the threshold and the uncertain band
     (what `--uncertain model` answers with), each with where it came from."""
-    from gender.config import read_info_file
-
     info = read_info_file(info_path)
     if info.threshold is None:
         return f"threshold: none stored, so {THRESHOLD:g} decides (--threshold val chooses one)"
@@ -615,9 +606,6 @@ def stored_decision(info_path: Path, asked: "str | float | None") -> str:
 
 def run_demo(out) -> int:
     """Train cnn3 on the synthetic set, then run the evaluation report and one prediction."""
-    from gender.cli import evaluate, predict
-    from gender.demo import DEMO_DATA, DEMO_SIZE, make_synthetic_set
-
     print(f"demo: writing a SYNTHETIC image set (squares = 'man', discs = 'woman') to {DEMO_DATA}")
     make_synthetic_set(DEMO_DATA)
     argv = ["--data", str(DEMO_DATA), "--model", "cnn3", "--image-size", str(DEMO_SIZE),

@@ -10,6 +10,8 @@ Every builder has the same contract:
   default is the model's default.
 """
 
+import inspect
+
 __all__ = [
     "MODELS",
     "ModelEntry",
@@ -80,8 +82,6 @@ def create_model(
 
 def default_trainable_blocks(name: str) -> int:
     """How many top backbone blocks model `name` fine-tunes by default (0 for no backbone)."""
-    import inspect
-
     default = inspect.signature(get_entry(name).build).parameters["trainable_blocks"].default
     return default or 0
 

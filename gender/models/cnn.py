@@ -11,6 +11,7 @@ cnn7se: cnn7 with a squeeze-and-excitation block ending each conv stage (Hu et a
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from gender import UserError
 from gender.models import register_model
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ def build_cnn(
     for _ in filters:
         smallest = 2 * smallest + 2
     if min(image_size) < smallest:
-        from gender import UserError
-
         raise UserError(
             f"--image-size {image_size[0]}x{image_size[1]}: too small for {name} "
             f"({len(filters)} conv + pool stages need at least {smallest}x{smallest})"

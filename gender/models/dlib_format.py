@@ -19,11 +19,17 @@ weight-carrying layers in file order with their arrays already in dlib's layout;
 maps them onto Keras layers.
 """
 
+import argparse
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from gender.console import quiet
+from gender.models.faceresnet import build_backbone
 
 if TYPE_CHECKING:
     import keras
@@ -323,10 +329,6 @@ def convert_dlib_weights(dat_path: str | Path, backbone: "keras.Model") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Convert dlib's .dat file into the Keras backbone weights this registry entry loads."""
-    import argparse
-
-    from gender.console import quiet
-
     quiet()  # a command: as quiet as the others (before TensorFlow loads)
     parser = argparse.ArgumentParser(
         prog="python -m gender.models.dlib_format",
@@ -336,12 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dat", help="dlib's dlib_face_recognition_resnet_model_v1.dat")
     parser.add_argument("--out", required=True, help="output .weights.h5 file")
     args = parser.parse_args(argv)
-    from gender.models.faceresnet import build_backbone
 
     backbone = build_backbone()
     convert_dlib_weights(args.dat, backbone)
-    import os
-    import tempfile
 
     # Keras wants the name to end in .weights.h5, so the temporary file is one inside a folder
     out = Path(args.out)

@@ -19,9 +19,11 @@ Input: a face aligned as dlib's 150x150 "face chip" (0.25 padding): see gender.f
 """
 
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gender import UserError
 from gender.models import register_model
 
 if TYPE_CHECKING:
@@ -94,14 +96,10 @@ def _resolve(backbone_weights):
     if backbone_weights in (None, "none"):
         return None
     if backbone_weights in ("pretrained", "imagenet"):  # "imagenet": the flag's usual default
-        from importlib import resources
-
         path = Path(str(resources.files("gender") / "pretrained" / BACKBONE_FILE))
     else:
         path = Path(backbone_weights)
     if not path.is_file():
-        from gender import UserError
-
         raise UserError(
             f"{path}: faceresnet's backbone weights not found (an installed copy does not carry "
             "them): pip install face_recognition_models, then python -m gender.models.dlib_format "

@@ -1,6 +1,10 @@
 """Small serializable layers, so saved .keras files load in any script (no Lambda layers)."""
 
+from pathlib import Path
+
 import keras
+
+from gender import UserError
 
 # ImageNet channel means in BGR order, as keras.applications.vgg16.preprocess_input subtracts them.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -135,7 +139,6 @@ def transfer_model(
     except Exception as err:  # Keras raises a bare Exception("URL fetch failure on ...")
         if weights != "imagenet" or "fetch failure" not in str(err):
             raise
-        from gender import UserError
 
         # offline (or a proxy in the way): one line with the way out, not three chained tracebacks
         raise UserError(
@@ -157,9 +160,6 @@ def resolve_backbone_weights(backbone_weights):
         return None
     if backbone_weights == "imagenet":
         return backbone_weights
-    from pathlib import Path
-
-    from gender import UserError
 
     path = Path(backbone_weights)
     if not path.is_file():
@@ -177,8 +177,6 @@ def set_trainable_blocks(base, blocks, count: int) -> None:
         count: how many blocks, from the top, train; 0 freezes the whole backbone.
     """
     if not 0 <= count <= len(blocks):
-        from gender import UserError
-
         raise UserError(f"--trainable-blocks {count}: expected 0..{len(blocks)} for {base.name}")
     top = tuple(prefix for block in blocks[len(blocks) - count :] for prefix in block)
     base.trainable = bool(count)
