@@ -27,11 +27,37 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import gender.models as models
 from gender import CLASS_NAMES, TASKS, UserError
+from gender.atomic import atomic_path, check_outputs
+from gender.augment import parse_augment
+from gender.config import RunRecord, check_fields, read_run_info
+from gender.console import command
+from gender.data import (
+    Samples,
+    class_folders,
+    concat_samples,
+    decode_images,
+    expand_inputs,
+    list_folder,
+    load_samples,
+    person_ids,
+    read_truth_table,
+)
+from gender.faces import decode_face_crops
 from gender.finetune import balanced_class_weight, fit, prepare_inputs
+from gender.metrics import equal_error_threshold
+from gender.predictor import (
+    check_gender_model,
+    default_weights,
+    load_trained,
+    open_keras,
+    resolve_weights,
+)
+from gender.runs import RUN_FILE, field_error, link_over, new_run_dir, read_history, reconcile_run
+from gender.training import decode_split
 
 if TYPE_CHECKING:
-    from gender.config import RunRecord
     from gender.data import Samples
 
 MIN_IMAGES = 10  # fewer cannot be split into folds that each hold both classes
@@ -109,7 +135,6 @@ def fold_index(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> 
 
 def source_model(config: AdaptConfig) -> tuple[Path, "object", "RunRecord", str]:
     """(path, model, info, task) of the model to start from; UserError for the wrong task."""
-    from gender.predictor import default_weights, load_trained, resolve_weights
 
     if config.task is not None and config.task not in TASKS:
         raise UserError(f"--task {config.task}: expected one of {', '.join(TASKS)}")
@@ -157,7 +182,6 @@ def replay_folders(config: AdaptConfig, source_info: "RunRecord") -> list[str]:
 def _replay_samples(config: AdaptConfig, folders: list[str], new_count: int):
     """Up to min(replay_images, new_count) images of `folders` (their train/ part when they
     have one), half of each class; None when there is nothing to replay."""
-    from gender.data import concat_samples, load_samples
 
     if not folders or config.replay_images <= 0:
         return None
@@ -193,8 +217,6 @@ def _set_trainable(model, model_name: str, blocks: int) -> None:
     trains whole, with its BatchNorm layers frozen too (inference statistics as bundled)."""
     import keras
 
-    import gender.models as models
-
     if models.get_entry(model_name).blocks:
         count = min(blocks, len(models.get_entry(model_name).blocks))
         models.set_trainable_blocks(model, model_name, count)
@@ -208,7 +230,6 @@ class _Trainer:
     views), then fits that each start from the same weights (each fold and the final fit)."""
 
     def __init__(self, model, model_name: str, config: AdaptConfig, images: np.ndarray) -> None:
-        from gender.augment import parse_augment
 
         self.model, self.config = model, config
         _set_trainable(model, model_name, config.trainable_blocks)
@@ -265,8 +286,6 @@ def resume_adapt(run_dir: str | Path) -> Path:
     """Continue an interrupted `adapt` run: its own recipe (cached views, replay, L2-SP toward
     the source, the cosine rate where it stopped) from its last committed epoch, with the
     threshold it chose before its final fit. Returns the run folder."""
-    from gender.config import check_fields, read_run_info
-    from gender.runs import RUN_FILE, field_error
 
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
@@ -294,7 +313,6 @@ def resume_adapt(run_dir: str | Path) -> Path:
 
 
 def _adapt_command(stored: dict) -> str:
-    from gender.console import command
 
     return f"{command('train')} adapt --data {stored.get('data')}"
 
@@ -335,8 +353,6 @@ class _Threshold:
 def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
     """Adapt the source model to `config.data` and return the new run folder (or continue the
     interrupted run folder `resume`, see `resume_adapt`)."""
-    from gender.config import RunRecord
-    from gender.runs import new_run_dir
 
     started = time.perf_counter()
     source_path, model, source_info, task = source_model(config)
@@ -356,9 +372,6 @@ def adapt(config: AdaptConfig, resume: Path | None = None) -> Path:
 
 def _load_images(config: AdaptConfig, source_info: "RunRecord") -> _Images:
     """The new setting's images, checked and decoded, followed by the replayed ones."""
-    from gender.atomic import check_outputs
-    from gender.data import class_folders, concat_samples, list_folder
-    from gender.training import decode_split
 
     samples = list_folder(config.data)
     check_samples(samples, config.data)
@@ -389,7 +402,6 @@ def _load_images(config: AdaptConfig, source_info: "RunRecord") -> _Images:
 def _unlabelled_images(config: AdaptConfig, size, labelled: list[str]) -> np.ndarray | None:
     """The decoded --unlabelled crops, less any of the labelled images; unreadable ones (or,
     with --detect-faces, faceless ones) reported and left out."""
-    from gender.data import Samples, decode_images, expand_inputs, read_truth_table
 
     if not config.unlabelled:
         return None
@@ -401,8 +413,6 @@ def _unlabelled_images(config: AdaptConfig, size, labelled: list[str]) -> np.nda
         raise UserError(f"{source}: no unlabelled images besides the labelled ones")
     samples = Samples(paths, np.zeros(len(paths), np.int64))
     if config.detect_faces:
-        from gender.faces import decode_face_crops
-
         images, kept, _, _ = decode_face_crops(samples, size, label="detecting faces (unlabelled)")
     else:
         try:
@@ -439,8 +449,6 @@ def _choose_threshold(config, trainer, data: _Images, source_threshold: float, r
     never scores the images it trained on, so the threshold is not fitted on memorised
     images), shrunk toward the source's. Replayed images train in every fold but choose
     nothing: the threshold is for the new setting."""
-    from gender.data import person_ids
-    from gender.metrics import equal_error_threshold
 
     new, labels = data.new_count, data.labels
     groups = (
@@ -589,11 +597,7 @@ def _finish(
 ) -> Path:
     """The final fit on every image into `run_dir` (continued from its last committed epoch when
     `resumed`), then best.keras and the completed run.json."""
-    from gender.atomic import atomic_path
-    from gender.config import read_run_info
-    from gender.predictor import check_gender_model, open_keras
     from gender.recorder import RunRecorder
-    from gender.runs import RUN_FILE, link_over, read_history, reconcile_run
 
     info = read_run_info(run_dir)
     history, weights, done = [], None, 0

@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import gender.data
+import gender.models as models
 from gender import CLASS_NAMES
+from gender.augment import build_augmenter
+from gender.features import compute_features
 
 if TYPE_CHECKING:
     import keras
@@ -50,8 +53,6 @@ class FitInputs:
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """What `fit_model` takes for other `images` (validation, unlabelled) as they are."""
-        from gender.features import compute_features
-
         return compute_features(self.prefix, images, ("original",))[0] if self.cached else images
 
     def predict(self, index: np.ndarray | None = None) -> np.ndarray:
@@ -101,8 +102,6 @@ def prepare_inputs(
     image (see cache_views); `announce(prefix, views)` is called before that pass, which takes
     minutes on a large set. Otherwise the images themselves, augmented live.
     """
-    from gender.augment import build_augmenter
-    from gender.features import compute_features
     from gender.models.split import split_frozen_prefix
 
     augment = build_augmenter(augment_names, seed)
@@ -150,8 +149,6 @@ def fit(
             first phase), when the whole model trains.
         validation: a dataset of (inputs as `fit_model` takes them, labels[, weights]).
     """
-    import gender.models as models
-
     fit_model = inputs.fit_model
     if not (keep_optimizer and fit_model is inputs.model and fit_model.optimizer is not None):
         models.compile_model(fit_model, rate, label_smoothing)

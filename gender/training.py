@@ -16,15 +16,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import gender.data
-from gender import CLASS_NAMES, UserError
-from gender.augment import parse_augment
-from gender.config import TrainConfig, read_run_config
+import gender.models as models
+from gender import CLASS_NAMES, UserError, distribute, interrupt
+from gender.atomic import check_outputs, check_space
+from gender.augment import build_augmenter, parse_augment
+from gender.config import RunRecord, TrainConfig, read_run_config, read_run_info
+from gender.conflicts import check_training_labels
 from gender.console import command
+from gender.data import person_ids
+from gender.evaluation import evaluate_run
+from gender.faces import decode_face_crops
 from gender.finetune import balanced_class_weight, fit, prepare_inputs
-from gender.shards import PackedSplit, is_packed
+from gender.groups import balance_weights, group_names
+from gender.images import parse_image_size
+from gender.metrics import person_weights
+from gender.predictor import check_gender_model, open_keras
+from gender.report import run_page
+from gender.runs import read_history, reconcile_run, run_kept
+from gender.shards import PackedSplit, is_packed, open_packed, stream_dataset
 
 if TYPE_CHECKING:
-    from gender.config import RunRecord
     from gender.models import ModelEntry
 
 
@@ -73,9 +84,7 @@ def train(
     """
     import keras
 
-    from gender import distribute, interrupt
     from gender.recorder import RunRecorder
-    from gender.runs import run_kept
 
     # first, before any TensorFlow op (MultiWorkerMirroredStrategy's requirement);
     # models and optimizers are then made inside distribute.scope(strategy).
@@ -127,8 +136,6 @@ def train(
 def _start(config: TrainConfig, resume, strategy) -> tuple[list, object]:
     """(history, model) of a resumed run (a model of None: none committed yet), or ([], None);
     a new run's output folder is checked first, before hours of decoding."""
-    from gender import distribute
-    from gender.atomic import check_outputs
 
     history, model = [], None
     if resume:
@@ -148,8 +155,6 @@ def _start(config: TrainConfig, resume, strategy) -> tuple[list, object]:
 
 def _plan(config: TrainConfig) -> tuple[tuple[int, int], list[Phase]]:
     """(image size, phases) of the run; an augmentation typo fails here, before decoding."""
-    import gender.models as models
-    from gender.images import parse_image_size
 
     entry = models.get_entry(config.model)
     image_size = parse_image_size(config.image_size) if config.image_size else entry.image_size
@@ -158,8 +163,6 @@ def _plan(config: TrainConfig) -> tuple[tuple[int, int], list[Phase]]:
 
 
 def _build_model(config: TrainConfig, image_size, phases: list[Phase], strategy):
-    import gender.models as models
-    from gender import distribute
 
     with distribute.scope(strategy):
         return models.create_model(
@@ -172,8 +175,6 @@ def _build_model(config: TrainConfig, image_size, phases: list[Phase], strategy)
 
 def _check_space(config: TrainConfig, resume, model) -> None:
     """Room for the checkpoints the run will write, checked before hours of training."""
-    from gender import distribute
-    from gender.atomic import check_space
 
     if distribute.is_chief():
         kept = min(config.epochs, config.keep or config.epochs) + 2  # + a temporary, best
@@ -193,12 +194,8 @@ def _checked_splits(config: TrainConfig, strategy):
                 "(train on one device from image folders)"
             )
         if config.balance_groups:  # a bad regex or CSV fails now, not after decoding
-            from gender.groups import group_names
-
             group_names(train_set.paths[:1], config.balance_groups)
     if not isinstance(train_set, PackedSplit):  # packed shards were checked when packed
-        from gender.conflicts import check_training_labels
-
         check_training_labels({"train": train_set, "val": val_set})
     return train_set, val_set
 
@@ -253,7 +250,6 @@ def _print_plan(
     distributed,
 ) -> None:  # fmt: skip
     """The resolved settings and derived numbers, before training starts."""
-    from gender import distribute
 
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(
@@ -300,8 +296,6 @@ def _open_info(
 ) -> "RunRecord":
     """run.json's record as training starts: a new run's (epoch 0 committed, so a run killed in
     its first epoch can be resumed), or the resumed run's, reopened."""
-    from gender import distribute
-    from gender.config import RunRecord, read_run_info
     from gender.recorder import versions
 
     train_set, val_set = splits
@@ -334,14 +328,10 @@ def _open_info(
 
 def _end(run_dir: Path, info: "RunRecord", val_set, val_x) -> Path | None:
     """The evaluation page, the run marked finished, the decoded-image cache removed."""
-    from gender import distribute
-    from gender.evaluation import evaluate_run
 
     if distribute.is_chief():  # before the cache goes: the validation images are decoded there
         evaluation = evaluate_run(run_dir, val_set, val_x, info)
         if evaluation:
-            from gender.report import run_page
-
             page = run_page(run_dir, evaluation)
             print(f"evaluation page of best.keras on the validation split: {page}")
         # the end was reached (all epochs, or early stopping): `resume` then has nothing to do
@@ -363,10 +353,6 @@ def _loss_weights(config: TrainConfig, train_set, val_set) -> tuple:
     best epoch. The classes are then balanced on those weights: per group with --balance-groups,
     else over the whole set (unless --no-class-weights).
     """
-
-    from gender.data import person_ids
-    from gender.groups import balance_weights, group_names
-    from gender.metrics import person_weights
 
     labels = train_set.labels
     base, val_weights = None, None
@@ -406,7 +392,6 @@ def _fit_phase(
     sample_weights=None, val_weights=None,
 ):  # fmt: skip
     """Train one phase: on cached prefix outputs when the backbone bottom is frozen."""
-    import gender.models as models
 
     (train_x, train_set), (val_x, val_set) = train, val
     if phase.trainable_blocks is not None:
@@ -459,11 +444,6 @@ def _fit_phase_custom(
     """Train one phase with gender.distribute's custom step (under a tf.distribute
     strategy, or on streamed shards). The frozen-prefix cache is off here: every step runs the
     whole model on freshly augmented images."""
-
-    import gender.models as models
-    from gender import distribute
-    from gender.augment import build_augmenter
-    from gender.shards import stream_dataset
 
     (train_x, train_set), (val_x, val_set) = train, val
     if phase.trainable_blocks is not None:
@@ -536,7 +516,6 @@ def decode_split(
                     f"no {class_name} image of {name} could be read{why}; use more data"
                 )
         return images, kept
-    from gender.faces import decode_face_crops
 
     images, kept, _, crops = decode_face_crops(
         samples, size, cache_dir, label=f"detecting faces ({name})"
@@ -555,7 +534,6 @@ def _load_splits(config):
     --by-person), so no folder's people end up on both sides. A packed folder (dataset.py pack)
     gives its PackedSplit pair instead: it was split when it was packed.
     """
-    from gender.shards import open_packed
 
     if any(is_packed(folder) for folder in config.data):
         if len(config.data) > 1:
@@ -593,7 +571,6 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
     Said before anything is decoded or loaded: a finished run used to be evaluated and exported
     again for half a minute without a word.
     """
-    from gender.config import read_run_info
 
     run_dir = Path(run_dir)
     resume_config(run_dir, epochs)  # a folder that is no run at all is the usual error
@@ -605,8 +582,6 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
         return None
     if not finished and epochs is None:
         return None
-    from gender import distribute
-    from gender.runs import read_history, reconcile_run
 
     if distribute.is_chief():  # files of an epoch begun but never committed go, as on a resume
         reconcile_run(run_dir, info, read_history(run_dir))
@@ -628,7 +603,6 @@ def nothing_to_resume(run_dir: str | Path, epochs: int | None = None) -> str | N
 
 
 def _epochs_done(run_dir: Path) -> int | None:
-    from gender.config import read_run_info
 
     return read_run_info(run_dir).epochs_done
 
@@ -640,10 +614,6 @@ def _resume_state(run_dir: Path):
     (`gender.runs.reconcile_run`). A run killed before its first commit (epochs_done 0) has no
     model yet: (history, None), and training starts over with the run's seed.
     """
-    from gender import distribute
-    from gender.config import read_run_info
-    from gender.predictor import check_gender_model, open_keras
-    from gender.runs import read_history, reconcile_run
 
     resume_config(run_dir)  # the same check, for a caller that built its config elsewhere
     info = read_run_info(run_dir)

@@ -215,8 +215,6 @@ LAZY_IMPORTS = {
     # the Ray extra's modules: other modules load them only for --ray
     "gender.ray_jobs", "gender.ray_train",
 }  # fmt: skip
-# Files another branch is rewriting now: their imports move to the top with that rewrite.
-IMPORTS_LATER = {"gender/training.py", "gender/adapt.py"}
 
 
 def function_imports(path: Path) -> list[tuple[int, str, str]]:
@@ -246,8 +244,6 @@ def test_imports_inside_functions_are_the_slow_or_optional_ones():
     inside = []
     for path in sorted(REPO.joinpath("gender").rglob("*.py")):
         name = str(path.relative_to(REPO))
-        if name in IMPORTS_LATER:
-            continue
         inside += [
             f"{name}:{line} {function}: {imported}"
             for line, function, imported in function_imports(path)
