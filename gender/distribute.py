@@ -420,15 +420,52 @@ def fit_phase(
         callbacks: Keras callbacks, called as model.fit would call them.
         label_smoothing: as compile_model's, for the training and the validation loss.
     """
-    import keras
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if not (keep_optimizer and model.optimizer is not None):
             compile_model(model, learning_rate, label_smoothing)
-        optimizer = model.optimizer
-        optimizer.build(model.trainable_variables)
+        model.optimizer.build(model.trainable_variables)
+    train_step, eval_step = _custom_steps(strategy, model, class_weight, label_smoothing)
+    dataset = strategy.distribute_datasets_from_function(feed.make)
+    iterator = iter(dataset) if feed.repeat else None
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    model.stop_training = False
+    for epoch in range(first_epoch, last_epoch):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        started = time.perf_counter()
+        totals = _train_epoch(train_step, iterator if feed.repeat else iter(dataset), feed, epoch)
+        logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}  # fit's order
+        if val_ds is not None:
+            sums = [0.0, 0.0, 0.0]
+            for x, y in val_ds:
+                sums = [s + float(v) for s, v in zip(sums, eval_step(x, y))]
+            logs.update(val_accuracy=sums[1] / sums[2], val_loss=sums[0] / sums[2])
+        print(
+            f"epoch {epoch + 1}/{last_epoch}: {feed.steps} steps, "
+            f"{time.perf_counter() - started:.1f} s, "
+            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()),
+            flush=True,
+        )
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+
+
+def _custom_steps(strategy, model, class_weight, label_smoothing: float) -> tuple:
+    """(train_step(iterator) -> summed [loss, correct, count] over the replicas,
+    eval_step(x, y) -> the same on one local batch): the custom step's two tf.functions."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = model.optimizer
     weights = [1.0, 1.0] if not class_weight else [class_weight[0], class_weight[1]]
     weights = tf.constant(weights, tf.float32)
 
@@ -464,43 +501,22 @@ def fit_phase(
             tf.cast(tf.shape(y)[0], tf.float32),
         )
 
-    dataset = strategy.distribute_datasets_from_function(feed.make)
-    iterator = iter(dataset) if feed.repeat else None
-    for callback in callbacks:
-        callback.set_model(model)
-        callback.on_train_begin()
-    model.stop_training = False
-    for epoch in range(first_epoch, last_epoch):
-        for callback in callbacks:
-            callback.on_epoch_begin(epoch)
-        started = time.perf_counter()
-        epoch_iterator = iterator if feed.repeat else iter(dataset)
-        totals = [0.0, 0.0, 0.0]
-        try:
-            for _ in range(feed.steps):
-                totals = [t + float(v) for t, v in zip(totals, train_step(epoch_iterator))]
-        except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
-            # a peer stopped (crash, kill, lost machine): the collectives were aborted
-            raise UserError(
-                f"training stopped in epoch {epoch + 1}: {err.message.splitlines()[0]} "
-                "(another worker stopped?); start every worker again with: "
-                f"{command('train')} resume RUN_DIR"
-            ) from None
-        logs = {"accuracy": totals[1] / totals[2], "loss": totals[0] / totals[2]}  # fit's order
-        if val_ds is not None:
-            sums = [0.0, 0.0, 0.0]
-            for x, y in val_ds:
-                sums = [s + float(v) for s, v in zip(sums, eval_step(x, y))]
-            logs.update(val_accuracy=sums[1] / sums[2], val_loss=sums[0] / sums[2])
-        print(
-            f"epoch {epoch + 1}/{last_epoch}: {feed.steps} steps, "
-            f"{time.perf_counter() - started:.1f} s, "
-            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()),
-            flush=True,
-        )
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    for callback in callbacks:
-        callback.on_train_end()
+    return train_step, eval_step
+
+
+def _train_epoch(train_step, iterator, feed: Feed, epoch: int) -> list[float]:
+    """[summed loss, correct, images] of one epoch's `feed.steps` steps; a peer that stopped
+    (crash, kill, lost machine: the collectives abort) is one line saying how to resume."""
+    import tensorflow as tf
+
+    totals = [0.0, 0.0, 0.0]
+    try:
+        for _ in range(feed.steps):
+            totals = [t + float(v) for t, v in zip(totals, train_step(iterator))]
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as err:
+        raise UserError(
+            f"training stopped in epoch {epoch + 1}: {err.message.splitlines()[0]} "
+            "(another worker stopped?); start every worker again with: "
+            f"{command('train')} resume RUN_DIR"
+        ) from None
+    return totals

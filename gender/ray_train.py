@@ -87,27 +87,9 @@ def train_on_ray(
     with ray_session(address, verbose, log_workers=True) as ray:
         if not verbose:
             _plain_worker_output()
-        from ray.util.placement_group import placement_group, remove_placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        from ray.util.placement_group import remove_placement_group
 
-        # SPREAD: one worker per node where the cluster has as many nodes (each then trains on
-        # all its node's cores), several per node otherwise
-        group = placement_group([{"CPU": 1}] * workers, strategy="SPREAD")
-        ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT)
-        if not ready:
-            remove_placement_group(group)
-            cpus = int(ray.cluster_resources().get("CPU", 0))
-            raise UserError(
-                f"--ray-workers {workers}: the Ray cluster did not offer {workers} CPUs in "
-                f"{PLACEMENT_TIMEOUT:.0f} s (it has {cpus}); add nodes or ask for fewer workers"
-            )
-        actor = ray.remote(num_cpus=1, max_restarts=0)(TrainWorker)
-        actors = [
-            actor.options(
-                scheduling_strategy=PlacementGroupSchedulingStrategy(group, i)
-            ).remote()
-            for i in range(workers)
-        ]  # fmt: skip
+        group, actors = _place_workers(ray, workers)
         try:
             addresses = ray.get([a.address.remote() for a in actors])
             cluster = {"worker": addresses}
@@ -125,33 +107,66 @@ def train_on_ray(
                 ): i
                 for i, a in enumerate(actors)
             }
-            run_dir, pending = None, list(calls)
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                try:
-                    result = ray.get(done[0])
-                except ray.exceptions.RayActorError as err:
-                    run = resume or _new_run_folder(config, started) or "RUN_DIR"
-                    raise UserError(
-                        f"training stopped: worker {calls[done[0]]} of {workers} died "
-                        f"({ray_reason(err)}); continue with: {again.format(run=run)}"
-                    ) from None
-                except ray.exceptions.RayTaskError as err:
-                    cause = getattr(err, "cause", None)
-                    if isinstance(cause, UserError):  # its hint restarts processes by hand
-                        said = str(cause).split("; start every worker again")[0]
-                        run = resume or _new_run_folder(config, started) or "RUN_DIR"
-                        tail = f"; continue with: {again.format(run=run)}" * (said != str(cause))
-                        raise UserError(said + tail) from None
-                    raise UserError(
-                        f"worker {calls[done[0]]}: {ray_reason(err)} (--verbose shows its log)"
-                    ) from None
-                run_dir = run_dir or result
+            run = resume or (lambda: _new_run_folder(config, started) or "RUN_DIR")
+            run_dir = _wait_for_workers(ray, calls, workers, again, run)
         finally:
             for a in actors:
                 ray.kill(a)
             remove_placement_group(group)
     return Path(run_dir)
+
+
+def _place_workers(ray, workers: int) -> tuple:
+    """(placement group, actors): `workers` TrainWorker actors of one CPU each, placed SPREAD
+    (one worker per node where the cluster has as many nodes, each then training on all its
+    node's cores; several per node otherwise); one line when the cluster has too few CPUs."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([{"CPU": 1}] * workers, strategy="SPREAD")
+    ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT)
+    if not ready:
+        remove_placement_group(group)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        raise UserError(
+            f"--ray-workers {workers}: the Ray cluster did not offer {workers} CPUs in "
+            f"{PLACEMENT_TIMEOUT:.0f} s (it has {cpus}); add nodes or ask for fewer workers"
+        )
+    actor = ray.remote(num_cpus=1, max_restarts=0)(TrainWorker)
+    actors = [
+        actor.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group, i)).remote()
+        for i in range(workers)
+    ]
+    return group, actors
+
+
+def _wait_for_workers(ray, calls: dict, workers: int, again: str, run) -> str:
+    """The chief's run folder once every worker's `train` call has returned; a worker that
+    died or raised is one line naming the resume command (`run`: the run folder, or a function
+    finding the new one)."""
+    run_dir, pending = None, list(calls)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            result = ray.get(done[0])
+        except ray.exceptions.RayActorError as err:
+            where = run() if callable(run) else run
+            raise UserError(
+                f"training stopped: worker {calls[done[0]]} of {workers} died "
+                f"({ray_reason(err)}); continue with: {again.format(run=where)}"
+            ) from None
+        except ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, UserError):  # its hint restarts processes by hand
+                said = str(cause).split("; start every worker again")[0]
+                where = run() if callable(run) else run
+                tail = f"; continue with: {again.format(run=where)}" * (said != str(cause))
+                raise UserError(said + tail) from None
+            raise UserError(
+                f"worker {calls[done[0]]}: {ray_reason(err)} (--verbose shows its log)"
+            ) from None
+        run_dir = run_dir or result
+    return run_dir
 
 
 def _plain_worker_output() -> None:

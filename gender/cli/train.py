@@ -69,6 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"other modes: {command('train')} {{resume,export,bundle,demo,adapt}} --help",
     )
     add_train_flags(train)
+    add_resume_mode(sub)
+    add_export_mode(sub)
+    add_bundle_mode(sub)
+    demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
+    demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
+    adapt_parser = sub.add_parser(
+        "adapt",
+        help="fine-tune a trained model (default: the bundled one) on a few hundred labelled "
+        "images of a new setting; a normal run folder",
+        description="Adapt a trained model to your camera or photos from 25-500 labelled "
+        "images in DIR/{man,woman}/ (docs/adapt.md: how many a setting needs).",
+    )
+    add_adapt_flags(adapt_parser)
+    add_export_flag(adapt_parser)
+    add_common_flags(parser)
+    for mode_parser in sub.choices.values():
+        add_common_flags(mode_parser)
+    return parser
+
+
+def add_resume_mode(sub) -> None:
+    """resume RUN_DIR: continue an interrupted run, or train a finished one longer."""
     resume = sub.add_parser(
         "resume",
         help="continue an interrupted run from its last.keras, or a finished one with --epochs",
@@ -81,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_devices_flag(resume)
     add_export_flag(resume)
+
+
+def add_export_mode(sub) -> None:
+    """export WEIGHTS: the LiteRT and SavedModel files beside a trained model."""
     export = sub.add_parser(
         "export",
         help="write a trained model as TFLite and SavedModel (with a JSON of its labels and "
@@ -95,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         "default the training folders in the run's run.json, else its val.txt beside the "
         "weights; without any no int8 export",
     )
+
+
+def add_bundle_mode(sub) -> None:
+    """bundle RUN_DIR: make a run's model (or an average) the bundled default."""
     bundle = sub.add_parser(
         "bundle",
         help="make a run's best model the bundled default for its task: weights/pretrained/"
@@ -127,21 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
         "with --threshold val: every person of the validation split weighs the same (a split "
         "cut from video holds some people in hundreds of frames)",
     )
-    demo = sub.add_parser("demo", help="train, evaluate and predict on a small synthetic data set")
-    demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
-    adapt_parser = sub.add_parser(
-        "adapt",
-        help="fine-tune a trained model (default: the bundled one) on a few hundred labelled "
-        "images of a new setting; a normal run folder",
-        description="Adapt a trained model to your camera or photos from 25-500 labelled "
-        "images in DIR/{man,woman}/ (docs/adapt.md: how many a setting needs).",
-    )
-    add_adapt_flags(adapt_parser)
-    add_export_flag(adapt_parser)
-    add_common_flags(parser)
-    for mode_parser in sub.choices.values():
-        add_common_flags(mode_parser)
-    return parser
 
 
 def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
