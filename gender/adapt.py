@@ -60,6 +60,9 @@ from gender.training import decode_split
 if TYPE_CHECKING:
     from gender.data import Samples
 
+# What adapt starts from without --weights: the bundled model of the task, or for faces the
+# bundled fast network, since the bundled face model averages two networks and adapt fine-tunes one.
+ADAPT_DEFAULTS = {"face": "face-fast", "pedestrian": "pedestrian"}
 MIN_IMAGES = 10  # fewer cannot be split into folds that each hold both classes
 MIN_PER_CLASS = 4
 ADAPT_AUGMENT = "flip,shift,zoom,brightness,contrast"
@@ -71,7 +74,7 @@ class AdaptConfig:
     """What `adapt` needs besides the images; saved in run.json as "adapt"."""
 
     data: str  # DIR/{man,woman}/ of the new setting
-    weights: str | None = None  # a .keras model or run folder; None: the bundled model of `task`
+    weights: str | None = None  # a .keras model or run folder; None: ADAPT_DEFAULTS of `task`
     task: str | None = None  # None: the task of `weights` (face when no weights are given)
     out: str = "weights"
     epochs: int = 12
@@ -138,7 +141,7 @@ def source_model(config: AdaptConfig) -> tuple[Path, "object", "RunRecord", str]
 
     if config.task is not None and config.task not in TASKS:
         raise UserError(f"--task {config.task}: expected one of {', '.join(TASKS)}")
-    path = resolve_weights(config.weights or default_weights(config.task or "face"))
+    path = resolve_weights(config.weights or default_weights(ADAPT_DEFAULTS[config.task or "face"]))
     model, info = load_trained(path)
     if info.averaged_with:  # gender.models.ensemble: two networks, no one set of blocks
         raise UserError(

@@ -256,3 +256,11 @@ def test_bad_unlabelled_input_is_one_line(trained_run, image_tree, tmp_path, cap
     line = err.strip().splitlines()[-1]
     assert line.startswith(f"error: {crops}") and words in line, line
     assert not (tmp_path / "runs").exists() or not run_dirs(tmp_path / "runs")
+
+
+def test_face_adaptation_starts_from_the_one_bundled_network_by_default(image_tree):
+    from gender.adapt import AdaptConfig, source_model
+
+    path, model, info, task = source_model(AdaptConfig(data=str(image_tree)))
+    # the bundled face model averages two networks; adapt fine-tunes one: face-fast
+    assert path.name == "face-fast.keras" and task == "face" and info.averaged_with is None

@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="weights", help="parent of the run folder (default weights)")
     adapt_parser = sub.add_parser(
         "adapt",
-        help="fine-tune a trained model (default: the bundled one) on a few hundred labelled "
-        "images of a new setting; a normal run folder",
+        help="fine-tune a trained model (default: the bundled face-fast or pedestrian one) on a "
+        "few hundred labelled images of a new setting; a normal run folder",
         description="Adapt a trained model to your camera or photos from 25-500 labelled "
         "images in DIR/{man,woman}/ (docs/adapt.md: how many a setting needs).",
     )
@@ -164,7 +164,9 @@ def add_adapt_flags(parser: argparse.ArgumentParser) -> None:
     defaults = AdaptConfig(data="")
     parser.add_argument("--data", required=True, metavar="DIR", help="man/ and woman/ images")
     parser.add_argument(
-        "--weights", help="the model to adapt, .keras or run folder (default: the bundled one)"
+        "--weights",
+        help="the model to adapt, .keras or run folder (default: the bundled face-fast model, or "
+        "with --task pedestrian the pedestrian one)",
     )
     parser.add_argument(
         "--task", choices=TASKS, help="which bundled model (default: the --weights' task, or face)"
